@@ -1,0 +1,12 @@
+//! llm-link's internal model and its wire-format codecs.
+//!
+//! Pure: serde only, no I/O. Every client format decodes into [`ir`] and every
+//! provider format encodes from it, so a new format is one module.
+
+pub mod ir;
+pub mod json;
+pub mod openai;
+pub mod sse;
+pub mod think;
+
+pub use json::DecodeError;

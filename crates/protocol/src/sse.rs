@@ -1,0 +1,147 @@
+//! Incremental Server-Sent Events parsing and writing.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    /// The `event:` field, when present.
+    pub event: Option<String>,
+    /// All `data:` lines, joined with `\n`.
+    pub data: String,
+}
+
+/// Feeds bytes in any split; yields complete events.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buf: BytesMut,
+    event: Option<String>,
+    data: Option<String>,
+}
+
+/// Bytes that may be buffered waiting for a line end before the input is
+/// considered malformed (a runaway line).
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseError(pub String);
+
+impl SseParser {
+    pub fn new() -> SseParser {
+        SseParser::default()
+    }
+
+    /// Adds bytes and returns every event they complete.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, SseError> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+            let line = self.buf.split_to(pos + 1);
+            let mut line = &line[..pos];
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            let line = std::str::from_utf8(line)
+                .map_err(|_| SseError("stream line is not valid UTF-8".into()))?;
+            if let Some(ev) = self.line(line) {
+                out.push(ev);
+            }
+        }
+        if self.buf.len() > MAX_LINE {
+            return Err(SseError("stream line exceeds 16 MiB".into()));
+        }
+        Ok(out)
+    }
+
+    /// Ends the input: a final event without its blank line still counts.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        if !self.buf.is_empty() {
+            let rest = self.buf.split();
+            if let Ok(line) = std::str::from_utf8(&rest) {
+                let line = line.trim_end_matches('\r').to_string();
+                if let Some(ev) = self.line(&line) {
+                    return Some(ev);
+                }
+            }
+        }
+        self.dispatch()
+    }
+
+    fn line(&mut self, line: &str) -> Option<SseEvent> {
+        if line.is_empty() {
+            return self.dispatch();
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "data" => match &mut self.data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => self.data = Some(value.to_string()),
+            },
+            "event" => self.event = Some(value.to_string()),
+            _ => {}
+        }
+        None
+    }
+
+    fn dispatch(&mut self) -> Option<SseEvent> {
+        let data = self.data.take();
+        let event = self.event.take();
+        data.map(|data| SseEvent { event, data })
+    }
+}
+
+/// Writes `data: <payload>\n\n`.
+pub fn data_event(payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(payload.len() + 8);
+    b.put_slice(b"data: ");
+    b.put_slice(payload);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
+
+/// Writes `event: <name>\ndata: <payload>\n\n`.
+pub fn named_event(name: &str, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(payload.len() + name.len() + 16);
+    b.put_slice(b"event: ");
+    b.put_slice(name.as_bytes());
+    b.put_slice(b"\ndata: ");
+    b.put_slice(payload);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_anywhere() {
+        let input = b"event: a\r\ndata: {\"x\":1}\r\n\r\n: comment\ndata: l1\ndata: l2\n\ndata: [DONE]\n\n";
+        for split in 0..input.len() {
+            let mut p = SseParser::new();
+            let mut evs = p.feed(&input[..split]).unwrap_or_default();
+            evs.extend(p.feed(&input[split..]).unwrap_or_default());
+            assert_eq!(evs.len(), 3, "split at {split}");
+            assert_eq!(evs[0].event.as_deref(), Some("a"));
+            assert_eq!(evs[0].data, "{\"x\":1}");
+            assert_eq!(evs[1].data, "l1\nl2");
+            assert_eq!(evs[2].data, "[DONE]");
+        }
+    }
+
+    #[test]
+    fn finish_flushes_unterminated_event() {
+        let mut p = SseParser::new();
+        assert!(p.feed(b"data: tail").unwrap_or_default().is_empty());
+        assert_eq!(p.finish().map(|e| e.data), Some("tail".to_string()));
+    }
+}
