@@ -1,0 +1,307 @@
+//! The OpenAI surface: `/v1/chat/completions`, `/v1/completions`,
+//! `/v1/embeddings`, `/v1/models`.
+//!
+//! When the provider speaks OpenAI too, the body is forwarded byte for byte
+//! with only the model name rewritten; otherwise it goes through the
+//! internal model.
+
+use super::{body_rejection, new_id, now_secs, server_timing};
+use crate::auth;
+use crate::error::{ApiError, OpenAiError};
+use crate::providers::presets::Wire;
+use crate::providers::{Endpoint, EventStream, ForwardBody, Forwarded};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use llm_link_protocol::ir::{StreamError, StreamEvent};
+use llm_link_protocol::json::RawObject;
+use llm_link_protocol::openai::{self, stream::ChunkEncoder};
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{*id}", get(get_model))
+        .layer(middleware::from_fn_with_state(state, require_key))
+}
+
+async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let rt = st.runtime();
+    if let Err(e) = auth::check(req.headers(), &rt.auth_keys) {
+        return e.openai_response();
+    }
+    drop(rt);
+    next.run(req).await
+}
+
+type Body_ = Result<Bytes, BytesRejection>;
+
+/// The model-name rewrite of a pass-through body.
+fn rewrite_model(obj: &RawObject<'_>, body: &Bytes, requested: &str, upstream: &str) -> Bytes {
+    if requested == upstream {
+        return body.clone();
+    }
+    let quoted = serde_json::Value::String(upstream.to_string()).to_string();
+    Bytes::from(obj.with_field("model", &quoted))
+}
+
+async fn chat_completions(
+    State(st): State<Arc<AppState>>,
+    body: Body_,
+) -> Result<Response, OpenAiError> {
+    let started = Instant::now();
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    let req = openai::decode_chat_object(&obj)?;
+    let target = st.runtime().router.resolve(&req.model)?;
+    let provider = target.provider;
+
+    if provider.passthrough_for(Wire::OpenAi) {
+        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
+        let fwd = provider
+            .forward(Endpoint::ChatCompletions, out, req.stream)
+            .await?;
+        return Ok(forwarded(fwd, started, req.stream));
+    }
+
+    let client_model = req.model.clone();
+    let (stream, include_usage, reasoning) = (req.stream, req.include_usage, req.reasoning_output);
+    let mut ir = req;
+    ir.model = target.upstream_model;
+    let t0 = Instant::now();
+    if !stream {
+        let mut resp = provider.chat(ir).await?;
+        let upstream = t0.elapsed();
+        if resp.id.is_empty() {
+            resp.id = new_id("chatcmpl-");
+        }
+        if resp.model.is_empty() {
+            resp.model = client_model;
+        }
+        if resp.created == 0 {
+            resp.created = now_secs();
+        }
+        let mut r = Json(openai::encode_chat_response(&resp, reasoning)).into_response();
+        if let Some(v) = server_timing(started.elapsed(), upstream) {
+            r.headers_mut().insert("server-timing", v);
+        }
+        return Ok(r);
+    }
+    let events = provider.chat_stream(ir).await?;
+    let upstream = t0.elapsed();
+    let enc = ChunkEncoder::new(
+        new_id("chatcmpl-"),
+        now_secs(),
+        client_model,
+        include_usage,
+        reasoning,
+    );
+    let mut r = sse_response(Body::from_stream(encode_openai_stream(events, enc)));
+    if let Some(v) = server_timing(started.elapsed(), upstream) {
+        r.headers_mut().insert("server-timing", v);
+    }
+    Ok(r)
+}
+
+/// Encodes decoded events for an OpenAI client; an error after the start
+/// becomes an in-band error event.
+fn encode_openai_stream(
+    events: EventStream,
+    enc: ChunkEncoder,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+    futures_util::stream::unfold(
+        (events, enc, false),
+        |(mut events, mut enc, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match events.next().await {
+                    Some(Ok(StreamEvent::Chunk(c))) => {
+                        if let Some(b) = enc.encode(&c) {
+                            return Some((Ok(b), (events, enc, false)));
+                        }
+                    }
+                    Some(Ok(StreamEvent::Done)) | None => {
+                        let b = enc.finish();
+                        return Some((Ok(b), (events, enc, true)));
+                    }
+                    Some(Ok(StreamEvent::Error(e))) => {
+                        let b = enc.error(&e);
+                        return Some((Ok(b), (events, enc, true)));
+                    }
+                    Some(Err(e)) => {
+                        let b = enc.error(&StreamError {
+                            message: e.to_string(),
+                            kind: e.openai_type().to_string(),
+                        });
+                        return Some((Ok(b), (events, enc, true)));
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn sse_response(body: Body) -> Response {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// An in-band OpenAI error event for a forwarded stream that broke off.
+fn inband_error(e: &ApiError) -> Bytes {
+    let body = openai::error_body(&e.to_string(), e.openai_type(), Some(e.code()), None);
+    llm_link_protocol::sse::data_event(body.to_string().as_bytes())
+}
+
+/// Builds the client response from a forwarded upstream answer.
+fn forwarded(fwd: Forwarded, started: Instant, stream: bool) -> Response {
+    let timing = server_timing(started.elapsed(), fwd.upstream_time);
+    let mut r = match fwd.body {
+        ForwardBody::Full(b) => Response::new(Body::from(b)),
+        ForwardBody::Stream(s) => {
+            let s = s.map(|item| {
+                Ok::<_, Infallible>(match item {
+                    Ok(b) => b,
+                    Err(e) => inband_error(&e),
+                })
+            });
+            if stream {
+                sse_response(Body::from_stream(s))
+            } else {
+                Response::new(Body::from_stream(s))
+            }
+        }
+    };
+    *r.status_mut() = fwd.status;
+    let default_type = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        fwd.content_type
+            .unwrap_or_else(|| HeaderValue::from_static(default_type)),
+    );
+    if let Some(v) = timing {
+        r.headers_mut().insert("server-timing", v);
+    }
+    r
+}
+
+async fn completions(
+    State(st): State<Arc<AppState>>,
+    body: Body_,
+) -> Result<Response, OpenAiError> {
+    let started = Instant::now();
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    let model = openai::validate_completion_request(&obj)?;
+    let stream = obj.get::<bool>("stream")?.unwrap_or(false);
+    let target = st.runtime().router.resolve(&model)?;
+    if target.provider.wire() != Wire::OpenAi {
+        return Err(ApiError::bad_request(format!(
+            "legacy /v1/completions needs an OpenAI-compatible provider; `{}` speaks {}. Use /v1/chat/completions",
+            target.provider.name(),
+            target.provider.wire().as_str()
+        ))
+        .into());
+    }
+    let out = rewrite_model(&obj, &body, &model, &target.upstream_model);
+    let fwd = target
+        .provider
+        .forward(Endpoint::Completions, out, stream)
+        .await?;
+    Ok(forwarded(fwd, started, stream))
+}
+
+async fn embeddings(State(st): State<Arc<AppState>>, body: Body_) -> Result<Response, OpenAiError> {
+    let started = Instant::now();
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    // Validates every field before anything goes upstream.
+    let req = openai::decode_embedding_request(&body)?;
+    let target = st.runtime().router.resolve(&req.model)?;
+    if target.provider.wire() == Wire::OpenAi {
+        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
+        let fwd = target
+            .provider
+            .forward(Endpoint::Embeddings, out, false)
+            .await?;
+        return Ok(forwarded(fwd, started, false));
+    }
+    let client_model = req.model.clone();
+    let mut ir = req;
+    ir.model = target.upstream_model;
+    let t0 = Instant::now();
+    let mut resp = target.provider.embed(ir).await?;
+    let upstream = t0.elapsed();
+    if resp.model.is_empty() {
+        resp.model = client_model;
+    }
+    let mut r = Json(openai::encode_embedding_response(&resp)).into_response();
+    if let Some(v) = server_timing(started.elapsed(), upstream) {
+        r.headers_mut().insert("server-timing", v);
+    }
+    Ok(r)
+}
+
+fn model_json(id: &str, owned_by: &str, created: u64) -> serde_json::Value {
+    json!({"id": id, "object": "model", "created": created, "owned_by": owned_by})
+}
+
+async fn list_models(State(st): State<Arc<AppState>>) -> Response {
+    let rt = st.runtime();
+    let created = now_secs().saturating_sub(st.started.elapsed().as_secs());
+    let data: Vec<_> = rt
+        .router
+        .models()
+        .iter()
+        .map(|m| model_json(&m.id, &m.owned_by, created))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn get_model(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, OpenAiError> {
+    let rt = st.runtime();
+    let created = now_secs().saturating_sub(st.started.elapsed().as_secs());
+    match rt.router.find_model(&id) {
+        Some(m) => Ok(Json(model_json(&m.id, &m.owned_by, created)).into_response()),
+        None => Err(ApiError::ModelNotFound(format!(
+            "The model `{id}` does not exist or is not served by this llm-link; list the available models with GET /v1/models"
+        ))
+        .into()),
+    }
+}
+
+/// Unknown paths under `/v1/` answer in OpenAI's shape.
+pub async fn not_found() -> Response {
+    let mut r = ApiError::NotFound("unknown endpoint; llm-link serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models".into()).openai_response();
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}

@@ -1,0 +1,339 @@
+//! The command line. `llm-link` alone is `llm-link serve`.
+
+use crate::config::{self, CliInput, LogFormat};
+use crate::providers::presets::{self, PRESETS};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const AFTER_HELP: &str = "\
+Examples:
+  ZHIPU_API_KEY=... llm-link --provider zhipu --model glm-4-flash
+  llm-link --provider openai-compatible --base-url http://localhost:8000/v1 --model qwen2.5
+  llm-link --config llm-link.toml --auth-key my-client-key
+  llm-link providers              # every provider kind, its base URL, key variable, default model
+
+Every serve flag can also come from an LLM_LINK_<FLAG> environment variable
+(LLM_LINK_PORT, LLM_LINK_PROVIDER, ...). With no provider given, llm-link
+enables every provider whose key variable (OPENAI_API_KEY, ZHIPU_API_KEY, ...)
+is set.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llm-link",
+    version,
+    about = "One gateway between any LLM client and any LLM provider",
+    long_about = "llm-link serves the OpenAI API (and, as the project grows, the Anthropic and \
+Ollama APIs) on one port and forwards each request to the provider that serves the requested \
+model: OpenAI, Zhipu, Aliyun, Volcengine, Tencent, DeepSeek, Moonshot, MiniMax or any \
+OpenAI-compatible endpoint.",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default when no subcommand is given)
+    #[command(after_help = AFTER_HELP)]
+    Serve(Box<ServeArgs>),
+    /// List every provider kind with its default base URL, key variable and default model
+    Providers {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with configuration files
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the version
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (with the current environment) and print what it declares
+    Check {
+        /// The file: .toml, .yaml, .yml or .json
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; anything but loopback should come with --auth-key
+    #[arg(
+        long,
+        env = "LLM_LINK_HOST",
+        value_name = "IP",
+        help_heading = "Server"
+    )]
+    pub host: Option<String>,
+    /// Port to listen on (0 picks a free one) [default: 11434]
+    #[arg(long, env = "LLM_LINK_PORT", help_heading = "Server")]
+    pub port: Option<u16>,
+    /// Config file declaring providers, models and aliases (.toml, .yaml, .yml, .json)
+    #[arg(
+        long,
+        env = "LLM_LINK_CONFIG",
+        value_name = "FILE",
+        help_heading = "Server"
+    )]
+    pub config: Option<PathBuf>,
+    /// Key clients must present as `Authorization: Bearer KEY` or `x-api-key: KEY`;
+    /// repeat or separate with commas for several
+    #[arg(
+        long = "auth-key",
+        env = "LLM_LINK_AUTH_KEY",
+        value_name = "KEY",
+        value_delimiter = ',',
+        hide_env_values = true,
+        help_heading = "Server"
+    )]
+    pub auth_key: Vec<String>,
+    /// Largest request body accepted (413 beyond) [default: 32MiB]
+    #[arg(
+        long,
+        env = "LLM_LINK_BODY_LIMIT",
+        value_name = "SIZE",
+        help_heading = "Server"
+    )]
+    pub body_limit: Option<String>,
+
+    /// Provider kind for single-provider mode (see `llm-link providers`)
+    #[arg(
+        long,
+        env = "LLM_LINK_PROVIDER",
+        value_name = "KIND",
+        help_heading = "Provider"
+    )]
+    pub provider: Option<String>,
+    /// Default model for --provider; in single-provider mode any model name is forwarded
+    #[arg(
+        long,
+        env = "LLM_LINK_MODEL",
+        value_name = "NAME",
+        help_heading = "Provider"
+    )]
+    pub model: Option<String>,
+    /// Upstream API key for --provider (default: the kind's variable, e.g. ZHIPU_API_KEY)
+    #[arg(
+        long,
+        env = "LLM_LINK_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true,
+        help_heading = "Provider"
+    )]
+    pub api_key: Option<String>,
+    /// Upstream base URL for --provider (default: the kind's published URL)
+    #[arg(
+        long,
+        env = "LLM_LINK_BASE_URL",
+        value_name = "URL",
+        help_heading = "Provider"
+    )]
+    pub base_url: Option<String>,
+    /// Upstream connect timeout [default: 10s]
+    #[arg(
+        long,
+        env = "LLM_LINK_CONNECT_TIMEOUT",
+        value_name = "DURATION",
+        help_heading = "Provider"
+    )]
+    pub connect_timeout: Option<String>,
+    /// Longest wait for an upstream's response headers [default: 300s]
+    #[arg(
+        long,
+        env = "LLM_LINK_FIRST_BYTE_TIMEOUT",
+        value_name = "DURATION",
+        help_heading = "Provider"
+    )]
+    pub first_byte_timeout: Option<String>,
+    /// Longest silence between two chunks of an upstream answer [default: 120s]
+    #[arg(
+        long,
+        env = "LLM_LINK_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        help_heading = "Provider"
+    )]
+    pub idle_timeout: Option<String>,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive like llm_link=debug
+    #[arg(
+        long,
+        env = "LLM_LINK_LOG_LEVEL",
+        value_name = "LEVEL",
+        help_heading = "Logging"
+    )]
+    pub log_level: Option<String>,
+    /// Log line format (logs go to stderr)
+    #[arg(
+        long,
+        env = "LLM_LINK_LOG_FORMAT",
+        value_enum,
+        help_heading = "Logging"
+    )]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    pub fn input(&self) -> CliInput {
+        CliInput {
+            host: self.host.clone(),
+            port: self.port,
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            api_key: self.api_key.clone(),
+            base_url: self.base_url.clone(),
+            auth_keys: self.auth_key.clone(),
+            body_limit: self.body_limit.clone(),
+            connect_timeout: self.connect_timeout.clone(),
+            first_byte_timeout: self.first_byte_timeout.clone(),
+            idle_timeout: self.idle_timeout.clone(),
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+        }
+    }
+}
+
+/// A user mistake: one line on stderr, exit 2.
+pub fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    ExitCode::SUCCESS
+                }
+                _ => {
+                    let text = e.render().to_string();
+                    let line = text
+                        .lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("invalid arguments")
+                        .trim_start_matches("error: ");
+                    usage_error(format!("{line} (see llm-link --help)"))
+                }
+            };
+        }
+    };
+    match cli.command {
+        None => crate::server::run(cli.serve),
+        Some(Command::Serve(args)) => crate::server::run(*args),
+        Some(Command::Providers { json }) => {
+            print_providers(json);
+            ExitCode::SUCCESS
+        }
+        Some(Command::Config {
+            command: ConfigCommand::Check { file },
+        }) => config_check(&file),
+        Some(Command::Version) => {
+            println!("llm-link {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn print_providers(json: bool) {
+    if json {
+        let rows: Vec<_> = PRESETS
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "kind": p.kind,
+                    "name": p.display,
+                    "wire": p.wire.as_str(),
+                    "base_url": p.base_url,
+                    "key_env": p.key_env,
+                    "default_model": p.default_model,
+                    "supported": p.supported,
+                    "note": p.note,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return;
+    }
+    println!(
+        "{:<18} {:<10} {:<52} {:<26} DEFAULT MODEL",
+        "KIND", "WIRE", "DEFAULT BASE URL", "KEY VARIABLE"
+    );
+    for p in PRESETS {
+        let base = if p.base_url.is_empty() {
+            if p.kind == "llamacpp" {
+                "(started by llm-link)"
+            } else {
+                "(required: --base-url)"
+            }
+        } else {
+            p.base_url
+        };
+        let model = if p.default_model.is_empty() {
+            "(required: --model)"
+        } else {
+            p.default_model
+        };
+        let mut line = format!(
+            "{:<18} {:<10} {:<52} {:<26} {}",
+            p.kind,
+            p.wire.as_str(),
+            base,
+            p.key_env.unwrap_or("-"),
+            model
+        );
+        if !p.note.is_empty() {
+            line.push_str(&format!("  [{}]", p.note));
+        }
+        println!("{line}");
+    }
+    println!();
+    println!("Start one:  <KEY VARIABLE>=... llm-link --provider KIND [--model NAME]");
+    println!("Known kinds: {}", presets::kinds());
+}
+
+fn config_check(file: &std::path::Path) -> ExitCode {
+    let parsed = match config::load_file(file) {
+        Ok(f) => f,
+        Err(e) => return usage_error(e),
+    };
+    let input = CliInput::default();
+    let cfg = match config::build(&input, Some(&parsed), &|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    println!("{}: ok", file.display());
+    for p in &cfg.providers {
+        println!(
+            "  provider {} ({}) {} — models: {}{}",
+            p.name,
+            p.preset.kind,
+            p.base_url,
+            p.models
+                .iter()
+                .map(|m| m.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if p.api_key.is_some() { "; key set" } else { "" }
+        );
+    }
+    for (a, t) in &cfg.aliases {
+        println!("  alias {a} -> {t}");
+    }
+    ExitCode::SUCCESS
+}

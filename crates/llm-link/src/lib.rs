@@ -1,0 +1,32 @@
+//! llm-link: one binary between any LLM client and any LLM provider.
+//!
+//! [`app`] builds the whole HTTP surface from an [`AppState`]; tests drive it
+//! directly. [`cli::run`] is the binary.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod providers;
+pub mod routing;
+pub mod server;
+pub mod state;
+
+pub use state::AppState;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+/// The complete router.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(api::openai::routes(state.clone()))
+        .route("/v1/{*rest}", axum::routing::any(api::openai::not_found))
+        .route("/health", get(api::health::health))
+        .route("/api/health", get(api::health::api_health))
+        .layer(DefaultBodyLimit::max(state.body_limit))
+        .with_state(state)
+}

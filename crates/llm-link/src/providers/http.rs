@@ -1,0 +1,270 @@
+//! Shared upstream HTTP plumbing: the pooled client, URL joining, timeouts
+//! on the first byte and between chunks, and the mapping of upstream
+//! failures to client-safe errors.
+
+use super::ByteStream;
+use crate::config::{ProviderConfig, Secret};
+use crate::error::ApiError;
+use axum::http::{HeaderMap, StatusCode};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use std::time::Duration;
+
+/// Largest upstream body read into memory (non-streamed answers, errors).
+pub const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A keep-alive, pooled client for one provider.
+pub fn client(cfg: &ProviderConfig) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(cfg.timeouts.connect)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .tcp_keepalive(Duration::from_secs(30))
+        .user_agent(concat!("llm-link/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("provider `{}`: cannot build HTTP client: {e}", cfg.name))
+}
+
+/// Joins a base URL and an endpoint path exactly once: a base that already
+/// ends with the path is used as is, a trailing slash is dropped, and a bare
+/// host (`http://localhost:8000`) gets OpenAI's `/v1`.
+pub fn join_url(base: &str, path: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with(path) {
+        return base.to_string();
+    }
+    let has_path = base
+        .split_once("://")
+        .map(|(_, rest)| rest.contains('/'))
+        .unwrap_or(false);
+    if has_path {
+        format!("{base}{path}")
+    } else {
+        format!("{base}/v1{path}")
+    }
+}
+
+/// Removes a secret from upstream text before it can reach a client or log.
+pub fn scrub(text: &str, key: Option<&Secret>) -> String {
+    let mut t: String = text.chars().take(500).collect();
+    if let Some(k) = key {
+        let k = k.expose();
+        if k.len() >= 4 {
+            t = t.replace(k, "****");
+        }
+    }
+    t
+}
+
+fn classify_send_error(provider: &str, e: &reqwest::Error) -> ApiError {
+    if e.is_timeout() {
+        ApiError::Timeout(format!("provider `{provider}` did not answer in time"))
+    } else if e.is_connect() {
+        ApiError::BadGateway(format!("could not connect to provider `{provider}`"))
+    } else {
+        ApiError::BadGateway(format!("provider `{provider}` connection failed"))
+    }
+}
+
+/// Sends a request, waiting at most the first-byte timeout for headers, and
+/// maps non-2xx answers to errors.
+pub async fn send(
+    cfg: &ProviderConfig,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ApiError> {
+    let resp = match tokio::time::timeout(cfg.timeouts.first_byte, req.send()).await {
+        Err(_) => {
+            return Err(ApiError::Timeout(format!(
+                "provider `{}` did not start answering within {}s",
+                cfg.name,
+                cfg.timeouts.first_byte.as_secs_f64()
+            )))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(provider = %cfg.name, error = %e, "upstream request failed");
+            return Err(classify_send_error(&cfg.name, &e));
+        }
+        Ok(Ok(r)) => r,
+    };
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = read_limited(cfg, resp, MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
+    Err(map_status(cfg, status, &headers, &body))
+}
+
+/// Maps an upstream's error answer to the error the client sees.
+pub fn map_status(
+    cfg: &ProviderConfig,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiError {
+    let name = &cfg.name;
+    let detail = llm_link_protocol::openai::upstream_error_message(body)
+        .map(|m| scrub(&m, cfg.api_key.as_ref()))
+        .filter(|m| !m.trim().is_empty());
+    let with = |prefix: String| match &detail {
+        Some(d) => format!("{prefix}: {d}"),
+        None => prefix,
+    };
+    tracing::warn!(provider = %name, status = status.as_u16(), detail = detail.as_deref().unwrap_or(""), "upstream error");
+    match status.as_u16() {
+        401 | 403 => {
+            let hint = cfg
+                .preset
+                .key_env
+                .map(|v| format!(" (set with --api-key, {v} or the config file)"))
+                .unwrap_or_default();
+            ApiError::UpstreamAuth(with(format!(
+                "provider `{name}` rejected the API key llm-link uses for it (HTTP {}); check that key{hint}",
+                status.as_u16()
+            )))
+        }
+        429 => ApiError::RateLimited {
+            message: with(format!("provider `{name}` is rate limiting requests")),
+            retry_after: headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        },
+        408 => ApiError::Timeout(with(format!("provider `{name}` timed out"))),
+        400..=499 => ApiError::UpstreamRejected {
+            status: status.as_u16(),
+            message: with(format!(
+                "provider `{name}` rejected the request (HTTP {})",
+                status.as_u16()
+            )),
+        },
+        _ => ApiError::BadGateway(with(format!(
+            "provider `{name}` failed (HTTP {})",
+            status.as_u16()
+        ))),
+    }
+}
+
+/// Reads a whole body, with the idle timeout between chunks and a size cap.
+pub async fn read_limited(
+    cfg: &ProviderConfig,
+    resp: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = BytesMut::new();
+    loop {
+        match tokio::time::timeout(cfg.timeouts.idle, stream.next()).await {
+            Err(_) => {
+                return Err(ApiError::Timeout(format!(
+                    "provider `{}` stalled while sending its answer",
+                    cfg.name
+                )))
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => {
+                tracing::warn!(provider = %cfg.name, error = %e, "upstream body failed");
+                return Err(ApiError::BadGateway(format!(
+                    "provider `{}` broke off its answer",
+                    cfg.name
+                )));
+            }
+            Ok(Some(Ok(chunk))) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(ApiError::BadGateway(format!(
+                        "provider `{}` sent an answer larger than {limit} bytes",
+                        cfg.name
+                    )));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+/// The body as a stream that fails when the upstream goes quiet for longer
+/// than the idle timeout. Dropping it closes the upstream connection.
+pub fn idle_stream(cfg: &ProviderConfig, resp: reqwest::Response) -> ByteStream {
+    let idle = cfg.timeouts.idle;
+    let name = cfg.name.clone();
+    let inner = resp.bytes_stream();
+    Box::pin(futures_util::stream::unfold(
+        (inner, false),
+        move |(mut inner, done)| {
+            let name = name.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                match tokio::time::timeout(idle, inner.next()).await {
+                    Err(_) => Some((
+                        Err(ApiError::Timeout(format!(
+                            "provider `{name}` sent nothing for {}s",
+                            idle.as_secs_f64()
+                        ))),
+                        (inner, true),
+                    )),
+                    Ok(None) => None,
+                    Ok(Some(Ok(b))) => Some((Ok(b), (inner, false))),
+                    Ok(Some(Err(e))) => {
+                        tracing::warn!(provider = %name, error = %e, "upstream stream failed");
+                        Some((
+                            Err(ApiError::BadGateway(format!(
+                                "provider `{name}` broke off the stream"
+                            ))),
+                            (inner, true),
+                        ))
+                    }
+                }
+            }
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_exactly_once() {
+        let p = "/chat/completions";
+        assert_eq!(
+            join_url("https://api.openai.com/v1", p),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            join_url("https://api.openai.com/v1/", p),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            join_url("https://x/v1/chat/completions", p),
+            "https://x/v1/chat/completions"
+        );
+        assert_eq!(
+            join_url("http://localhost:8000", p),
+            "http://localhost:8000/v1/chat/completions"
+        );
+        assert_eq!(
+            join_url("http://localhost:8000/", p),
+            "http://localhost:8000/v1/chat/completions"
+        );
+        assert_eq!(
+            join_url("https://open.bigmodel.cn/api/paas/v4", p),
+            "https://open.bigmodel.cn/api/paas/v4/chat/completions"
+        );
+        assert!(!join_url("https://api.openai.com/v1", "/models").contains("/v1/v1"));
+    }
+
+    #[test]
+    fn scrub_hides_the_key() {
+        let k = Secret::new("sk-supersecret-1234");
+        assert_eq!(
+            scrub("bad key sk-supersecret-1234!", Some(&k)),
+            "bad key ****!"
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! The one adapter for every OpenAI-compatible provider (OpenAI, Zhipu,
+//! Aliyun, Volcengine, Tencent, DeepSeek, Moonshot, MiniMax, any
+//! compatible endpoint); the preset table supplies the differences.
+
+use super::http::{self, join_url, MAX_UPSTREAM_BODY};
+use super::presets::KeyStyle;
+use super::{BoxFuture, Endpoint, EventStream, ForwardBody, Forwarded, Provider};
+use crate::config::ProviderConfig;
+use crate::error::ApiError;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use llm_link_protocol::ir::{
+    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent,
+};
+use llm_link_protocol::openai::{self, stream::ChunkDecoder, RequestOptions};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+pub struct OpenAiProvider {
+    cfg: ProviderConfig,
+    client: reqwest::Client,
+    headers: HeaderMap,
+}
+
+impl OpenAiProvider {
+    pub fn new(cfg: ProviderConfig) -> Result<OpenAiProvider, String> {
+        let client = http::client(&cfg)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let (Some(key), KeyStyle::Bearer) = (&cfg.api_key, cfg.preset.key_style) {
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    format!(
+                        "provider `{}`: the API key has characters not allowed in a header",
+                        cfg.name
+                    )
+                })?;
+            v.set_sensitive(true);
+            headers.insert(axum::http::header::AUTHORIZATION, v);
+        }
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("provider `{}`: bad header name `{k}`", cfg.name))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| format!("provider `{}`: bad value for header `{k}`", cfg.name))?;
+            headers.insert(name, value);
+        }
+        Ok(OpenAiProvider {
+            cfg,
+            client,
+            headers,
+        })
+    }
+
+    fn post(&self, endpoint: Endpoint, body: Bytes) -> reqwest::RequestBuilder {
+        self.client
+            .post(join_url(&self.cfg.base_url, endpoint.openai_path()))
+            .headers(self.headers.clone())
+            .body(body)
+    }
+
+    fn encode(&self, req: &ChatRequest) -> Bytes {
+        let wire = openai::encode_chat_request(
+            req,
+            RequestOptions {
+                legacy_max_tokens: !self.cfg.preset.max_completion_tokens,
+                forward_extra: true,
+            },
+        );
+        Bytes::from(wire.to_string())
+    }
+
+    fn malformed(&self, what: &str, e: impl std::fmt::Display) -> ApiError {
+        tracing::warn!(provider = %self.cfg.name, error = %e, "malformed upstream {what}");
+        ApiError::BadGateway(format!(
+            "provider `{}` sent a malformed {what}",
+            self.cfg.name
+        ))
+    }
+}
+
+impl Provider for OpenAiProvider {
+    fn config(&self) -> &ProviderConfig {
+        &self.cfg
+    }
+
+    fn forward(
+        &self,
+        endpoint: Endpoint,
+        body: Bytes,
+        stream: bool,
+    ) -> BoxFuture<'_, Result<Forwarded, ApiError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let resp = http::send(&self.cfg, self.post(endpoint, body)).await?;
+            let status = resp.status();
+            let content_type = resp
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .cloned();
+            if stream {
+                return Ok(Forwarded {
+                    status,
+                    content_type,
+                    upstream_time: started.elapsed(),
+                    body: ForwardBody::Stream(http::idle_stream(&self.cfg, resp)),
+                });
+            }
+            let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
+            Ok(Forwarded {
+                status,
+                content_type,
+                upstream_time: started.elapsed(),
+                body: ForwardBody::Full(bytes),
+            })
+        })
+    }
+
+    fn chat(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, ApiError>> {
+        Box::pin(async move {
+            req.stream = false;
+            let resp = http::send(
+                &self.cfg,
+                self.post(Endpoint::ChatCompletions, self.encode(&req)),
+            )
+            .await?;
+            let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
+            openai::decode_chat_response(&bytes).map_err(|e| self.malformed("response", e))
+        })
+    }
+
+    fn chat_stream(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<EventStream, ApiError>> {
+        Box::pin(async move {
+            req.stream = true;
+            let resp = http::send(
+                &self.cfg,
+                self.post(Endpoint::ChatCompletions, self.encode(&req)),
+            )
+            .await?;
+            let bytes = http::idle_stream(&self.cfg, resp);
+            Ok(decode_events(bytes, self.cfg.name.clone()))
+        })
+    }
+
+    fn embed(&self, req: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse, ApiError>> {
+        Box::pin(async move {
+            let body = Bytes::from(openai::encode_embedding_request(&req).to_string());
+            let resp = http::send(&self.cfg, self.post(Endpoint::Embeddings, body)).await?;
+            let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
+            openai::decode_embedding_response(&bytes)
+                .map_err(|e| self.malformed("embedding response", e))
+        })
+    }
+
+    fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
+        Box::pin(async move {
+            let req = self
+                .client
+                .get(join_url(&self.cfg.base_url, "/models"))
+                .headers(self.headers.clone());
+            let resp = http::send(&self.cfg, req).await?;
+            let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| self.malformed("model list", e))?;
+            let ids = v
+                .get("data")
+                .and_then(|d| d.as_array())
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|m| m.get("id").and_then(|i| i.as_str()).map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(ids)
+        })
+    }
+}
+
+/// Turns an OpenAI SSE byte stream into decoded events. A stream that ends
+/// without `[DONE]` and without a finish reason is reported as broken off.
+pub fn decode_events(bytes: super::ByteStream, provider: String) -> EventStream {
+    struct St {
+        bytes: super::ByteStream,
+        dec: ChunkDecoder,
+        queue: VecDeque<Result<StreamEvent, ApiError>>,
+        ended: bool,
+        saw_finish: bool,
+        provider: String,
+    }
+    fn has_finish(ev: &StreamEvent) -> bool {
+        matches!(ev, StreamEvent::Chunk(c) if c.choices.iter().any(|c| c.finish_reason.is_some()))
+    }
+    let st = St {
+        bytes,
+        dec: ChunkDecoder::new(),
+        queue: VecDeque::new(),
+        ended: false,
+        saw_finish: false,
+        provider,
+    };
+    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(item) = st.queue.pop_front() {
+                return Some((item, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.bytes.next().await {
+                Some(Ok(b)) => match st.dec.feed(&b) {
+                    Ok(evs) => {
+                        st.saw_finish |= evs.iter().any(has_finish);
+                        st.queue.extend(evs.into_iter().map(Ok));
+                    }
+                    Err(e) => {
+                        st.ended = true;
+                        tracing::warn!(provider = %st.provider, error = %e, "malformed upstream stream");
+                        st.queue.push_back(Err(ApiError::BadGateway(format!(
+                            "provider `{}` sent a malformed stream",
+                            st.provider
+                        ))));
+                    }
+                },
+                Some(Err(e)) => {
+                    st.ended = true;
+                    st.queue.push_back(Err(e));
+                }
+                None => {
+                    st.ended = true;
+                    match st.dec.finish() {
+                        Ok(evs) => {
+                            st.saw_finish |= evs.iter().any(has_finish);
+                            st.queue.extend(evs.into_iter().map(Ok));
+                        }
+                        Err(e) => {
+                            tracing::warn!(provider = %st.provider, error = %e, "malformed stream tail")
+                        }
+                    }
+                    if !st.dec.is_done() && !st.saw_finish {
+                        st.queue.push_back(Err(ApiError::BadGateway(format!(
+                            "provider `{}` ended the stream early",
+                            st.provider
+                        ))));
+                    }
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,90 @@
+//! Shared state: the configuration snapshot the request path reads, swapped
+//! atomically on change so nothing on that path waits on a lock or the
+//! database.
+
+use crate::config::{Config, Secret};
+use crate::providers;
+use crate::routing::ModelRouter;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Everything a request needs, immutable once built.
+pub struct Runtime {
+    pub router: ModelRouter,
+    pub auth_keys: Vec<Secret>,
+}
+
+impl Runtime {
+    pub fn from_config(cfg: &Config) -> Result<Runtime, String> {
+        let providers = cfg
+            .providers
+            .iter()
+            .cloned()
+            .map(providers::build)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Runtime {
+            router: ModelRouter::new(providers, &cfg.aliases),
+            auth_keys: cfg.auth_keys.clone(),
+        })
+    }
+}
+
+pub struct AppState {
+    runtime: ArcSwap<Runtime>,
+    pub body_limit: usize,
+    /// Differs on every start, even two starts in the same second.
+    pub instance_id: u64,
+    pub pid: u32,
+    pub started: Instant,
+    /// Cancelled to begin a graceful shutdown.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl AppState {
+    pub fn new(cfg: &Config) -> Result<Arc<AppState>, String> {
+        Ok(Arc::new(AppState {
+            runtime: ArcSwap::from_pointee(Runtime::from_config(cfg)?),
+            body_limit: cfg.body_limit,
+            instance_id: new_instance_id(),
+            pid: std::process::id(),
+            started: Instant::now(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        }))
+    }
+
+    /// The current snapshot.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Replaces the snapshot; requests in flight keep the one they loaded.
+    pub fn swap(&self, rt: Runtime) {
+        self.runtime.store(Arc::new(rt));
+    }
+}
+
+/// Milliseconds since the epoch times 1000 plus a random part: unique per
+/// start and still exact in a JavaScript number (< 2^53).
+fn new_instance_id() -> u64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    ms.saturating_mul(1000) + fastrand::u64(0..1000)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn instance_ids_differ_and_fit_javascript() {
+        let a = super::new_instance_id();
+        let b = super::new_instance_id();
+        assert!(a < (1u64 << 53));
+        // Same millisecond is possible; the random part still differs most of the time.
+        let ids: std::collections::HashSet<u64> =
+            (0..50).map(|_| super::new_instance_id()).collect();
+        assert!(ids.len() > 1);
+        assert!(a > 1_700_000_000_000_000 && b > 1_700_000_000_000_000);
+    }
+}
