@@ -52,7 +52,9 @@ impl<'a> RawObject<'a> {
         let input = std::str::from_utf8(input)
             .map_err(|_| DecodeError::body("the body is not valid UTF-8"))?;
         if input.trim().is_empty() {
-            return Err(DecodeError::body("the body is empty; expected a JSON object"));
+            return Err(DecodeError::body(
+                "the body is empty; expected a JSON object",
+            ));
         }
         let fields: BTreeMap<String, &'a RawValue> = serde_json::from_str(input).map_err(|e| {
             if e.is_data() {
@@ -111,8 +113,7 @@ impl<'a> RawObject<'a> {
     pub fn with_field(&self, key: &str, new_json: &str) -> Vec<u8> {
         match self.span(key) {
             Some((start, end)) => {
-                let mut out =
-                    Vec::with_capacity(self.input.len() - (end - start) + new_json.len());
+                let mut out = Vec::with_capacity(self.input.len() - (end - start) + new_json.len());
                 out.extend_from_slice(&self.input.as_bytes()[..start]);
                 out.extend_from_slice(new_json.as_bytes());
                 out.extend_from_slice(&self.input.as_bytes()[end..]);
@@ -195,7 +196,10 @@ mod tests {
             content: String,
         }
         let err = obj.get::<Vec<M>>("messages").err();
-        assert_eq!(err.map(|e| e.field), Some("messages[0].content".to_string()));
+        assert_eq!(
+            err.map(|e| e.field),
+            Some("messages[0].content".to_string())
+        );
         assert!(obj.require::<String>("model").is_err());
     }
 

@@ -125,7 +125,8 @@ mod tests {
 
     #[test]
     fn events_split_anywhere() {
-        let input = b"event: a\r\ndata: {\"x\":1}\r\n\r\n: comment\ndata: l1\ndata: l2\n\ndata: [DONE]\n\n";
+        let input =
+            b"event: a\r\ndata: {\"x\":1}\r\n\r\n: comment\ndata: l1\ndata: l2\n\ndata: [DONE]\n\n";
         for split in 0..input.len() {
             let mut p = SseParser::new();
             let mut evs = p.feed(&input[..split]).unwrap_or_default();

@@ -54,7 +54,10 @@ pub fn decode_chat_object(obj: &RawObject<'_>) -> Result<ChatRequest, DecodeErro
     }
     let wire_messages: Vec<WireMessage> = obj.require("messages")?;
     if wire_messages.is_empty() {
-        return Err(DecodeError::new("messages", "must contain at least one message"));
+        return Err(DecodeError::new(
+            "messages",
+            "must contain at least one message",
+        ));
     }
     let mut messages = Vec::with_capacity(wire_messages.len());
     for (i, m) in wire_messages.into_iter().enumerate() {
@@ -68,7 +71,9 @@ pub fn decode_chat_object(obj: &RawObject<'_>) -> Result<ChatRequest, DecodeErro
                 if kind != "function" {
                     return Err(DecodeError::new(
                         format!("tools[{i}].type"),
-                        format!("unsupported tool type `{kind}`; only `function` tools are supported"),
+                        format!(
+                            "unsupported tool type `{kind}`; only `function` tools are supported"
+                        ),
                     ));
                 }
             }
@@ -374,7 +379,9 @@ pub fn encode_chat_request(req: &ChatRequest, opts: RequestOptions) -> Value {
                 ToolChoice::Auto => json!("auto"),
                 ToolChoice::None => json!("none"),
                 ToolChoice::Required => json!("required"),
-                ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
+                ToolChoice::Function(name) => {
+                    json!({"type": "function", "function": {"name": name}})
+                }
             },
         );
     }
@@ -383,22 +390,21 @@ pub fn encode_chat_request(req: &ChatRequest, opts: RequestOptions) -> Value {
             o.insert(k.into(), v);
         }
     };
-    put("parallel_tool_calls", req.parallel_tool_calls.map(Value::Bool));
+    put(
+        "parallel_tool_calls",
+        req.parallel_tool_calls.map(Value::Bool),
+    );
     put("temperature", req.temperature.map(|v| json!(v)));
     put("top_p", req.top_p.map(|v| json!(v)));
     put("top_k", req.top_k.map(|v| json!(v)));
-    let max_key = if req.max_tokens_field == MaxTokensField::MaxCompletionTokens
-        && !opts.legacy_max_tokens
-    {
-        "max_completion_tokens"
-    } else {
-        "max_tokens"
-    };
+    let max_key =
+        if req.max_tokens_field == MaxTokensField::MaxCompletionTokens && !opts.legacy_max_tokens {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
     put(max_key, req.max_tokens.map(|v| json!(v)));
-    put(
-        "stop",
-        (!req.stop.is_empty()).then(|| json!(req.stop)),
-    );
+    put("stop", (!req.stop.is_empty()).then(|| json!(req.stop)));
     put("seed", req.seed.map(|v| json!(v)));
     put("presence_penalty", req.presence_penalty.map(|v| json!(v)));
     put("frequency_penalty", req.frequency_penalty.map(|v| json!(v)));
@@ -485,7 +491,10 @@ fn tool_calls_from_wire(calls: Option<Vec<WireToolCall>>) -> Vec<ToolCall> {
 /// Decodes an upstream's non-streamed chat response. `<think>` blocks at the
 /// start of the content are moved to the reasoning channel.
 pub fn decode_chat_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
-    let wire: WireResponse = crate::json::decode_field("response", std::str::from_utf8(body).map_err(|_| DecodeError::body("response is not UTF-8"))?)?;
+    let wire: WireResponse = crate::json::decode_field(
+        "response",
+        std::str::from_utf8(body).map_err(|_| DecodeError::body("response is not UTF-8"))?,
+    )?;
     let choices = wire
         .choices
         .into_iter()
@@ -553,7 +562,10 @@ pub fn encode_chat_response(resp: &ChatResponse, reasoning: ReasoningOutput) -> 
                 m.insert("content".into(), Value::String(text));
             }
             if !c.message.tool_calls.is_empty() {
-                m.insert("tool_calls".into(), tool_calls_to_wire(&c.message.tool_calls));
+                m.insert(
+                    "tool_calls".into(),
+                    tool_calls_to_wire(&c.message.tool_calls),
+                );
             }
             json!({
                 "index": c.index,
@@ -598,9 +610,7 @@ pub fn upstream_error_message(body: &[u8]) -> Option<String> {
             _ => None,
         }
     };
-    v.get("error")
-        .and_then(pick)
-        .or_else(|| pick(&v))
+    v.get("error").and_then(pick).or_else(|| pick(&v))
 }
 
 /// Decodes an embeddings request (validation and translation).

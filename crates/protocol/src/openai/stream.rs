@@ -31,10 +31,7 @@ impl ChunkDecoder {
     }
 
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let events = self
-            .sse
-            .feed(bytes)
-            .map_err(|e| DecodeError::body(e.0))?;
+        let events = self.sse.feed(bytes).map_err(|e| DecodeError::body(e.0))?;
         let mut out = Vec::with_capacity(events.len());
         for ev in events {
             self.event(&ev.data, &mut out)?;
@@ -112,7 +109,10 @@ impl ChunkDecoder {
         for c in wire.choices {
             let d = c.delta;
             let mut content = None;
-            let mut reasoning = d.reasoning_content.or(d.reasoning).filter(|s| !s.is_empty());
+            let mut reasoning = d
+                .reasoning_content
+                .or(d.reasoning)
+                .filter(|s| !s.is_empty());
             let splitter = self.splitter(c.index);
             let mut split = match &d.content {
                 Some(t) => splitter.push(t),

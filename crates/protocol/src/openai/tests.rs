@@ -21,7 +21,15 @@ fn decode_stream(bytes: &[u8], split: usize) -> Vec<StreamEvent> {
 }
 
 /// Collapses a stream into (content, reasoning, tool calls by index, finish, usage).
-fn collect(events: &[StreamEvent]) -> (String, String, Vec<(String, String, String)>, Option<FinishReason>, Option<Usage>) {
+type Collected = (
+    String,
+    String,
+    Vec<(String, String, String)>,
+    Option<FinishReason>,
+    Option<Usage>,
+);
+
+fn collect(events: &[StreamEvent]) -> Collected {
     let mut content = String::new();
     let mut reasoning = String::new();
     let mut calls: Vec<(String, String, String)> = Vec::new();
@@ -59,7 +67,8 @@ fn collect(events: &[StreamEvent]) -> (String, String, Vec<(String, String, Stri
 
 #[test]
 fn full_request_decodes_every_field() {
-    let req = decode_chat_request(&fixture("chat_request_full.json")).unwrap_or_else(|e| panic!("{e}"));
+    let req =
+        decode_chat_request(&fixture("chat_request_full.json")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(req.model, "gpt-4o");
     assert_eq!(req.messages.len(), 4);
     assert_eq!(req.messages[0].role, Role::System);
@@ -83,12 +92,18 @@ fn full_request_decodes_every_field() {
         })
     );
     assert_eq!(req.messages[2].tool_calls[0].name, "get_weather");
-    assert_eq!(req.messages[2].tool_calls[0].arguments, "{\"city\":\"Paris\"}");
+    assert_eq!(
+        req.messages[2].tool_calls[0].arguments,
+        "{\"city\":\"Paris\"}"
+    );
     assert_eq!(req.messages[3].role, Role::Tool);
     assert_eq!(req.messages[3].tool_call_id.as_deref(), Some("call_abc"));
     assert_eq!(req.tools.len(), 1);
     assert_eq!(req.tools[0].strict, Some(true));
-    assert_eq!(req.tool_choice, Some(ToolChoice::Function("get_weather".into())));
+    assert_eq!(
+        req.tool_choice,
+        Some(ToolChoice::Function("get_weather".into()))
+    );
     assert_eq!(req.parallel_tool_calls, Some(false));
     assert_eq!(req.temperature, Some(0.2));
     assert_eq!(req.top_p, Some(0.9));
@@ -96,7 +111,9 @@ fn full_request_decodes_every_field() {
     assert_eq!(req.max_tokens_field, MaxTokensField::MaxCompletionTokens);
     assert_eq!(req.stop, vec!["\n\n".to_string(), "END".to_string()]);
     assert_eq!(req.seed, Some(42));
-    assert!(matches!(req.response_format, Some(ResponseFormat::JsonSchema { ref name, .. }) if name == "answer"));
+    assert!(
+        matches!(req.response_format, Some(ResponseFormat::JsonSchema { ref name, .. }) if name == "answer")
+    );
     assert!(req.stream);
     assert!(req.include_usage);
     assert!(req.extra.contains_key("metadata"));
@@ -106,14 +123,27 @@ fn full_request_decodes_every_field() {
 
 #[test]
 fn request_round_trips_through_the_model() {
-    let req = decode_chat_request(&fixture("chat_request_full.json")).unwrap_or_else(|e| panic!("{e}"));
-    let wire = encode_chat_request(&req, RequestOptions { legacy_max_tokens: false, forward_extra: true });
+    let req =
+        decode_chat_request(&fixture("chat_request_full.json")).unwrap_or_else(|e| panic!("{e}"));
+    let wire = encode_chat_request(
+        &req,
+        RequestOptions {
+            legacy_max_tokens: false,
+            forward_extra: true,
+        },
+    );
     let again = decode_chat_request(wire.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again, req);
     assert_eq!(wire["max_completion_tokens"], 256);
     assert_eq!(wire["x_vendor_flag"][1], 2.5);
     // Legacy hosts get max_tokens instead.
-    let legacy = encode_chat_request(&req, RequestOptions { legacy_max_tokens: true, forward_extra: false });
+    let legacy = encode_chat_request(
+        &req,
+        RequestOptions {
+            legacy_max_tokens: true,
+            forward_extra: false,
+        },
+    );
     assert_eq!(legacy["max_tokens"], 256);
     assert!(legacy.get("max_completion_tokens").is_none());
     assert!(legacy.get("x_vendor_flag").is_none());
@@ -125,38 +155,74 @@ fn bad_requests_name_the_field() {
         (r#"{"messages":[{"role":"user","content":"hi"}]}"#, "model"),
         (r#"{"model":"m","messages":"oops"}"#, "messages"),
         (r#"{"model":"m","messages":[]}"#, "messages"),
-        (r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#, "messages[0].role"),
-        (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#, "temperature"),
-        (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":7}"#, "temperature"),
-        (r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id"),
-        (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"description":"no name"}}]}"#, "tools[0].function.name"),
-        (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"sometimes"}"#, "tool_choice"),
-        (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}"#, "max_tokens"),
-        (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, "stream"),
+        (
+            r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#,
+            "messages[0].role",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+            "temperature",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":7}"#,
+            "temperature",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+            "messages[0].tool_call_id",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"description":"no name"}}]}"#,
+            "tools[0].function.name",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"sometimes"}"#,
+            "tool_choice",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}"#,
+            "max_tokens",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+            "stream",
+        ),
     ];
     for (body, field) in cases {
-        let err = decode_chat_request(body.as_bytes()).err().unwrap_or_else(|| panic!("accepted {body}"));
+        let err = decode_chat_request(body.as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("accepted {body}"));
         assert_eq!(&err.field, field, "{body}: {err}");
         assert!(err.to_string().contains(field));
     }
-    let err = decode_chat_request(b"{not json").err().map(|e| e.to_string()).unwrap_or_default();
+    let err = decode_chat_request(b"{not json")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("malformed JSON"), "{err}");
 }
 
 #[test]
 fn response_with_tool_calls_and_cached_usage() {
-    let resp = decode_chat_response(&fixture("chat_response_tool_calls.json")).unwrap_or_else(|e| panic!("{e}"));
+    let resp = decode_chat_response(&fixture("chat_response_tool_calls.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resp.id, "chatcmpl-9xYz");
     let c = &resp.choices[0];
     assert_eq!(c.finish_reason, Some(FinishReason::ToolCalls));
     assert_eq!(c.message.tool_calls.len(), 2);
     assert_eq!(c.message.tool_calls[1].name, "get_time");
     let u = resp.usage.unwrap_or_default();
-    assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens), (82, 40, Some(64)));
+    assert_eq!(
+        (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+        (82, 40, Some(64))
+    );
     let out = encode_chat_response(&resp, ReasoningOutput::Separate);
     assert_eq!(out["object"], "chat.completion");
     assert_eq!(out["choices"][0]["message"]["content"], Value::Null);
-    assert_eq!(out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+    assert_eq!(
+        out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+        "{\"city\":\"Paris\"}"
+    );
     assert_eq!(out["usage"]["total_tokens"], 122);
     assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 64);
     let again = decode_chat_response(out.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
@@ -165,17 +231,26 @@ fn response_with_tool_calls_and_cached_usage() {
 
 #[test]
 fn think_blocks_never_leak_into_content() {
-    let resp = decode_chat_response(&fixture("chat_response_think.json")).unwrap_or_else(|e| panic!("{e}"));
+    let resp = decode_chat_response(&fixture("chat_response_think.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let m = &resp.choices[0].message;
     assert_eq!(m.text_content(), "Hello!");
     assert_eq!(m.reasoning.as_deref(), Some("\nThe user greets me.\n"));
     let out = encode_chat_response(&resp, ReasoningOutput::Separate);
     assert_eq!(out["choices"][0]["message"]["content"], "Hello!");
-    assert_eq!(out["choices"][0]["message"]["reasoning_content"], "\nThe user greets me.\n");
+    assert_eq!(
+        out["choices"][0]["message"]["reasoning_content"],
+        "\nThe user greets me.\n"
+    );
     let dropped = encode_chat_response(&resp, ReasoningOutput::Drop);
-    assert!(dropped["choices"][0]["message"].get("reasoning_content").is_none());
+    assert!(dropped["choices"][0]["message"]
+        .get("reasoning_content")
+        .is_none());
     let inline = encode_chat_response(&resp, ReasoningOutput::Inline);
-    assert!(inline["choices"][0]["message"]["content"].as_str().unwrap_or("").starts_with("<think>"));
+    assert!(inline["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("<think>"));
 
     for split in [1, 3, 7, 64, 4096] {
         let evs = decode_stream(&fixture("stream_think.sse"), split);
@@ -205,8 +280,22 @@ fn tool_call_fragments_interleaved_with_text() {
         let (content, _, calls, finish, usage) = collect(&evs);
         assert_eq!(content, "Let me check. ");
         assert_eq!(calls.len(), 2);
-        assert_eq!(calls[0], ("call_w".into(), "get_weather".into(), "{\"city\": \"Paris\"}".into()));
-        assert_eq!(calls[1], ("call_t".into(), "get_time".into(), "{\"tz\":\"CET\"}".into()));
+        assert_eq!(
+            calls[0],
+            (
+                "call_w".into(),
+                "get_weather".into(),
+                "{\"city\": \"Paris\"}".into()
+            )
+        );
+        assert_eq!(
+            calls[1],
+            (
+                "call_t".into(),
+                "get_time".into(),
+                "{\"tz\":\"CET\"}".into()
+            )
+        );
         assert_eq!(finish, Some(FinishReason::ToolCalls));
         assert_eq!(usage.map(|u| u.completion_tokens), Some(30));
     }
@@ -215,7 +304,9 @@ fn tool_call_fragments_interleaved_with_text() {
 #[test]
 fn error_mid_stream_is_an_event() {
     let evs = decode_stream(&fixture("stream_error_midway.sse"), 9);
-    assert!(matches!(&evs[0], StreamEvent::Chunk(c) if c.choices[0].content.as_deref() == Some("Partial")));
+    assert!(
+        matches!(&evs[0], StreamEvent::Chunk(c) if c.choices[0].content.as_deref() == Some("Partial"))
+    );
     match &evs[1] {
         StreamEvent::Error(e) => {
             assert_eq!(e.kind, "server_error");
@@ -231,7 +322,13 @@ fn error_mid_stream_is_an_event() {
 fn encoder_round_trip_keeps_one_id_and_usage() {
     for name in ["stream_tool_calls.sse", "stream_text_usage.sse"] {
         let evs = decode_stream(&fixture(name), 4096);
-        let mut enc = ChunkEncoder::new("chatcmpl-gw1".into(), 1, "m".into(), true, ReasoningOutput::Separate);
+        let mut enc = ChunkEncoder::new(
+            "chatcmpl-gw1".into(),
+            1,
+            "m".into(),
+            true,
+            ReasoningOutput::Separate,
+        );
         let mut out = Vec::new();
         for ev in &evs {
             if let StreamEvent::Chunk(c) = ev {
@@ -250,7 +347,8 @@ fn encoder_round_trip_keeps_one_id_and_usage() {
             assert_eq!(v["object"], "chat.completion.chunk");
         }
         // The usage chunk has no choices and comes last.
-        let usage_frame: Value = serde_json::from_str(&frames[frames.len() - 2].data).unwrap_or_default();
+        let usage_frame: Value =
+            serde_json::from_str(&frames[frames.len() - 2].data).unwrap_or_default();
         assert_eq!(usage_frame["choices"], serde_json::json!([]));
         assert!(usage_frame["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0);
         // First delta has the role.
@@ -282,10 +380,19 @@ fn encoder_without_include_usage_sends_no_usage_chunk() {
 
 #[test]
 fn embeddings_codec() {
-    let req = decode_embedding_request(br#"{"model":"e","input":["a","b"],"dimensions":8}"#).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(req.input, EmbeddingInput::Text(vec!["a".into(), "b".into()]));
+    let req = decode_embedding_request(br#"{"model":"e","input":["a","b"],"dimensions":8}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        req.input,
+        EmbeddingInput::Text(vec!["a".into(), "b".into()])
+    );
     assert_eq!(encode_embedding_request(&req)["dimensions"], 8);
-    assert_eq!(decode_embedding_request(br#"{"model":"e","input":[]}"#).err().map(|e| e.field), Some("input".into()));
+    assert_eq!(
+        decode_embedding_request(br#"{"model":"e","input":[]}"#)
+            .err()
+            .map(|e| e.field),
+        Some("input".into())
+    );
     let resp = decode_embedding_response(br#"{"object":"list","model":"e","data":[{"object":"embedding","index":1,"embedding":[0.5]},{"object":"embedding","index":0,"embedding":[0.25]}],"usage":{"prompt_tokens":2,"total_tokens":2}}"#).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resp.data, vec![vec![0.25], vec![0.5]]);
     let out = encode_embedding_response(&resp);
@@ -294,8 +401,17 @@ fn embeddings_codec() {
 
 #[test]
 fn upstream_error_messages_in_any_shape() {
-    assert_eq!(upstream_error_message(br#"{"error":{"message":"bad key"}}"#).as_deref(), Some("bad key"));
-    assert_eq!(upstream_error_message(br#"{"error":"nope"}"#).as_deref(), Some("nope"));
-    assert_eq!(upstream_error_message(br#"{"message":"m"}"#).as_deref(), Some("m"));
+    assert_eq!(
+        upstream_error_message(br#"{"error":{"message":"bad key"}}"#).as_deref(),
+        Some("bad key")
+    );
+    assert_eq!(
+        upstream_error_message(br#"{"error":"nope"}"#).as_deref(),
+        Some("nope")
+    );
+    assert_eq!(
+        upstream_error_message(br#"{"message":"m"}"#).as_deref(),
+        Some("m")
+    );
     assert_eq!(upstream_error_message(b"<html>"), None);
 }

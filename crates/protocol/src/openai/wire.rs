@@ -28,10 +28,16 @@ pub enum WireContent {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WirePart {
-    Text { text: String },
-    ImageUrl { image_url: WireImageUrl },
+    Text {
+        text: String,
+    },
+    ImageUrl {
+        image_url: WireImageUrl,
+    },
     /// Assistant refusals replayed in history; kept as text.
-    Refusal { refusal: String },
+    Refusal {
+        refusal: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,11 +91,7 @@ pub struct WireToolCall {
     pub index: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(
-        rename = "type",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     #[serde(default)]
     pub function: WireFunctionCall,
