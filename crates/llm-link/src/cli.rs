@@ -203,9 +203,29 @@ impl ServeArgs {
     }
 }
 
+/// Writes a line to stdout; a closed stdout (`llm-link providers | head`, a
+/// host that stopped reading) is not an error worth dying for.
+pub fn say(line: impl AsRef<str>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(line.as_ref().as_bytes())
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush());
+}
+
+/// Writes a line to stderr, never panicking when nobody reads it.
+pub fn esay(line: impl AsRef<str>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err
+        .write_all(line.as_ref().as_bytes())
+        .and_then(|_| err.write_all(b"\n"));
+}
+
 /// A user mistake: one line on stderr, exit 2.
 pub fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
+    esay(format!("error: {msg}"));
     ExitCode::from(2)
 }
 
@@ -244,7 +264,7 @@ pub fn run() -> ExitCode {
             command: ConfigCommand::Check { file },
         }) => config_check(&file),
         Some(Command::Version) => {
-            println!("llm-link {}", env!("CARGO_PKG_VERSION"));
+            say(format!("llm-link {}", env!("CARGO_PKG_VERSION")));
             ExitCode::SUCCESS
         }
     }
@@ -267,13 +287,13 @@ fn print_providers(json: bool) {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        say(format!("{}", serde_json::Value::Array(rows)));
         return;
     }
-    println!(
+    say(format!(
         "{:<18} {:<10} {:<52} {:<26} DEFAULT MODEL",
         "KIND", "WIRE", "DEFAULT BASE URL", "KEY VARIABLE"
-    );
+    ));
     for p in PRESETS {
         let base = if p.base_url.is_empty() {
             if p.kind == "llamacpp" {
@@ -300,11 +320,11 @@ fn print_providers(json: bool) {
         if !p.note.is_empty() {
             line.push_str(&format!("  [{}]", p.note));
         }
-        println!("{line}");
+        say(&line);
     }
-    println!();
-    println!("Start one:  <KEY VARIABLE>=... llm-link --provider KIND [--model NAME]");
-    println!("Known kinds: {}", presets::kinds());
+    say("");
+    say("Start one:  <KEY VARIABLE>=... llm-link --provider KIND [--model NAME]");
+    say(format!("Known kinds: {}", presets::kinds()));
 }
 
 fn config_check(file: &std::path::Path) -> ExitCode {
@@ -317,9 +337,9 @@ fn config_check(file: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
-    println!("{}: ok", file.display());
+    say(format!("{}: ok", file.display()));
     for p in &cfg.providers {
-        println!(
+        say(format!(
             "  provider {} ({}) {} — models: {}{}",
             p.name,
             p.preset.kind,
@@ -330,10 +350,10 @@ fn config_check(file: &std::path::Path) -> ExitCode {
                 .collect::<Vec<_>>()
                 .join(", "),
             if p.api_key.is_some() { "; key set" } else { "" }
-        );
+        ));
     }
     for (a, t) in &cfg.aliases {
-        println!("  alias {a} -> {t}");
+        say(format!("  alias {a} -> {t}"));
     }
     ExitCode::SUCCESS
 }

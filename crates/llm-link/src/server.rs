@@ -1,7 +1,7 @@
 //! `llm-link serve`: configuration, logging, listening, the start-up lines,
 //! and graceful shutdown.
 
-use crate::cli::{usage_error, ServeArgs};
+use crate::cli::{esay, say, usage_error, ServeArgs};
 use crate::config::{self, Config, LogFormat};
 use crate::providers::presets::PRESETS;
 use crate::state::AppState;
@@ -33,7 +33,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            esay(format!("error: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -50,6 +50,7 @@ fn init_logging(cfg: &Config) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let res = match cfg.log_format {
         LogFormat::Json => builder.json().try_init(),
@@ -77,20 +78,29 @@ async fn serve(cfg: Config) -> ExitCode {
     let addr = match listener.local_addr() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("error: cannot read the listen address: {e}");
+            esay(format!("error: cannot read the listen address: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    print_banner(&cfg, &state, addr);
-
+    // Armed before the start-up lines, so a signal sent as soon as the host
+    // sees "listening" is a graceful shutdown, never the default action.
+    let signals = match Signals::arm() {
+        Ok(s) => s,
+        Err(e) => {
+            esay(format!("error: cannot install signal handlers: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
     let shutdown = state.shutdown.clone();
-    let app = crate::app(state);
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown signal received; finishing requests in flight");
+        signals.wait().await;
+        // Cancel first: logging must never stand between a signal and shutdown.
         signal_token.cancel();
+        tracing::info!("shutdown signal received; finishing requests in flight");
     });
+    print_banner(&cfg, &state, addr);
+    let app = crate::app(state);
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -106,7 +116,7 @@ async fn serve(cfg: Config) -> ExitCode {
     tokio::select! {
         res = server => {
             if let Err(e) = res {
-                eprintln!("error: server failed: {e}");
+                esay(format!("error: server failed: {e}"));
                 return ExitCode::FAILURE;
             }
         }
@@ -117,24 +127,38 @@ async fn serve(cfg: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn arm() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -202,11 +226,11 @@ fn print_banner(cfg: &Config, state: &AppState, addr: SocketAddr) {
         }
     ));
     lines.push(format!("llm-link listening on {base}"));
-    println!("{}", lines.join("\n"));
+    say(lines.join("\n"));
     if cfg.auth_keys.is_empty() && !addr.ip().is_loopback() {
-        eprintln!(
+        esay(format!(
             "warning: listening on {} without client auth: anyone who can reach this address can spend your provider keys; pass --auth-key",
             addr.ip()
-        );
+        ));
     }
 }
