@@ -1,0 +1,542 @@
+"""A stdlib-only mock of the OpenAI HTTP API, used as llm-link's upstream.
+
+It mimics the real API field by field (chat.completion, chat.completion.chunk,
+text_completion, embedding, list, model, OpenAI error bodies) and records
+every request it receives so tests can assert what the gateway sent upstream.
+
+Behaviour is chosen by the request:
+
+* model ``fail-500`` -> 500 with an OpenAI ``server_error`` body
+* model ``fail-429`` -> 429 with ``Retry-After: 7``
+* model ``fail-401`` -> 401 ``invalid_api_key``
+* chat with ``tools`` whose last user message mentions "weather" and no
+  ``tool`` message yet -> a ``get_weather`` tool call with
+  ``{"city": "Paris"}`` (plus a second call for London when the message also
+  mentions "London")
+* chat with a ``tool`` message -> "The weather is: <tool content>"
+* anything else -> "Hello from mock"
+
+Streaming uses HTTP/1.1 chunked transfer encoding and SSE ``data:`` lines
+terminated by ``data: [DONE]``, like the real API.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HELLO_TEXT = "Hello from mock"
+# Pieces the streamed hello is split into; "".join(HELLO_PIECES) == HELLO_TEXT.
+HELLO_PIECES = ["Hello", " from", " mock"]
+WEATHER_ARGS = {"city": "Paris"}
+EMBED_DIM = 8
+SYSTEM_FINGERPRINT = "fp_mock0001"
+
+MODELS = [
+    "mock-model",
+    "mock-embed",
+    "fail-500",
+    "fail-429",
+    "fail-401",
+]
+
+_id_counter = itertools.count(1)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-mock{next(_id_counter):06d}{int(time.time() * 1000) % 100000:05d}"
+
+
+def count_tokens(text: str) -> int:
+    """Deterministic, crude token count: whitespace-separated words."""
+    return max(1, len(text.split())) if text else 0
+
+
+def embedding_for(text: str) -> list[float]:
+    """Deterministic vector of EMBED_DIM float32-exact values for ``text``."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    # Values are k/256 - 0.5: exactly representable in float32, so base64
+    # (float32) and float encodings compare equal.
+    return [digest[i] / 256.0 - 0.5 for i in range(EMBED_DIM)]
+
+
+def split_arguments(args: str, parts: int = 4) -> list[str]:
+    """Split a JSON argument string into several fragments, like OpenAI does."""
+    step = max(1, -(-len(args) // parts))
+    return [args[i : i + step] for i in range(0, len(args), step)]
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    raw_body: bytes
+    body: Any  # parsed JSON, or None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class MockUpstream:
+    host: str = "127.0.0.1"
+    requests: list[RecordedRequest] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------
+    def start(self) -> "MockUpstream":
+        mock = self
+
+        class Handler(_Handler):
+            upstream = mock
+
+        self._server = _QuietServer((self.host, 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="mock-upstream", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "MockUpstream":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "mock upstream not started"
+        return self._server.server_address[1]
+
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/v1"
+
+    # ---- recording -------------------------------------------------------
+    def record(self, req: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(req)
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.split("?")[0] == path]
+
+    def last(self, path: str | None = None) -> RecordedRequest:
+        with self._lock:
+            reqs = [r for r in self.requests if path is None or r.path.split("?")[0] == path]
+        assert reqs, f"mock upstream received no request{' to ' + path if path else ''}; " \
+            f"got: {[(r.method, r.path) for r in self.requests]}"
+        return reqs[-1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+
+# ---------------------------------------------------------------------------
+# Request handling
+# ---------------------------------------------------------------------------
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        exc = sys.exc_info()[1]
+        # A client (the gateway) dropping an idle keep-alive connection is normal.
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    upstream: MockUpstream  # set by subclass
+    protocol_version = "HTTP/1.1"
+    server_version = "mock-openai/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # keep pytest output clean
+
+    # ---- low-level I/O ---------------------------------------------------
+    def _read_body(self) -> bytes:
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            out = bytearray()
+            while True:
+                line = self.rfile.readline()
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    # trailers until blank line
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                out += self.rfile.read(size)
+                self.rfile.readline()  # CRLF after chunk
+            return bytes(out)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _common_headers(self) -> None:
+        self.send_header("x-request-id", _new_id("req"))
+        self.send_header("openai-processing-ms", "12")
+        self.send_header("openai-version", "2020-10-01")
+
+    def _send_json(self, status: int, obj: Any, extra_headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(obj).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self._common_headers()
+        for k, v in (extra_headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _start_sse(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self._common_headers()
+        self.end_headers()
+        self.wfile.flush()
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode("ascii") + data + b"\r\n")
+        self.wfile.flush()
+
+    def _sse(self, obj: Any) -> None:
+        self._write_chunk(b"data: " + json.dumps(obj).encode("utf-8") + b"\n\n")
+
+    def _end_sse(self) -> None:
+        self._write_chunk(b"data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _error(self, status: int, message: str, type_: str, code: str | None,
+               param: str | None = None, headers: dict[str, str] | None = None) -> None:
+        self._send_json(
+            status,
+            {"error": {"message": message, "type": type_, "param": param, "code": code}},
+            headers,
+        )
+
+    # ---- dispatch --------------------------------------------------------
+    def _record(self, raw: bytes) -> Any:
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+        self.upstream.record(
+            RecordedRequest(
+                method=self.command,
+                path=self.path,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                raw_body=raw,
+                body=body,
+            )
+        )
+        return body
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._record(b"")
+        path = self.path.split("?")[0]
+        if path == "/v1/models":
+            self._send_json(200, {"object": "list", "data": [_model_obj(m) for m in MODELS]})
+        elif path.startswith("/v1/models/"):
+            model = path[len("/v1/models/"):]
+            if model in MODELS:
+                self._send_json(200, _model_obj(model))
+            else:
+                self._error(404, f"The model '{model}' does not exist", "invalid_request_error",
+                            "model_not_found", "model")
+        else:
+            self._error(404, f"Invalid URL (GET {path})", "invalid_request_error", None)
+
+    def do_POST(self) -> None:  # noqa: N802
+        raw = self._read_body()
+        body = self._record(raw)
+        path = self.path.split("?")[0]
+        routes = {
+            "/v1/chat/completions": self._chat,
+            "/v1/completions": self._completions,
+            "/v1/embeddings": self._embeddings,
+        }
+        handler = routes.get(path)
+        if handler is None:
+            self._error(404, f"Invalid URL (POST {path})", "invalid_request_error", None)
+            return
+        if not isinstance(body, dict):
+            self._error(400, "We could not parse the JSON body of your request. (HINT: This likely "
+                        "means you aren't using your HTTP library correctly.)",
+                        "invalid_request_error", None)
+            return
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            self._error(400, "you must provide a model parameter", "invalid_request_error", None)
+            return
+        if self._maybe_fail(model):
+            return
+        handler(body)
+
+    def _maybe_fail(self, model: str) -> bool:
+        if model == "fail-500":
+            self._error(500, "The server had an error while processing your request. Sorry about that!",
+                        "server_error", None)
+        elif model == "fail-429":
+            self._error(429, "Rate limit reached for requests on mock-org. Limit: 3 / min. "
+                        "Please try again in 7s.", "requests", "rate_limit_exceeded",
+                        headers={"Retry-After": "7", "x-ratelimit-remaining-requests": "0"})
+        elif model == "fail-401":
+            self._error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
+        else:
+            return False
+        return True
+
+    # ---- chat ------------------------------------------------------------
+    def _chat(self, body: dict[str, Any]) -> None:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            self._error(400, "Invalid type for 'messages': expected an array of objects.",
+                        "invalid_request_error", "invalid_type", "messages")
+            return
+        model = body["model"]
+        prompt_tokens = sum(count_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict))
+        plan = _plan_chat(body)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._chat_stream(model, plan, prompt_tokens, include_usage)
+        else:
+            self._chat_json(model, plan, prompt_tokens)
+
+    def _chat_json(self, model: str, plan: "_Plan", prompt_tokens: int) -> None:
+        message: dict[str, Any] = {"role": "assistant", "content": plan.text, "refusal": None,
+                                   "annotations": []}
+        if plan.tool_calls:
+            message["content"] = None
+            message["tool_calls"] = [
+                {"id": tc["id"], "type": "function",
+                 "function": {"name": tc["name"], "arguments": tc["arguments"]}}
+                for tc in plan.tool_calls
+            ]
+        completion_tokens = plan.completion_tokens()
+        self._send_json(200, {
+            "id": _new_id("chatcmpl"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": plan.finish_reason}],
+            "usage": _usage(prompt_tokens, completion_tokens),
+            "service_tier": "default",
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "x_mock_extra": "kept",
+        })
+
+    def _chat_stream(self, model: str, plan: "_Plan", prompt_tokens: int, include_usage: bool) -> None:
+        cid = _new_id("chatcmpl")
+        created = int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            c: dict[str, Any] = {
+                "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "service_tier": "default", "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+            if include_usage:
+                c["usage"] = None
+            return c
+
+        self._start_sse()
+        if plan.tool_calls:
+            self._sse(chunk({"role": "assistant", "content": None, "refusal": None}))
+            for i, tc in enumerate(plan.tool_calls):
+                self._sse(chunk({"tool_calls": [{
+                    "index": i, "id": tc["id"], "type": "function",
+                    "function": {"name": tc["name"], "arguments": ""}}]}))
+                for frag in split_arguments(tc["arguments"]):
+                    self._sse(chunk({"tool_calls": [{"index": i, "function": {"arguments": frag}}]}))
+        else:
+            self._sse(chunk({"role": "assistant", "content": "", "refusal": None}))
+            for piece in plan.pieces:
+                self._sse(chunk({"content": piece}))
+        self._sse(chunk({}, plan.finish_reason))
+        if include_usage:
+            self._sse({
+                "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "service_tier": "default", "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": [], "usage": _usage(prompt_tokens, plan.completion_tokens()),
+            })
+        self._end_sse()
+
+    # ---- legacy completions ---------------------------------------------
+    def _completions(self, body: dict[str, Any]) -> None:
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):
+            prompt_text = " ".join(p for p in prompt if isinstance(p, str))
+        elif isinstance(prompt, str):
+            prompt_text = prompt
+        else:
+            self._error(400, "Invalid type for 'prompt'", "invalid_request_error", "invalid_type", "prompt")
+            return
+        model = body["model"]
+        cid = _new_id("cmpl")
+        created = int(time.time())
+        usage = _usage(count_tokens(prompt_text), count_tokens(HELLO_TEXT))
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._start_sse()
+            for i, piece in enumerate(HELLO_PIECES):
+                last = i == len(HELLO_PIECES) - 1
+                c: dict[str, Any] = {
+                    "id": cid, "object": "text_completion", "created": created, "model": model,
+                    "system_fingerprint": SYSTEM_FINGERPRINT,
+                    "choices": [{"text": piece, "index": 0, "logprobs": None,
+                                 "finish_reason": "stop" if last else None}],
+                }
+                if include_usage:
+                    c["usage"] = None
+                self._sse(c)
+            if include_usage:
+                self._sse({"id": cid, "object": "text_completion", "created": created, "model": model,
+                           "system_fingerprint": SYSTEM_FINGERPRINT, "choices": [], "usage": usage})
+            self._end_sse()
+            return
+        self._send_json(200, {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "choices": [{"text": HELLO_TEXT, "index": 0, "logprobs": None, "finish_reason": "stop"}],
+            "usage": usage,
+        })
+
+    # ---- embeddings ------------------------------------------------------
+    def _embeddings(self, body: dict[str, Any]) -> None:
+        inp = body.get("input")
+        if isinstance(inp, str):
+            inputs = [inp]
+        elif isinstance(inp, list) and inp and all(isinstance(x, str) for x in inp):
+            inputs = inp
+        else:
+            self._error(400, "'input' is a required property and must be a string or an array of strings",
+                        "invalid_request_error", "invalid_type", "input")
+            return
+        fmt = body.get("encoding_format") or "float"
+        data = []
+        for i, text in enumerate(inputs):
+            vec = embedding_for(text)
+            emb: Any = vec
+            if fmt == "base64":
+                emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        tokens = sum(count_tokens(t) for t in inputs)
+        self._send_json(200, {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        })
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    text: str | None = None
+    pieces: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, str]] = field(default_factory=list)
+    finish_reason: str = "stop"
+
+    def completion_tokens(self) -> int:
+        if self.tool_calls:
+            return sum(count_tokens(tc["arguments"]) + 1 for tc in self.tool_calls)
+        return count_tokens(self.text or "")
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _plan_chat(body: dict[str, Any]) -> _Plan:
+    messages = [m for m in body["messages"] if isinstance(m, dict)]
+    tool_msgs = [m for m in messages if m.get("role") == "tool"]
+    if tool_msgs:
+        text = "The weather is: " + " ".join(_text_of(m.get("content")) for m in tool_msgs)
+        return _Plan(text=text, pieces=_pieces(text))
+    users = [m for m in messages if m.get("role") == "user"]
+    last_user = _text_of(users[-1].get("content")) if users else ""
+    if body.get("tools") and "weather" in last_user.lower():
+        cities = ["Paris"] + (["London"] if "london" in last_user.lower() else [])
+        calls = [{"id": _new_id("call").replace("-", "_"), "name": "get_weather",
+                  "arguments": json.dumps({"city": c})} for c in cities]
+        return _Plan(tool_calls=calls, finish_reason="tool_calls")
+    return _Plan(text=HELLO_TEXT, pieces=list(HELLO_PIECES))
+
+
+def _pieces(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                      "accepted_prediction_tokens": 0,
+                                      "rejected_prediction_tokens": 0},
+    }
+
+
+def _model_obj(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 1700000000, "owned_by": "mock-org"}
+
+
+if __name__ == "__main__":  # manual use: python mock_upstream.py
+    with MockUpstream() as m:
+        print(f"mock OpenAI upstream at {m.base_url}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
