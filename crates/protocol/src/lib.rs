@@ -3,8 +3,10 @@
 //! Pure: serde only, no I/O. Every client format decodes into [`ir`] and every
 //! provider format encodes from it, so a new format is one module.
 
+pub mod anthropic;
 pub mod ir;
 pub mod json;
+pub mod ollama;
 pub mod openai;
 pub mod sse;
 pub mod think;

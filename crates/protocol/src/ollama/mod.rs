@@ -1,0 +1,1 @@
+//! The Ollama wire format (being written).
