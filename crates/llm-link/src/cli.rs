@@ -53,8 +53,31 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// List client presets (`--app`), or print what to paste into one: `apps show zed`
+    Apps {
+        #[command(subcommand)]
+        command: Option<AppsCommand>,
+    },
     /// Print the version
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum AppsCommand {
+    /// Print the settings to paste into that client
+    Show {
+        /// zed, codex, claude-code, aider, openhands or continue
+        name: String,
+        /// The llm-link address the client should use
+        #[arg(long, default_value = "http://127.0.0.1:11434")]
+        url: String,
+        /// The model the client should ask for
+        #[arg(long, default_value = "glm-4-flash")]
+        model: String,
+        /// The client key (--auth-key) the client should present
+        #[arg(long, default_value = "<your --auth-key>")]
+        key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +188,41 @@ pub struct ServeArgs {
     )]
     pub idle_timeout: Option<String>,
 
+    /// Client preset (zed, codex, claude-code, aider, openhands, continue); see `llm-link apps`
+    #[arg(
+        long,
+        env = "LLM_LINK_APP",
+        value_name = "NAME",
+        help_heading = "Server"
+    )]
+    pub app: Option<String>,
+    /// Token that lets non-loopback callers use the mutating /api/config/* endpoints
+    #[arg(
+        long,
+        env = "LLM_LINK_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        help_heading = "Server"
+    )]
+    pub admin_token: Option<String>,
+    /// Browser origins allowed to call /api/config/* (CORS); none by default
+    #[arg(
+        long = "cors-origin",
+        env = "LLM_LINK_CORS_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ',',
+        help_heading = "Server"
+    )]
+    pub cors_origins: Vec<String>,
+    /// How long in-flight requests and streams may finish after a shutdown signal [default: 30s]
+    #[arg(
+        long,
+        env = "LLM_LINK_SHUTDOWN_TIMEOUT",
+        value_name = "DURATION",
+        help_heading = "Server"
+    )]
+    pub shutdown_timeout: Option<String>,
+
     /// Log filter: error, warn, info, debug, trace, or a tracing directive like llm_link=debug
     #[arg(
         long,
@@ -199,6 +257,10 @@ impl ServeArgs {
             idle_timeout: self.idle_timeout.clone(),
             log_level: self.log_level.clone(),
             log_format: self.log_format,
+            app: self.app.clone(),
+            admin_token: self.admin_token.clone(),
+            cors_origins: self.cors_origins.clone(),
+            shutdown_timeout: self.shutdown_timeout.clone(),
         }
     }
 }
@@ -263,6 +325,36 @@ pub fn run() -> ExitCode {
         Some(Command::Config {
             command: ConfigCommand::Check { file },
         }) => config_check(&file),
+        Some(Command::Apps { command: None }) => {
+            for a in crate::apps::APPS {
+                say(format!(
+                    "{:<12} {:<10} {}",
+                    a.name, a.protocol, a.description
+                ));
+            }
+            say("");
+            say("Start with one:  llm-link --app NAME --provider KIND --model NAME");
+            say("Client settings: llm-link apps show NAME [--url URL --model NAME --key KEY]");
+            ExitCode::SUCCESS
+        }
+        Some(Command::Apps {
+            command:
+                Some(AppsCommand::Show {
+                    name,
+                    url,
+                    model,
+                    key,
+                }),
+        }) => match crate::apps::find(&name) {
+            Some(a) => {
+                say(a.snippet(&url, &model, &key));
+                ExitCode::SUCCESS
+            }
+            None => usage_error(format!(
+                "unknown app `{name}`; known apps: {}",
+                crate::apps::names()
+            )),
+        },
         Some(Command::Version) => {
             say(format!("llm-link {}", env!("CARGO_PKG_VERSION")));
             ExitCode::SUCCESS

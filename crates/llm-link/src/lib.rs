@@ -3,7 +3,9 @@
 //! [`app`] builds the whole HTTP surface from an [`AppState`]; tests drive it
 //! directly. [`cli::run`] is the binary.
 
+pub mod admin;
 pub mod api;
+pub mod apps;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -24,9 +26,29 @@ use std::sync::Arc;
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(api::openai::routes(state.clone()))
+        .merge(admin::hotupdate::routes(state.clone()))
         .route("/v1/{*rest}", axum::routing::any(api::openai::not_found))
         .route("/health", get(api::health::health))
         .route("/api/health", get(api::health::api_health))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .with_state(state)
+}
+
+/// Serves the router on a bound listener until the state's shutdown token is
+/// cancelled; callers' addresses are available to handlers (loopback checks).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let token = state.shutdown.clone();
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { token.cancelled().await })
+    .await
 }

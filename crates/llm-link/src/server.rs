@@ -7,10 +7,6 @@ use crate::providers::presets::PRESETS;
 use crate::state::AppState;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
-
-/// How long in-flight requests may run on after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub fn run(args: ServeArgs) -> ExitCode {
     let file = match &args.config {
@@ -61,11 +57,7 @@ fn init_logging(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(cfg: Config) -> ExitCode {
-    let state = match AppState::new(&cfg) {
-        Ok(s) => s,
-        Err(e) => return usage_error(e),
-    };
+async fn serve(mut cfg: Config) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await {
         Ok(l) => l,
         Err(e) => {
@@ -81,6 +73,15 @@ async fn serve(cfg: Config) -> ExitCode {
             esay(format!("error: cannot read the listen address: {e}"));
             return ExitCode::FAILURE;
         }
+    };
+    // The bound port (for --port 0), so loop checks and switches see the truth.
+    cfg.port = addr.port();
+    if let Err(e) = config::check_self_loop(&cfg) {
+        return usage_error(e);
+    }
+    let state = match AppState::new(&cfg) {
+        Ok(s) => s,
+        Err(e) => return usage_error(e),
     };
     // Armed before the start-up lines, so a signal sent as soon as the host
     // sees "listening" is a graceful shutdown, never the default action.
@@ -100,28 +101,20 @@ async fn serve(cfg: Config) -> ExitCode {
         tracing::info!("shutdown signal received; finishing requests in flight");
     });
     print_banner(&cfg, &state, addr);
-    let app = crate::app(state);
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let graceful = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        graceful.cancelled().await;
-    });
+    let grace = cfg.shutdown_timeout;
     let deadline = async {
         shutdown.cancelled().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        res = server => {
+        res = crate::serve_on(listener, state) => {
             if let Err(e) = res {
                 esay(format!("error: server failed: {e}"));
                 return ExitCode::FAILURE;
             }
         }
         _ = deadline => {
-            tracing::warn!("requests still running after {}s; closing them", SHUTDOWN_GRACE.as_secs());
+            tracing::warn!("requests still running after {}s; closing them", grace.as_secs_f64());
         }
     }
     ExitCode::SUCCESS
@@ -214,6 +207,13 @@ fn print_banner(cfg: &Config, state: &AppState, addr: SocketAddr) {
         "OpenAI API:  {base}/v1  (chat/completions, completions, embeddings, models)"
     ));
     lines.push(format!("health:      {base}/health, {base}/api/health"));
+    lines.push(format!("hot update:  {base}/api/config/{{current,update,switch,validate,pid,shutdown}} (loopback or admin token)"));
+    if let Some(app) = cfg.app.as_deref().and_then(crate::apps::find) {
+        lines.push(format!(
+            "app preset:  {} ({}); client settings: llm-link apps show {}",
+            app.name, app.description, app.name
+        ));
+    }
     lines.push(format!(
         "client auth: {}",
         if cfg.auth_keys.is_empty() {
@@ -227,6 +227,14 @@ fn print_banner(cfg: &Config, state: &AppState, addr: SocketAddr) {
     ));
     lines.push(format!("llm-link listening on {base}"));
     say(lines.join("\n"));
+    if let Some(app) = cfg.app.as_deref().and_then(crate::apps::find) {
+        if app.wants_auth_key && cfg.auth_keys.is_empty() {
+            esay(format!(
+                "warning: --app {} expects a client key; pass --auth-key (or LLM_LINK_AUTH_KEY) and give the client the same key",
+                app.name
+            ));
+        }
+    }
     if cfg.auth_keys.is_empty() && !addr.ip().is_loopback() {
         esay(format!(
             "warning: listening on {} without client auth: anyone who can reach this address can spend your provider keys; pass --auth-key",

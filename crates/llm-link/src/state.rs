@@ -30,6 +30,13 @@ impl Runtime {
     }
 }
 
+/// Where this instance listens (the bound port, not the requested 0).
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub host: String,
+    pub port: u16,
+}
+
 pub struct AppState {
     runtime: ArcSwap<Runtime>,
     pub body_limit: usize,
@@ -37,6 +44,12 @@ pub struct AppState {
     pub instance_id: u64,
     pub pid: u32,
     pub started: Instant,
+    pub listen: Listen,
+    /// The `--app` preset this instance was started with.
+    pub app: Option<String>,
+    /// Lets non-loopback callers use the mutating admin endpoints.
+    pub admin_token: Option<Secret>,
+    pub cors_origins: Vec<String>,
     /// Cancelled to begin a graceful shutdown.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -49,6 +62,13 @@ impl AppState {
             instance_id: new_instance_id(),
             pid: std::process::id(),
             started: Instant::now(),
+            listen: Listen {
+                host: cfg.host.clone(),
+                port: cfg.port,
+            },
+            app: cfg.app.clone(),
+            admin_token: cfg.admin_token.clone(),
+            cors_origins: cfg.cors_origins.clone(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         }))
     }

@@ -163,12 +163,17 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
 }
 
 fn get(port: u16, path: &str) -> (u16, String) {
+    request(port, "GET", path, "")
+}
+
+fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut out = String::new();
@@ -288,4 +293,110 @@ fn sigterm_works_with_closed_output_pipes() {
     drop(r.child.stderr.take());
     sigterm(&r.child);
     assert_eq!(wait_exit(&mut r.child), Some(0));
+}
+
+/// The restart flow a desktop host runs: update → stop → start with exactly
+/// the returned env vars and args → a healthy instance with the new provider
+/// and model and a different instance_id.
+#[cfg(unix)]
+#[test]
+fn restart_with_update_answer_yields_new_instance() {
+    let mut a = start(
+        &["--app", "zed", "--provider", "deepseek"],
+        &[("DEEPSEEK_API_KEY", "sk-ds-1")],
+    );
+    let (_, h) = get(a.port, "/api/health");
+    let h: serde_json::Value = serde_json::from_str(&h).unwrap();
+    assert_eq!(
+        (
+            h["provider"].as_str(),
+            h["model"].as_str(),
+            h["app"].as_str()
+        ),
+        (Some("deepseek"), Some("deepseek-chat"), Some("zed"))
+    );
+    let (status, body) = request(
+        a.port,
+        "POST",
+        "/api/config/update",
+        r#"{"provider":"moonshot","api_key":"sk-moon-9","model":"moonshot-v1-32k"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let u: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(u["current_instance_id"], h["instance_id"]);
+    sigterm(&a.child);
+    assert_eq!(wait_exit(&mut a.child), Some(0));
+
+    let mut args: Vec<String> = Vec::new();
+    for (k, v) in u["cli_args"].as_object().unwrap() {
+        args.push(format!("--{}", k.replace('_', "-")));
+        args.push(v.as_str().unwrap().to_string());
+    }
+    let env: Vec<(String, String)> = u["env_vars"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut b = start(&arg_refs, &env_refs);
+    let (_, h2) = get(b.port, "/api/health");
+    let h2: serde_json::Value = serde_json::from_str(&h2).unwrap();
+    assert_eq!(h2["provider"], "moonshot");
+    assert_eq!(h2["model"], "moonshot-v1-32k");
+    assert_eq!(h2["app"], "zed");
+    assert_ne!(h2["instance_id"], h["instance_id"]);
+    sigterm(&b.child);
+    assert_eq!(wait_exit(&mut b.child), Some(0));
+}
+
+#[test]
+fn app_presets_list_and_show() {
+    let (code, out, _) = run(&["apps"]);
+    assert_eq!(code, 0);
+    for app in [
+        "zed",
+        "codex",
+        "claude-code",
+        "aider",
+        "openhands",
+        "continue",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(app)),
+            "{app} missing: {out}"
+        );
+    }
+    let (code, out, _) = run(&[
+        "apps",
+        "show",
+        "zed",
+        "--url",
+        "http://127.0.0.1:4242",
+        "--model",
+        "glm-4-flash",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("\"api_url\": \"http://127.0.0.1:4242\"") && out.contains("supports_tools"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["apps", "show", "codex", "--key", "ck-1"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("[model_providers.llm-link]")
+            && out.contains("env_key")
+            && out.contains("ck-1"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["apps", "show", "claude-code"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:11434"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["--app", "vim"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--app") && err.contains("zed"), "{err}");
 }

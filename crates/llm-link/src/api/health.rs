@@ -23,6 +23,7 @@ pub async fn api_health(State(st): State<Arc<AppState>>) -> Json<Value> {
         "model": first.and_then(|c| c.default_model.as_deref()).unwrap_or(""),
         "providers": rt.router.providers().len(),
         "version": env!("CARGO_PKG_VERSION"),
+        "app": st.app,
         "uptime_seconds": st.started.elapsed().as_secs(),
     }))
 }

@@ -145,6 +145,12 @@ pub struct Config {
     pub aliases: Vec<(String, String)>,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// The `--app` preset, validated.
+    pub app: Option<String>,
+    pub admin_token: Option<Secret>,
+    pub cors_origins: Vec<String>,
+    /// How long in-flight requests may finish after a shutdown signal.
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -171,6 +177,10 @@ pub struct CliInput {
     pub idle_timeout: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub app: Option<String>,
+    pub admin_token: Option<String>,
+    pub cors_origins: Vec<String>,
+    pub shutdown_timeout: Option<String>,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
@@ -507,7 +517,39 @@ pub fn build(
         }
     }
 
+    let app = match &cli.app {
+        Some(name) => Some(
+            crate::apps::find(name)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "--app",
+                        format!("unknown app `{name}`; known apps: {}", crate::apps::names()),
+                    )
+                })?
+                .name
+                .to_string(),
+        ),
+        None => None,
+    };
+    let shutdown_timeout = match &cli.shutdown_timeout {
+        Some(v) => parse_duration(v).map_err(|m| ConfigError::new("--shutdown-timeout", m))?,
+        None => Duration::from_secs(30),
+    };
     let cfg = Config {
+        app,
+        admin_token: cli
+            .admin_token
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .map(Secret::new),
+        cors_origins: cli
+            .cors_origins
+            .iter()
+            .flat_map(|o| o.split(','))
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect(),
+        shutdown_timeout,
         host,
         port,
         auth_keys,

@@ -83,7 +83,7 @@ impl Mock {
     }
 }
 
-fn chat_json(model: &str, content: &str) -> Value {
+pub fn chat_json(model: &str, content: &str) -> Value {
     json!({
         "id": "chatcmpl-mock1",
         "object": "chat.completion",
@@ -122,6 +122,13 @@ async fn handle(State(inner): State<Arc<MockInner>>, req: Request) -> Response {
     let stream = v["stream"].as_bool().unwrap_or(false);
 
     if path.ends_with("/models") {
+        let auth = headers
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if auth.contains("bad-key") {
+            return err(401, "Incorrect API key provided");
+        }
         return axum::Json(json!({"object": "list", "data": [
             {"id": "up-model-a", "object": "model", "created": 0, "owned_by": "mock"},
             {"id": "up-model-b", "object": "model", "created": 0, "owned_by": "mock"}]}))
@@ -223,6 +230,22 @@ async fn handle(State(inner): State<Arc<MockInner>>, req: Request) -> Response {
                 // Stall: hold the connection open, send nothing.
                 tx.closed().await;
             }
+            "slow-stream" => {
+                send(chunk(
+                    &m,
+                    json!({"role": "assistant", "content": "slow"}),
+                    None,
+                ))
+                .await;
+                for _ in 0..10 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if !send(chunk(&m, json!({"content": "."}), None)).await {
+                        return;
+                    }
+                }
+                send(chunk(&m, json!({}), Some("stop"))).await;
+                send("data: [DONE]\n\n".into()).await;
+            }
             "cut-stream" => {
                 let _ = send(chunk(
                     &m,
@@ -319,12 +342,14 @@ impl Gateway {
 
 /// Starts the real router for a config on an ephemeral port.
 pub async fn gateway(cfg: Config) -> Gateway {
-    let state = AppState::new(&cfg).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = llm_link::app(state.clone());
+    let mut cfg = cfg;
+    cfg.port = addr.port();
+    let state = AppState::new(&cfg).unwrap();
+    let st = state.clone();
     tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        llm_link::serve_on(listener, st).await.unwrap();
     });
     Gateway {
         base: format!("http://{addr}"),
@@ -358,7 +383,7 @@ name = "mock"
 kind = "openai-compatible"
 base_url = "{}/v1"
 api_key = "upstream-secret-key"
-models = ["mock-model", "mock-embed", "fail-500", "fail-503", "fail-400", "fail-401", "fail-429", "garbage", "slow-headers", "hang", "stall-stream", "cut-stream", "endless", "think", {{ id = "renamed", upstream = "real-upstream-name" }}]
+models = ["mock-model", "mock-embed", "fail-500", "fail-503", "fail-400", "fail-401", "fail-429", "garbage", "slow-headers", "hang", "stall-stream", "cut-stream", "endless", "slow-stream", "think", {{ id = "renamed", upstream = "real-upstream-name" }}]
 {extra}
 "#,
         mock.base
