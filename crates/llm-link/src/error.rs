@@ -139,6 +139,71 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error in Anthropic's shape: `{"type":"error","error":{"type","message"}}`.
+    pub fn anthropic_response(&self) -> Response {
+        let status = self.status();
+        let kind = match self {
+            ApiError::UpstreamAuth(_) | ApiError::BadGateway(_) | ApiError::Timeout(_) => {
+                "api_error"
+            }
+            ApiError::Unavailable(_) => "overloaded_error",
+            ApiError::ModelNotFound(_) | ApiError::NotFound(_) => "not_found_error",
+            _ => llm_link_protocol::anthropic::error_type_for_status(status.as_u16()),
+        };
+        let body = llm_link_protocol::anthropic::error_body(kind, &self.to_string());
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let Some(ra) = self.retry_after() {
+            if let Ok(v) = HeaderValue::from_str(ra) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        resp
+    }
+
+    /// The error in Ollama's shape: `{"error":"…"}`.
+    pub fn ollama_response(&self) -> Response {
+        let body = llm_link_protocol::ollama::error_body(&self.to_string());
+        let mut resp = (self.status(), axum::Json(body)).into_response();
+        if let Some(ra) = self.retry_after() {
+            if let Ok(v) = HeaderValue::from_str(ra) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        resp
+    }
+}
+
+/// Handlers of the Anthropic surface return this.
+pub struct AnthropicError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for AnthropicError {
+    fn from(e: E) -> Self {
+        AnthropicError(e.into())
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        self.0.anthropic_response()
+    }
+}
+
+/// Handlers of the Ollama surface return this.
+pub struct OllamaError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for OllamaError {
+    fn from(e: E) -> Self {
+        OllamaError(e.into())
+    }
+}
+
+impl IntoResponse for OllamaError {
+    fn into_response(self) -> Response {
+        self.0.ollama_response()
+    }
+}
+
 impl From<DecodeError> for ApiError {
     fn from(e: DecodeError) -> ApiError {
         ApiError::BadRequest {

@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(api::openai::routes(state.clone()))
+        .merge(api::anthropic::routes(state.clone()))
+        .merge(api::ollama::routes(state.clone()))
         .merge(admin::hotupdate::routes(state.clone()))
         .route("/v1/{*rest}", axum::routing::any(api::openai::not_found))
         .route("/health", get(api::health::health))

@@ -58,7 +58,7 @@ fn init_logging(cfg: &Config) -> Result<(), String> {
 }
 
 async fn serve(mut cfg: Config) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await {
+    let listener = match bind(&cfg.host, cfg.port).await {
         Ok(l) => l,
         Err(e) => {
             return usage_error(format!(
@@ -118,6 +118,26 @@ async fn serve(mut cfg: Config) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Accept queue length: a burst of new connections (a thousand clients
+/// opening streams at once) must not be dropped by the kernel, which would
+/// cost each a one-second SYN retry.
+const LISTEN_BACKLOG: u32 = 4096;
+
+async fn bind(host: &str, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address for host"))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 struct Signals {

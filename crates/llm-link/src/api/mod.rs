@@ -1,6 +1,8 @@
 //! Client-facing handlers, one module per protocol.
 
+pub mod anthropic;
 pub mod health;
+pub mod ollama;
 pub mod openai;
 
 use crate::error::ApiError;

@@ -14,7 +14,7 @@ use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -61,6 +61,7 @@ fn rewrite_model(obj: &RawObject<'_>, body: &Bytes, requested: &str, upstream: &
 
 async fn chat_completions(
     State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
@@ -73,7 +74,7 @@ async fn chat_completions(
     if provider.passthrough_for(Wire::OpenAi) {
         let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
         let fwd = provider
-            .forward(Endpoint::ChatCompletions, out, req.stream)
+            .forward(Endpoint::ChatCompletions, out, req.stream, &headers)
             .await?;
         return Ok(forwarded(fwd, started, req.stream));
     }
@@ -213,6 +214,7 @@ fn forwarded(fwd: Forwarded, started: Instant, stream: bool) -> Response {
 
 async fn completions(
     State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
@@ -232,12 +234,16 @@ async fn completions(
     let out = rewrite_model(&obj, &body, &model, &target.upstream_model);
     let fwd = target
         .provider
-        .forward(Endpoint::Completions, out, stream)
+        .forward(Endpoint::Completions, out, stream, &headers)
         .await?;
     Ok(forwarded(fwd, started, stream))
 }
 
-async fn embeddings(State(st): State<Arc<AppState>>, body: Body_) -> Result<Response, OpenAiError> {
+async fn embeddings(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body_,
+) -> Result<Response, OpenAiError> {
     let started = Instant::now();
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
     let obj = RawObject::parse(&body)?;
@@ -248,7 +254,7 @@ async fn embeddings(State(st): State<Arc<AppState>>, body: Body_) -> Result<Resp
         let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
         let fwd = target
             .provider
-            .forward(Endpoint::Embeddings, out, false)
+            .forward(Endpoint::Embeddings, out, false, &headers)
             .await?;
         return Ok(forwarded(fwd, started, false));
     }
@@ -272,7 +278,11 @@ fn model_json(id: &str, owned_by: &str, created: u64) -> serde_json::Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": owned_by})
 }
 
-async fn list_models(State(st): State<Arc<AppState>>) -> Response {
+async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    // Anthropic clients list models at the same path; they send anthropic-version.
+    if headers.contains_key("anthropic-version") {
+        return super::anthropic::models_response(&st);
+    }
     let rt = st.runtime();
     let created = now_secs().saturating_sub(st.started.elapsed().as_secs());
     let data: Vec<_> = rt

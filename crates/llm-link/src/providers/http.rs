@@ -46,6 +46,55 @@ pub fn join_url(base: &str, path: &str) -> String {
     }
 }
 
+/// Joins a host-root base URL (Anthropic, Ollama) and a root path such as
+/// `/v1/messages` or `/api/chat` exactly once, tolerating a base that already
+/// ends in `/v1` or `/api`.
+pub fn join_root(base: &str, path: &str) -> String {
+    let mut base = base.trim_end_matches('/');
+    if base.ends_with(path) {
+        return base.to_string();
+    }
+    for suffix in ["/v1", "/api"] {
+        if let Some(stripped) = base.strip_suffix(suffix) {
+            if path.starts_with(suffix) || suffix == "/v1" {
+                base = stripped;
+                break;
+            }
+        }
+    }
+    format!("{base}{path}")
+}
+
+/// Sends a same-format request and wraps the answer for forwarding.
+pub async fn forward(
+    cfg: &ProviderConfig,
+    req: reqwest::RequestBuilder,
+    stream: bool,
+) -> Result<super::Forwarded, ApiError> {
+    let started = std::time::Instant::now();
+    let resp = send(cfg, req).await?;
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .cloned();
+    if stream {
+        return Ok(super::Forwarded {
+            status,
+            content_type,
+            upstream_time: started.elapsed(),
+            body: super::ForwardBody::Stream(idle_stream(cfg, resp)),
+        });
+    }
+    let bytes = read_limited(cfg, resp, MAX_UPSTREAM_BODY).await?;
+    Ok(super::Forwarded {
+        status,
+        content_type,
+        upstream_time: started.elapsed(),
+        body: super::ForwardBody::Full(bytes),
+    })
+}
+
 /// Removes a secret from upstream text before it can reach a client or log.
 pub fn scrub(text: &str, key: Option<&Secret>) -> String {
     let mut t: String = text.chars().take(500).collect();
@@ -257,6 +306,34 @@ mod tests {
             "https://open.bigmodel.cn/api/paas/v4/chat/completions"
         );
         assert!(!join_url("https://api.openai.com/v1", "/models").contains("/v1/v1"));
+    }
+
+    #[test]
+    fn root_joins_exactly_once() {
+        assert_eq!(
+            join_root("https://api.anthropic.com", "/v1/messages"),
+            "https://api.anthropic.com/v1/messages"
+        );
+        assert_eq!(
+            join_root("https://api.anthropic.com/v1/", "/v1/messages"),
+            "https://api.anthropic.com/v1/messages"
+        );
+        assert_eq!(
+            join_root("http://localhost:11434", "/api/chat"),
+            "http://localhost:11434/api/chat"
+        );
+        assert_eq!(
+            join_root("http://localhost:11434/api", "/api/chat"),
+            "http://localhost:11434/api/chat"
+        );
+        assert_eq!(
+            join_root("http://localhost:11434/v1", "/api/chat"),
+            "http://localhost:11434/api/chat"
+        );
+        assert_eq!(
+            join_root("http://proxy/anthropic", "/v1/messages"),
+            "http://proxy/anthropic/v1/messages"
+        );
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! Upstream providers: the [`Provider`] trait, one module per wire format,
 //! and the preset table of every kind.
 
+pub mod anthropic;
 pub mod http;
+pub mod ollama;
 pub mod openai;
 pub mod presets;
+pub mod stream;
 
 use crate::config::ProviderConfig;
 use crate::error::ApiError;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use bytes::Bytes;
 use futures_util::Stream;
 use llm_link_protocol::ir::{
@@ -31,16 +34,39 @@ pub enum Endpoint {
     ChatCompletions,
     Completions,
     Embeddings,
+    Messages,
+    CountTokens,
+    OllamaChat,
+    OllamaGenerate,
+    OllamaEmbed,
+    OllamaEmbeddings,
 }
 
 impl Endpoint {
-    /// Path relative to an OpenAI-style base URL (which ends in `/v1` or
-    /// the vendor's equivalent).
-    pub fn openai_path(self) -> &'static str {
+    /// The path: relative to an OpenAI-style base URL (ending in `/v1` or
+    /// the vendor's equivalent) for OpenAI endpoints, relative to the host
+    /// root for Anthropic and Ollama ones.
+    pub fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Messages => "/v1/messages",
+            Endpoint::CountTokens => "/v1/messages/count_tokens",
+            Endpoint::OllamaChat => "/api/chat",
+            Endpoint::OllamaGenerate => "/api/generate",
+            Endpoint::OllamaEmbed => "/api/embed",
+            Endpoint::OllamaEmbeddings => "/api/embeddings",
+        }
+    }
+
+    pub fn wire(self) -> Wire {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings => {
+                Wire::OpenAi
+            }
+            Endpoint::Messages | Endpoint::CountTokens => Wire::Anthropic,
+            _ => Wire::Ollama,
         }
     }
 }
@@ -78,12 +104,15 @@ pub trait Provider: Send + Sync + 'static {
         self.wire() == wire && self.config().passthrough
     }
 
-    /// Forwards a same-format body (model already rewritten).
+    /// Forwards a same-format body (model already rewritten). `client_headers`
+    /// are the client's request headers; adapters copy only the ones their
+    /// API defines as request options (e.g. `anthropic-beta`).
     fn forward(
         &self,
         endpoint: Endpoint,
         body: Bytes,
         stream: bool,
+        client_headers: &HeaderMap,
     ) -> BoxFuture<'_, Result<Forwarded, ApiError>>;
 
     fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, ApiError>>;
@@ -100,10 +129,7 @@ pub trait Provider: Send + Sync + 'static {
 pub fn build(cfg: ProviderConfig) -> Result<Arc<dyn Provider>, String> {
     match cfg.preset.wire {
         Wire::OpenAi => Ok(Arc::new(openai::OpenAiProvider::new(cfg)?)),
-        other => Err(format!(
-            "provider `{}`: the {} wire format is not supported by this build",
-            cfg.name,
-            other.as_str()
-        )),
+        Wire::Anthropic => Ok(Arc::new(anthropic::AnthropicProvider::new(cfg)?)),
+        Wire::Ollama => Ok(Arc::new(ollama::OllamaProvider::new(cfg)?)),
     }
 }

@@ -4,18 +4,13 @@
 
 use super::http::{self, join_url, MAX_UPSTREAM_BODY};
 use super::presets::KeyStyle;
-use super::{BoxFuture, Endpoint, EventStream, ForwardBody, Forwarded, Provider};
+use super::{BoxFuture, Endpoint, EventStream, Forwarded, Provider};
 use crate::config::ProviderConfig;
 use crate::error::ApiError;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
-use futures_util::StreamExt;
-use llm_link_protocol::ir::{
-    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent,
-};
+use llm_link_protocol::ir::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse};
 use llm_link_protocol::openai::{self, stream::ChunkDecoder, RequestOptions};
-use std::collections::VecDeque;
-use std::time::Instant;
 
 pub struct OpenAiProvider {
     cfg: ProviderConfig,
@@ -58,7 +53,7 @@ impl OpenAiProvider {
 
     fn post(&self, endpoint: Endpoint, body: Bytes) -> reqwest::RequestBuilder {
         self.client
-            .post(join_url(&self.cfg.base_url, endpoint.openai_path()))
+            .post(join_url(&self.cfg.base_url, endpoint.path()))
             .headers(self.headers.clone())
             .body(body)
     }
@@ -93,30 +88,17 @@ impl Provider for OpenAiProvider {
         endpoint: Endpoint,
         body: Bytes,
         stream: bool,
+        _client_headers: &HeaderMap,
     ) -> BoxFuture<'_, Result<Forwarded, ApiError>> {
+        let req =
+            (endpoint.wire() == super::presets::Wire::OpenAi).then(|| self.post(endpoint, body));
         Box::pin(async move {
-            let started = Instant::now();
-            let resp = http::send(&self.cfg, self.post(endpoint, body)).await?;
-            let status = resp.status();
-            let content_type = resp
-                .headers()
-                .get(axum::http::header::CONTENT_TYPE)
-                .cloned();
-            if stream {
-                return Ok(Forwarded {
-                    status,
-                    content_type,
-                    upstream_time: started.elapsed(),
-                    body: ForwardBody::Stream(http::idle_stream(&self.cfg, resp)),
-                });
+            match req {
+                Some(req) => http::forward(&self.cfg, req, stream).await,
+                None => Err(ApiError::Internal(format!(
+                    "{endpoint:?} cannot be forwarded to an OpenAI provider"
+                ))),
             }
-            let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
-            Ok(Forwarded {
-                status,
-                content_type,
-                upstream_time: started.elapsed(),
-                body: ForwardBody::Full(bytes),
-            })
         })
     }
 
@@ -142,7 +124,11 @@ impl Provider for OpenAiProvider {
             )
             .await?;
             let bytes = http::idle_stream(&self.cfg, resp);
-            Ok(decode_events(bytes, self.cfg.name.clone()))
+            Ok(super::stream::decode_events(
+                bytes,
+                ChunkDecoder::new(),
+                self.cfg.name.clone(),
+            ))
         })
     }
 
@@ -179,76 +165,4 @@ impl Provider for OpenAiProvider {
             Ok(ids)
         })
     }
-}
-
-/// Turns an OpenAI SSE byte stream into decoded events. A stream that ends
-/// without `[DONE]` and without a finish reason is reported as broken off.
-pub fn decode_events(bytes: super::ByteStream, provider: String) -> EventStream {
-    struct St {
-        bytes: super::ByteStream,
-        dec: ChunkDecoder,
-        queue: VecDeque<Result<StreamEvent, ApiError>>,
-        ended: bool,
-        saw_finish: bool,
-        provider: String,
-    }
-    fn has_finish(ev: &StreamEvent) -> bool {
-        matches!(ev, StreamEvent::Chunk(c) if c.choices.iter().any(|c| c.finish_reason.is_some()))
-    }
-    let st = St {
-        bytes,
-        dec: ChunkDecoder::new(),
-        queue: VecDeque::new(),
-        ended: false,
-        saw_finish: false,
-        provider,
-    };
-    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
-        loop {
-            if let Some(item) = st.queue.pop_front() {
-                return Some((item, st));
-            }
-            if st.ended {
-                return None;
-            }
-            match st.bytes.next().await {
-                Some(Ok(b)) => match st.dec.feed(&b) {
-                    Ok(evs) => {
-                        st.saw_finish |= evs.iter().any(has_finish);
-                        st.queue.extend(evs.into_iter().map(Ok));
-                    }
-                    Err(e) => {
-                        st.ended = true;
-                        tracing::warn!(provider = %st.provider, error = %e, "malformed upstream stream");
-                        st.queue.push_back(Err(ApiError::BadGateway(format!(
-                            "provider `{}` sent a malformed stream",
-                            st.provider
-                        ))));
-                    }
-                },
-                Some(Err(e)) => {
-                    st.ended = true;
-                    st.queue.push_back(Err(e));
-                }
-                None => {
-                    st.ended = true;
-                    match st.dec.finish() {
-                        Ok(evs) => {
-                            st.saw_finish |= evs.iter().any(has_finish);
-                            st.queue.extend(evs.into_iter().map(Ok));
-                        }
-                        Err(e) => {
-                            tracing::warn!(provider = %st.provider, error = %e, "malformed stream tail")
-                        }
-                    }
-                    if !st.dec.is_done() && !st.saw_finish {
-                        st.queue.push_back(Err(ApiError::BadGateway(format!(
-                            "provider `{}` ended the stream early",
-                            st.provider
-                        ))));
-                    }
-                }
-            }
-        }
-    }))
 }

@@ -98,8 +98,8 @@ pub const PRESETS: &[Preset] = &[
         default_model: "claude-3-5-sonnet-20241022",
         known_models: &["claude-3-5-sonnet-20241022", "claude-3-5-haiku-20241022"],
         max_completion_tokens: false,
-        supported: false,
-        note: "native Anthropic adapter not in this build yet",
+        supported: true,
+        note: "",
     },
     openai_like(
         "zhipu",
@@ -177,8 +177,8 @@ pub const PRESETS: &[Preset] = &[
         default_model: "llama2",
         known_models: &[],
         max_completion_tokens: false,
-        supported: false,
-        note: "native Ollama adapter not in this build yet",
+        supported: true,
+        note: "",
     },
     Preset {
         kind: "llamacpp",

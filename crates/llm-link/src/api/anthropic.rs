@@ -1,0 +1,252 @@
+//! The Anthropic surface: `POST /v1/messages`, `POST /v1/messages/count_tokens`
+//! (also under `/anthropic/v1/…`), and `GET /v1/models` in Anthropic's shape
+//! when the request carries `anthropic-version`.
+
+use super::{body_rejection, new_id, server_timing};
+use crate::auth;
+use crate::error::{AnthropicError, ApiError};
+use crate::providers::presets::Wire;
+use crate::providers::{Endpoint, EventStream, ForwardBody};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use llm_link_protocol::anthropic::{self, stream::StreamEncoder};
+use llm_link_protocol::ir::{ReasoningOutput, StreamError, StreamEvent};
+use llm_link_protocol::json::RawObject;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Interval of `ping` events on a translated stream while the upstream is quiet.
+const PING_EVERY: Duration = Duration::from_secs(10);
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/anthropic/v1/messages", post(messages))
+        .route("/anthropic/v1/messages/count_tokens", post(count_tokens))
+        .layer(middleware::from_fn_with_state(state, require_key))
+}
+
+async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let rt = st.runtime();
+    if let Err(e) = auth::check(req.headers(), &rt.auth_keys) {
+        return e.anthropic_response();
+    }
+    drop(rt);
+    next.run(req).await
+}
+
+fn rewrite_model(obj: &RawObject<'_>, body: &Bytes, requested: &str, upstream: &str) -> Bytes {
+    if requested == upstream {
+        return body.clone();
+    }
+    let quoted = serde_json::Value::String(upstream.to_string()).to_string();
+    Bytes::from(obj.with_field("model", &quoted))
+}
+
+fn sse(body: Body) -> Response {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// An in-band Anthropic `error` event for a forwarded stream that broke off.
+fn inband_error(e: &ApiError) -> Bytes {
+    let body = anthropic::error_body("api_error", &e.to_string());
+    llm_link_protocol::sse::named_event("error", body.to_string().as_bytes())
+}
+
+async fn messages(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AnthropicError> {
+    let started = Instant::now();
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    let req = anthropic::decode_messages_request(&body)?;
+    let target = st.runtime().router.resolve(&req.model)?;
+    let provider = target.provider;
+
+    if provider.passthrough_for(Wire::Anthropic) {
+        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
+        let fwd = provider
+            .forward(Endpoint::Messages, out, req.stream, &headers)
+            .await?;
+        let timing = server_timing(started.elapsed(), fwd.upstream_time);
+        let mut r = match fwd.body {
+            ForwardBody::Full(b) => Response::new(Body::from(b)),
+            ForwardBody::Stream(s) => sse(Body::from_stream(s.map(|item| {
+                Ok::<_, Infallible>(match item {
+                    Ok(b) => b,
+                    Err(e) => inband_error(&e),
+                })
+            }))),
+        };
+        *r.status_mut() = fwd.status;
+        let ct = fwd.content_type.unwrap_or_else(|| {
+            HeaderValue::from_static(if req.stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            })
+        });
+        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+        if let Some(v) = timing {
+            r.headers_mut().insert("server-timing", v);
+        }
+        return Ok(r);
+    }
+
+    let client_model = req.model.clone();
+    let stream = req.stream;
+    let mut ir = req;
+    ir.model = target.upstream_model;
+    let t0 = Instant::now();
+    if !stream {
+        let mut resp = provider.chat(ir).await?;
+        let upstream = t0.elapsed();
+        if resp.id.is_empty() {
+            resp.id = new_id("msg_");
+        }
+        let mut r = Json(anthropic::encode_messages_response(
+            &resp,
+            &client_model,
+            ReasoningOutput::Separate,
+        ))
+        .into_response();
+        if let Some(v) = server_timing(started.elapsed(), upstream) {
+            r.headers_mut().insert("server-timing", v);
+        }
+        return Ok(r);
+    }
+    let events = provider.chat_stream(ir).await?;
+    let upstream = t0.elapsed();
+    let enc = StreamEncoder::new(new_id("msg_"), client_model, ReasoningOutput::Separate);
+    let mut r = sse(Body::from_stream(encode_stream(events, enc)));
+    if let Some(v) = server_timing(started.elapsed(), upstream) {
+        r.headers_mut().insert("server-timing", v);
+    }
+    Ok(r)
+}
+
+/// Encodes decoded events as Anthropic SSE: `message_start` and a `ping`
+/// at once, pings while the upstream is quiet, an in-band `error` event when
+/// the upstream fails after the start.
+fn encode_stream(
+    events: EventStream,
+    mut enc: StreamEncoder,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+    let mut head = enc.start().to_vec();
+    head.extend_from_slice(&StreamEncoder::ping());
+    let head = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) });
+    let body = futures_util::stream::unfold(
+        (events, enc, false),
+        |(mut events, mut enc, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let next = match tokio::time::timeout(PING_EVERY, events.next()).await {
+                    Err(_) => return Some((Ok(StreamEncoder::ping()), (events, enc, false))),
+                    Ok(n) => n,
+                };
+                match next {
+                    Some(Ok(StreamEvent::Chunk(c))) => {
+                        if let Some(b) = enc.encode(&c) {
+                            return Some((Ok(b), (events, enc, false)));
+                        }
+                    }
+                    Some(Ok(StreamEvent::Done)) | None => {
+                        let b = enc.finish();
+                        return Some((Ok(b), (events, enc, true)));
+                    }
+                    Some(Ok(StreamEvent::Error(e))) => {
+                        let b = enc.error(&e);
+                        return Some((Ok(b), (events, enc, true)));
+                    }
+                    Some(Err(e)) => {
+                        let b = enc.error(&StreamError {
+                            message: e.to_string(),
+                            kind: "api_error".into(),
+                        });
+                        return Some((Ok(b), (events, enc, true)));
+                    }
+                }
+            }
+        },
+    );
+    head.chain(body)
+}
+
+async fn count_tokens(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AnthropicError> {
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    let req = anthropic::decode_count_tokens_request(&body)?;
+    let target = st.runtime().router.resolve(&req.model)?;
+    if target.provider.wire() == Wire::Anthropic {
+        // Exact: ask Anthropic.
+        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
+        let fwd = target
+            .provider
+            .forward(Endpoint::CountTokens, out, false, &headers)
+            .await?;
+        let mut r = match fwd.body {
+            ForwardBody::Full(b) => Response::new(Body::from(b)),
+            ForwardBody::Stream(s) => Response::new(Body::from_stream(s)),
+        };
+        *r.status_mut() = fwd.status;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Ok(r);
+    }
+    // Other providers have no counting endpoint: a documented estimate.
+    let n = anthropic::estimate_input_tokens(&req);
+    let mut r = Json(json!({"input_tokens": n})).into_response();
+    r.headers_mut().insert(
+        "x-llm-link-token-count",
+        HeaderValue::from_static("estimate"),
+    );
+    Ok(r)
+}
+
+/// `GET /v1/models` in Anthropic's shape.
+pub fn models_response(st: &AppState) -> Response {
+    let rt = st.runtime();
+    let created = crate::api::ollama::rfc3339_secs(
+        super::now_secs().saturating_sub(st.started.elapsed().as_secs()),
+    );
+    let data: Vec<_> = rt
+        .router
+        .models()
+        .iter()
+        .map(|m| json!({"type": "model", "id": m.id, "display_name": m.id, "created_at": created}))
+        .collect();
+    let first = data.first().and_then(|m| m.get("id")).cloned();
+    let last = data.last().and_then(|m| m.get("id")).cloned();
+    Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
+        .into_response()
+}

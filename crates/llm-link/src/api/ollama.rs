@@ -1,0 +1,532 @@
+//! The Ollama surface, as Ollama clients (Zed, the ollama SDKs) expect it:
+//! `/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`,
+//! `/api/tags`, `/api/show`, `/api/ps`, `/api/version`; `/api/delete`,
+//! `/api/pull` and friends answer a clear error.
+
+use super::{body_rejection, now_secs, server_timing};
+use crate::auth;
+use crate::error::{ApiError, OllamaError};
+use crate::providers::presets::Wire;
+use crate::providers::{Endpoint, EventStream, ForwardBody, Forwarded};
+use crate::routing::Target;
+use crate::state::{AppState, Runtime};
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use llm_link_protocol::ir::{ChatRequest, StreamEvent};
+use llm_link_protocol::json::RawObject;
+use llm_link_protocol::ollama::{self, stream::ChatStreamEncoder, Timings};
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The Ollama API version llm-link answers as (`GET /api/version`): the
+/// surface matches Ollama's API of this version, tools and images included.
+pub const OLLAMA_API_VERSION: &str = "0.9.0";
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/chat", post(chat))
+        .route("/api/generate", post(generate))
+        .route("/api/embed", post(embed))
+        .route("/api/embeddings", post(embeddings_legacy))
+        .route("/api/tags", get(tags))
+        .route("/api/show", post(show))
+        .route("/api/ps", get(ps))
+        .route("/api/delete", delete(unsupported))
+        .route("/api/pull", post(unsupported))
+        .route("/api/push", post(unsupported))
+        .route("/api/create", post(unsupported))
+        .route("/api/copy", post(unsupported))
+        .layer(middleware::from_fn_with_state(state, require_key))
+        .route("/api/version", get(version))
+        .route("/", get(root).head(root))
+}
+
+async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let rt = st.runtime();
+    if let Err(e) = auth::check(req.headers(), &rt.auth_keys) {
+        return e.ollama_response();
+    }
+    drop(rt);
+    next.run(req).await
+}
+
+async fn root() -> &'static str {
+    "Ollama is running"
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({"version": OLLAMA_API_VERSION}))
+}
+
+async fn unsupported() -> Response {
+    ApiError::bad_request(
+        "llm-link does not manage model files: its models come from the providers it is configured with (GET /api/tags lists them); configure providers with --provider or --config instead",
+    )
+    .ollama_response()
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+pub fn rfc3339_secs(secs: u64) -> String {
+    ollama::rfc3339_from_unix_nanos(u128::from(secs) * 1_000_000_000)
+}
+
+fn now_rfc3339() -> String {
+    ollama::rfc3339_from_unix_nanos(unix_nanos())
+}
+
+/// Resolves an Ollama model name; a `:latest` tag that is not part of a
+/// declared name is ignored, as Ollama clients add it on their own.
+fn resolve(rt: &Runtime, model: &str) -> Result<Target, ApiError> {
+    match rt.router.resolve(model) {
+        Err(ApiError::ModelNotFound(_)) if model.ends_with(":latest") => rt
+            .router
+            .resolve(model.trim_end_matches(":latest"))
+            .map_err(|_| not_found(model)),
+        Err(ApiError::ModelNotFound(_)) => Err(not_found(model)),
+        other => other,
+    }
+}
+
+fn not_found(model: &str) -> ApiError {
+    ApiError::ModelNotFound(format!(
+        "model '{model}' not found; GET /api/tags lists the models llm-link serves"
+    ))
+}
+
+fn rewrite_model(obj: &RawObject<'_>, body: &Bytes, requested: &str, upstream: &str) -> Bytes {
+    if requested == upstream {
+        return body.clone();
+    }
+    let quoted = Value::String(upstream.to_string()).to_string();
+    Bytes::from(obj.with_field("model", &quoted))
+}
+
+fn ndjson(body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    r
+}
+
+fn error_line(msg: &str) -> Bytes {
+    let mut v = ollama::error_body(msg).to_string().into_bytes();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+fn forwarded(fwd: Forwarded, started: Instant, stream: bool) -> Response {
+    let timing = server_timing(started.elapsed(), fwd.upstream_time);
+    let mut r = match fwd.body {
+        ForwardBody::Full(b) => Response::new(Body::from(b)),
+        ForwardBody::Stream(s) => {
+            let s = s.map(|item| {
+                Ok::<_, Infallible>(match item {
+                    Ok(b) => b,
+                    Err(e) => error_line(&e.to_string()),
+                })
+            });
+            ndjson(Body::from_stream(s))
+        }
+    };
+    *r.status_mut() = fwd.status;
+    let default = if stream {
+        "application/x-ndjson"
+    } else {
+        "application/json"
+    };
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        fwd.content_type
+            .unwrap_or_else(|| HeaderValue::from_static(default)),
+    );
+    if let Some(v) = timing {
+        r.headers_mut().insert("server-timing", v);
+    }
+    r
+}
+
+fn timings(started: Instant, first: Option<Instant>) -> Timings {
+    let total = started.elapsed();
+    let prompt = first.map(|f| f.duration_since(started)).unwrap_or(total);
+    Timings {
+        total_ns: total.as_nanos() as u64,
+        load_ns: 0,
+        prompt_eval_ns: prompt.as_nanos() as u64,
+        eval_ns: total.saturating_sub(prompt).as_nanos() as u64,
+    }
+}
+
+/// Shared by `/api/chat` and `/api/generate` once the request is decoded.
+async fn answer(
+    st: &AppState,
+    headers: &HeaderMap,
+    obj: &RawObject<'_>,
+    body: &Bytes,
+    req: ChatRequest,
+    endpoint: Endpoint,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let target = resolve(&st.runtime(), &req.model)?;
+    let provider = target.provider;
+    let generate = endpoint == Endpoint::OllamaGenerate;
+    if provider.passthrough_for(Wire::Ollama) {
+        let out = rewrite_model(obj, body, &req.model, &target.upstream_model);
+        let fwd = provider.forward(endpoint, out, req.stream, headers).await?;
+        return Ok(forwarded(fwd, started, req.stream));
+    }
+    let client_model = req.model.clone();
+    let (stream, reasoning) = (req.stream, req.reasoning_output);
+    let mut ir = req;
+    ir.model = target.upstream_model;
+    if !stream {
+        let resp = provider.chat(ir).await?;
+        let t = timings(started, None);
+        let upstream = started.elapsed();
+        let v = if generate {
+            ollama::encode_generate_response(&resp, &client_model, &now_rfc3339(), t, reasoning)
+        } else {
+            ollama::encode_chat_response(&resp, &client_model, &now_rfc3339(), t, reasoning)
+        };
+        let mut r = Json(v).into_response();
+        if let Some(v) = server_timing(started.elapsed(), upstream) {
+            r.headers_mut().insert("server-timing", v);
+        }
+        return Ok(r);
+    }
+    let events = provider.chat_stream(ir).await?;
+    let enc = ChatStreamEncoder::new(client_model, now_rfc3339(), reasoning, generate);
+    Ok(ndjson(Body::from_stream(encode_stream(
+        events, enc, started,
+    ))))
+}
+
+fn encode_stream(
+    events: EventStream,
+    enc: ChatStreamEncoder,
+    started: Instant,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+    struct St {
+        events: EventStream,
+        enc: ChatStreamEncoder,
+        first: Option<Instant>,
+        done: bool,
+    }
+    let st = St {
+        events,
+        enc,
+        first: None,
+        done: false,
+    };
+    futures_util::stream::unfold(st, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            match st.events.next().await {
+                Some(Ok(StreamEvent::Chunk(c))) => {
+                    if st.first.is_none() {
+                        st.first = Some(Instant::now());
+                    }
+                    if let Some(b) = st.enc.encode(&c) {
+                        return Some((Ok(b), st));
+                    }
+                }
+                Some(Ok(StreamEvent::Done)) | None => {
+                    st.done = true;
+                    let b = st.enc.finish(timings(started, st.first), now_rfc3339());
+                    return Some((Ok(b), st));
+                }
+                Some(Ok(StreamEvent::Error(e))) => {
+                    st.done = true;
+                    let b = st.enc.error(&e.message);
+                    return Some((Ok(b), st));
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    let b = st.enc.error(&e.to_string());
+                    return Some((Ok(b), st));
+                }
+            }
+        }
+    })
+}
+
+async fn chat(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OllamaError> {
+    let started = Instant::now();
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    // An empty `messages` loads (or, with keep_alive 0, unloads) a model in
+    // Ollama: answer as Ollama does once the model is known.
+    let model: String = obj.require("model")?;
+    let messages: Option<Vec<Value>> = obj.get("messages")?;
+    if messages.as_ref().is_none_or(|m| m.is_empty()) {
+        resolve(&st.runtime(), &model)?;
+        let unload = obj
+            .get::<Value>("keep_alive")?
+            .is_some_and(|k| k == json!(0) || k == json!("0"));
+        return Ok(Json(json!({
+            "model": model,
+            "created_at": now_rfc3339(),
+            "message": {"role": "assistant", "content": ""},
+            "done_reason": if unload { "unload" } else { "load" },
+            "done": true,
+        }))
+        .into_response());
+    }
+    let req = ollama::decode_chat_request(&body)?;
+    Ok(answer(
+        &st,
+        &headers,
+        &obj,
+        &body,
+        req,
+        Endpoint::OllamaChat,
+        started,
+    )
+    .await?)
+}
+
+async fn generate(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OllamaError> {
+    let started = Instant::now();
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    let model: String = obj.require("model")?;
+    let prompt: Option<String> = obj.get("prompt")?;
+    if prompt.as_deref().is_none_or(str::is_empty) && !obj.has("images") {
+        resolve(&st.runtime(), &model)?;
+        return Ok(Json(json!({
+            "model": model,
+            "created_at": now_rfc3339(),
+            "response": "",
+            "done_reason": "load",
+            "done": true,
+        }))
+        .into_response());
+    }
+    let req = ollama::decode_generate_request(&body)?;
+    Ok(answer(
+        &st,
+        &headers,
+        &obj,
+        &body,
+        req,
+        Endpoint::OllamaGenerate,
+        started,
+    )
+    .await?)
+}
+
+async fn embed(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OllamaError> {
+    let started = Instant::now();
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    let req = ollama::decode_embed_request(&body)?;
+    let target = resolve(&st.runtime(), &req.model)?;
+    if target.provider.passthrough_for(Wire::Ollama) {
+        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
+        let fwd = target
+            .provider
+            .forward(Endpoint::OllamaEmbed, out, false, &headers)
+            .await?;
+        return Ok(forwarded(fwd, started, false));
+    }
+    let client_model = req.model.clone();
+    let mut ir = req;
+    ir.model = target.upstream_model;
+    let mut resp = target.provider.embed(ir).await?;
+    resp.model = client_model;
+    Ok(Json(ollama::encode_embed_response(
+        &resp,
+        started.elapsed().as_nanos() as u64,
+    ))
+    .into_response())
+}
+
+async fn embeddings_legacy(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OllamaError> {
+    let started = Instant::now();
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    let req = ollama::decode_embeddings_legacy_request(&body)?;
+    let target = resolve(&st.runtime(), &req.model)?;
+    if target.provider.passthrough_for(Wire::Ollama) {
+        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
+        let fwd = target
+            .provider
+            .forward(Endpoint::OllamaEmbeddings, out, false, &headers)
+            .await?;
+        return Ok(forwarded(fwd, started, false));
+    }
+    let mut ir = req;
+    ir.model = target.upstream_model;
+    let resp = target.provider.embed(ir).await?;
+    Ok(Json(ollama::encode_embeddings_legacy_response(&resp)).into_response())
+}
+
+/// Context window reported to clients (Zed sizes its context from it).
+pub fn context_window(model: &str) -> u64 {
+    let m = model.to_ascii_lowercase();
+    let table: &[(&str, u64)] = &[
+        ("claude", 200_000),
+        ("moonshot-v1-8k", 8_192),
+        ("moonshot-v1-32k", 32_768),
+        ("moonshot-v1-128k", 131_072),
+        ("gpt-4.1", 1_047_576),
+        ("gpt-4o", 128_000),
+        ("o3", 200_000),
+        ("glm-4", 128_000),
+        ("qwen", 131_072),
+        ("deepseek", 65_536),
+        ("hunyuan", 32_768),
+        ("abab", 245_760),
+        ("minimax", 1_000_000),
+    ];
+    table
+        .iter()
+        .find(|(k, _)| m.contains(k))
+        .map(|(_, v)| *v)
+        .unwrap_or(32_768)
+}
+
+/// What a model can do, in Ollama's capability words.
+pub fn capabilities(model: &str, force: bool) -> Vec<&'static str> {
+    let m = model.to_ascii_lowercase();
+    if m.contains("embed") {
+        return vec!["embedding"];
+    }
+    let mut caps = vec!["completion", "tools"];
+    let vision = [
+        "4o",
+        "4.1",
+        "vision",
+        "-vl",
+        "4v",
+        "claude-3",
+        "claude-sonnet",
+        "claude-opus",
+        "llava",
+        "gemini",
+    ];
+    if force || vision.iter().any(|v| m.contains(v)) {
+        caps.push("vision");
+    }
+    if ["reasoner", "-r1", "qwq", "o3", "thinking"]
+        .iter()
+        .any(|v| m.contains(v))
+    {
+        caps.push("thinking");
+    }
+    caps
+}
+
+fn force_caps(st: &AppState) -> bool {
+    st.app
+        .as_deref()
+        .and_then(crate::apps::find)
+        .is_some_and(|a| a.force_capabilities)
+}
+
+async fn tags(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let rt = st.runtime();
+    let modified = rfc3339_secs(now_secs().saturating_sub(st.started.elapsed().as_secs()));
+    let force = force_caps(&st);
+    let models: Vec<Value> = rt
+        .router
+        .models()
+        .iter()
+        .map(|m| {
+            let family = family_of(&rt, &m.id);
+            let mut entry = ollama::tag_entry(&m.id, &modified, &family, "");
+            if let Value::Object(o) = &mut entry {
+                o.insert("capabilities".into(), json!(capabilities(&m.id, force)));
+            }
+            entry
+        })
+        .collect();
+    Json(json!({"models": models}))
+}
+
+fn family_of(rt: &Runtime, model: &str) -> String {
+    rt.router
+        .resolve(model)
+        .map(|t| t.provider.config().preset.kind.replace('-', "_"))
+        .unwrap_or_else(|_| "llm_link".into())
+}
+
+async fn show(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OllamaError> {
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    let model: String = match obj.get::<String>("model")? {
+        Some(m) => m,
+        None => obj.require("name")?,
+    };
+    let rt = st.runtime();
+    let target = resolve(&rt, &model)?;
+    let family = target.provider.config().preset.kind.replace('-', "_");
+    let ctx = context_window(&target.upstream_model);
+    let caps = capabilities(&model, force_caps(&st));
+    let mut info = serde_json::Map::new();
+    info.insert("general.architecture".into(), json!(family));
+    info.insert("general.basename".into(), json!(model));
+    info.insert("general.parameter_count".into(), json!(0));
+    info.insert(format!("{family}.context_length"), json!(ctx));
+    Ok(Json(json!({
+        "license": "",
+        "modelfile": format!("# served by llm-link from provider `{}` as `{}`\nFROM {model}\n", target.provider.name(), target.upstream_model),
+        "parameters": format!("num_ctx {ctx}"),
+        "template": "{{ .Prompt }}",
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": family,
+            "families": [family],
+            "parameter_size": "",
+            "quantization_level": "",
+        },
+        "model_info": info,
+        "capabilities": caps,
+        "modified_at": rfc3339_secs(now_secs().saturating_sub(st.started.elapsed().as_secs())),
+    }))
+    .into_response())
+}
+
+async fn ps() -> Json<Value> {
+    // Cloud providers keep nothing loaded here; managed local models come later.
+    Json(json!({"models": []}))
+}

@@ -1,0 +1,174 @@
+//! The native Anthropic adapter: `x-api-key` + `anthropic-version`,
+//! `/v1/messages` (JSON and SSE), `/v1/messages/count_tokens`, `/v1/models`.
+
+use super::http::{self, join_root, MAX_UPSTREAM_BODY};
+use super::presets::Wire;
+use super::{BoxFuture, Endpoint, EventStream, Forwarded, Provider};
+use crate::config::ProviderConfig;
+use crate::error::ApiError;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use llm_link_protocol::anthropic::{self, stream::StreamDecoder};
+use llm_link_protocol::ir::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse};
+
+/// `max_tokens` sent when a client from another format gave none (Anthropic
+/// requires one).
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// Client request headers that are Anthropic request options.
+const FORWARDED_HEADERS: &[&str] = &["anthropic-beta", "anthropic-version"];
+
+pub struct AnthropicProvider {
+    cfg: ProviderConfig,
+    client: reqwest::Client,
+    headers: HeaderMap,
+}
+
+impl AnthropicProvider {
+    pub fn new(cfg: ProviderConfig) -> Result<AnthropicProvider, String> {
+        let client = http::client(&cfg)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            "anthropic-version",
+            HeaderValue::from_static(anthropic::ANTHROPIC_VERSION),
+        );
+        if let Some(key) = &cfg.api_key {
+            let mut v = HeaderValue::from_str(key.expose()).map_err(|_| {
+                format!(
+                    "provider `{}`: the API key has characters not allowed in a header",
+                    cfg.name
+                )
+            })?;
+            v.set_sensitive(true);
+            headers.insert("x-api-key", v);
+        }
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("provider `{}`: bad header name `{k}`", cfg.name))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| format!("provider `{}`: bad value for header `{k}`", cfg.name))?;
+            headers.insert(name, value);
+        }
+        Ok(AnthropicProvider {
+            cfg,
+            client,
+            headers,
+        })
+    }
+
+    fn post(
+        &self,
+        endpoint: Endpoint,
+        body: Bytes,
+        client_headers: Option<&HeaderMap>,
+    ) -> reqwest::RequestBuilder {
+        let mut headers = self.headers.clone();
+        if let Some(ch) = client_headers {
+            for name in FORWARDED_HEADERS {
+                if let Some(v) = ch.get(*name) {
+                    headers.insert(*name, v.clone());
+                }
+            }
+        }
+        self.client
+            .post(join_root(&self.cfg.base_url, endpoint.path()))
+            .headers(headers)
+            .body(body)
+    }
+
+    fn encode(&self, req: &ChatRequest) -> Result<Bytes, ApiError> {
+        let v = anthropic::encode_messages_request(req, DEFAULT_MAX_TOKENS)?;
+        Ok(Bytes::from(v.to_string()))
+    }
+
+    fn malformed(&self, what: &str, e: impl std::fmt::Display) -> ApiError {
+        tracing::warn!(provider = %self.cfg.name, error = %e, "malformed upstream {what}");
+        ApiError::BadGateway(format!(
+            "provider `{}` sent a malformed {what}",
+            self.cfg.name
+        ))
+    }
+}
+
+impl Provider for AnthropicProvider {
+    fn config(&self) -> &ProviderConfig {
+        &self.cfg
+    }
+
+    fn forward(
+        &self,
+        endpoint: Endpoint,
+        body: Bytes,
+        stream: bool,
+        client_headers: &HeaderMap,
+    ) -> BoxFuture<'_, Result<Forwarded, ApiError>> {
+        let req = (endpoint.wire() == Wire::Anthropic)
+            .then(|| self.post(endpoint, body, Some(client_headers)));
+        Box::pin(async move {
+            match req {
+                Some(req) => http::forward(&self.cfg, req, stream).await,
+                None => Err(ApiError::Internal(format!(
+                    "{endpoint:?} cannot be forwarded to an Anthropic provider"
+                ))),
+            }
+        })
+    }
+
+    fn chat(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, ApiError>> {
+        Box::pin(async move {
+            req.stream = false;
+            let body = self.encode(&req)?;
+            let resp = http::send(&self.cfg, self.post(Endpoint::Messages, body, None)).await?;
+            let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
+            anthropic::decode_messages_response(&bytes).map_err(|e| self.malformed("response", e))
+        })
+    }
+
+    fn chat_stream(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<EventStream, ApiError>> {
+        Box::pin(async move {
+            req.stream = true;
+            let body = self.encode(&req)?;
+            let resp = http::send(&self.cfg, self.post(Endpoint::Messages, body, None)).await?;
+            Ok(super::stream::decode_events(
+                http::idle_stream(&self.cfg, resp),
+                StreamDecoder::new(),
+                self.cfg.name.clone(),
+            ))
+        })
+    }
+
+    fn embed(&self, _req: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse, ApiError>> {
+        let name = self.cfg.name.clone();
+        Box::pin(async move {
+            Err(ApiError::bad_request(format!(
+                "provider `{name}` is Anthropic, which has no embeddings API; route embedding models to an OpenAI-compatible or Ollama provider"
+            )))
+        })
+    }
+
+    fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
+        Box::pin(async move {
+            let req = self
+                .client
+                .get(join_root(&self.cfg.base_url, "/v1/models"))
+                .headers(self.headers.clone());
+            let resp = http::send(&self.cfg, req).await?;
+            let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| self.malformed("model list", e))?;
+            Ok(v.get("data")
+                .and_then(|d| d.as_array())
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|m| m.get("id").and_then(|i| i.as_str()).map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! The native Ollama adapter: `/api/chat` (JSON and NDJSON), `/api/generate`,
+//! `/api/embed`, `/api/tags`. No key unless one is configured (then Bearer,
+//! for Ollama behind an authenticating proxy).
+
+use super::http::{self, join_root, MAX_UPSTREAM_BODY};
+use super::presets::Wire;
+use super::{BoxFuture, Endpoint, EventStream, Forwarded, Provider};
+use crate::config::ProviderConfig;
+use crate::error::ApiError;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use llm_link_protocol::ir::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse};
+use llm_link_protocol::ollama::{self, stream::NdjsonDecoder};
+
+pub struct OllamaProvider {
+    cfg: ProviderConfig,
+    client: reqwest::Client,
+    headers: HeaderMap,
+}
+
+impl OllamaProvider {
+    pub fn new(cfg: ProviderConfig) -> Result<OllamaProvider, String> {
+        let client = http::client(&cfg)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(key) = &cfg.api_key {
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    format!(
+                        "provider `{}`: the API key has characters not allowed in a header",
+                        cfg.name
+                    )
+                })?;
+            v.set_sensitive(true);
+            headers.insert(axum::http::header::AUTHORIZATION, v);
+        }
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("provider `{}`: bad header name `{k}`", cfg.name))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| format!("provider `{}`: bad value for header `{k}`", cfg.name))?;
+            headers.insert(name, value);
+        }
+        Ok(OllamaProvider {
+            cfg,
+            client,
+            headers,
+        })
+    }
+
+    fn post(&self, endpoint: Endpoint, body: Bytes) -> reqwest::RequestBuilder {
+        self.client
+            .post(join_root(&self.cfg.base_url, endpoint.path()))
+            .headers(self.headers.clone())
+            .body(body)
+    }
+
+    fn malformed(&self, what: &str, e: impl std::fmt::Display) -> ApiError {
+        tracing::warn!(provider = %self.cfg.name, error = %e, "malformed upstream {what}");
+        ApiError::BadGateway(format!(
+            "provider `{}` sent a malformed {what}",
+            self.cfg.name
+        ))
+    }
+}
+
+impl Provider for OllamaProvider {
+    fn config(&self) -> &ProviderConfig {
+        &self.cfg
+    }
+
+    fn forward(
+        &self,
+        endpoint: Endpoint,
+        body: Bytes,
+        stream: bool,
+        _client_headers: &HeaderMap,
+    ) -> BoxFuture<'_, Result<Forwarded, ApiError>> {
+        let req = (endpoint.wire() == Wire::Ollama).then(|| self.post(endpoint, body));
+        Box::pin(async move {
+            match req {
+                Some(req) => http::forward(&self.cfg, req, stream).await,
+                None => Err(ApiError::Internal(format!(
+                    "{endpoint:?} cannot be forwarded to an Ollama provider"
+                ))),
+            }
+        })
+    }
+
+    fn chat(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, ApiError>> {
+        Box::pin(async move {
+            req.stream = false;
+            let body = Bytes::from(ollama::encode_chat_request(&req)?.to_string());
+            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaChat, body)).await?;
+            let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
+            ollama::decode_chat_response(&bytes).map_err(|e| self.malformed("response", e))
+        })
+    }
+
+    fn chat_stream(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<EventStream, ApiError>> {
+        Box::pin(async move {
+            req.stream = true;
+            let body = Bytes::from(ollama::encode_chat_request(&req)?.to_string());
+            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaChat, body)).await?;
+            Ok(super::stream::decode_events(
+                http::idle_stream(&self.cfg, resp),
+                NdjsonDecoder::new(),
+                self.cfg.name.clone(),
+            ))
+        })
+    }
+
+    fn embed(&self, req: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse, ApiError>> {
+        Box::pin(async move {
+            let body = Bytes::from(ollama::encode_embed_request(&req).to_string());
+            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaEmbed, body)).await?;
+            let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
+            ollama::decode_embed_response(&bytes)
+                .map_err(|e| self.malformed("embedding response", e))
+        })
+    }
+
+    fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
+        Box::pin(async move {
+            let req = self
+                .client
+                .get(join_root(&self.cfg.base_url, "/api/tags"))
+                .headers(self.headers.clone());
+            let resp = http::send(&self.cfg, req).await?;
+            let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
+            ollama::decode_tags_response(&bytes).map_err(|e| self.malformed("model list", e))
+        })
+    }
+}
