@@ -8,6 +8,7 @@ pub mod ir;
 pub mod json;
 pub mod ollama;
 pub mod openai;
+pub mod passthrough;
 pub mod sse;
 pub mod think;
 

@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use llm_link_protocol::anthropic::{self, stream::StreamEncoder};
 use llm_link_protocol::ir::{ReasoningOutput, StreamError, StreamEvent};
 use llm_link_protocol::json::RawObject;
+use llm_link_protocol::passthrough;
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -81,11 +82,14 @@ async fn messages(
     let started = Instant::now();
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
     let obj = RawObject::parse(&body)?;
-    let req = anthropic::decode_messages_request(&body)?;
-    let target = st.runtime().router.resolve(&req.model)?;
+    let model: String = obj.require("model")?;
+    let target = st.runtime().router.resolve(&model)?;
     let provider = target.provider;
 
     if provider.passthrough_for(Wire::Anthropic) {
+        // Same format: light validation, so extended thinking, server tools,
+        // documents and cache_control reach Anthropic untouched.
+        let req = passthrough::anthropic_messages(&obj, true)?;
         let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
         let fwd = provider
             .forward(Endpoint::Messages, out, req.stream, &headers)
@@ -115,6 +119,7 @@ async fn messages(
         return Ok(r);
     }
 
+    let req = anthropic::decode_request_object(&obj, true)?;
     let client_model = req.model.clone();
     let stream = req.stream;
     let mut ir = req;
@@ -154,8 +159,8 @@ fn encode_stream(
     events: EventStream,
     mut enc: StreamEncoder,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
-    let mut head = enc.start().to_vec();
-    head.extend_from_slice(&StreamEncoder::ping());
+    // message_start (with its ping) at once, before the upstream's first token.
+    let head = enc.start().to_vec();
     let head = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) });
     let body = futures_util::stream::unfold(
         (events, enc, false),
@@ -203,10 +208,11 @@ async fn count_tokens(
 ) -> Result<Response, AnthropicError> {
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
     let obj = RawObject::parse(&body)?;
-    let req = anthropic::decode_count_tokens_request(&body)?;
-    let target = st.runtime().router.resolve(&req.model)?;
+    let model: String = obj.require("model")?;
+    let target = st.runtime().router.resolve(&model)?;
     if target.provider.wire() == Wire::Anthropic {
         // Exact: ask Anthropic.
+        let req = passthrough::anthropic_messages(&obj, false)?;
         let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
         let fwd = target
             .provider
@@ -224,6 +230,7 @@ async fn count_tokens(
         return Ok(r);
     }
     // Other providers have no counting endpoint: a documented estimate.
+    let req = anthropic::decode_request_object(&obj, false)?;
     let n = anthropic::estimate_input_tokens(&req);
     let mut r = Json(json!({"input_tokens": n})).into_response();
     r.headers_mut().insert(

@@ -20,9 +20,10 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use llm_link_protocol::ir::{ChatRequest, StreamEvent};
+use llm_link_protocol::ir::StreamEvent;
 use llm_link_protocol::json::RawObject;
 use llm_link_protocol::ollama::{self, stream::ChatStreamEncoder, Timings};
+use llm_link_protocol::passthrough;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -180,18 +181,28 @@ async fn answer(
     headers: &HeaderMap,
     obj: &RawObject<'_>,
     body: &Bytes,
-    req: ChatRequest,
+    model: &str,
     endpoint: Endpoint,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let target = resolve(&st.runtime(), &req.model)?;
+    let target = resolve(&st.runtime(), &model)?;
     let provider = target.provider;
     let generate = endpoint == Endpoint::OllamaGenerate;
     if provider.passthrough_for(Wire::Ollama) {
-        let out = rewrite_model(obj, body, &req.model, &target.upstream_model);
-        let fwd = provider.forward(endpoint, out, req.stream, headers).await?;
-        return Ok(forwarded(fwd, started, req.stream));
+        let f = if generate {
+            passthrough::ollama_generate(obj)?
+        } else {
+            passthrough::ollama_chat(obj)?
+        };
+        let out = rewrite_model(obj, body, &f.model, &target.upstream_model);
+        let fwd = provider.forward(endpoint, out, f.stream, headers).await?;
+        return Ok(forwarded(fwd, started, f.stream));
     }
+    let req = if generate {
+        ollama::decode_generate_request(body)?
+    } else {
+        ollama::decode_chat_request(body)?
+    };
     let client_model = req.model.clone();
     let (stream, reasoning) = (req.stream, req.reasoning_output);
     let mut ir = req;
@@ -295,13 +306,12 @@ async fn chat(
         }))
         .into_response());
     }
-    let req = ollama::decode_chat_request(&body)?;
     Ok(answer(
         &st,
         &headers,
         &obj,
         &body,
-        req,
+        &model,
         Endpoint::OllamaChat,
         started,
     )
@@ -329,13 +339,12 @@ async fn generate(
         }))
         .into_response());
     }
-    let req = ollama::decode_generate_request(&body)?;
     Ok(answer(
         &st,
         &headers,
         &obj,
         &body,
-        req,
+        &model,
         Endpoint::OllamaGenerate,
         started,
     )

@@ -24,6 +24,7 @@ use futures_util::StreamExt;
 use llm_link_protocol::ir::{StreamError, StreamEvent};
 use llm_link_protocol::json::RawObject;
 use llm_link_protocol::openai::{self, stream::ChunkEncoder};
+use llm_link_protocol::passthrough;
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -67,17 +68,20 @@ async fn chat_completions(
     let started = Instant::now();
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
     let obj = RawObject::parse(&body)?;
-    let req = openai::decode_chat_object(&obj)?;
-    let target = st.runtime().router.resolve(&req.model)?;
+    let model: String = obj.require("model")?;
+    let target = st.runtime().router.resolve(&model)?;
     let provider = target.provider;
 
     if provider.passthrough_for(Wire::OpenAi) {
-        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
+        // Same format: light validation, then the bytes go as they came.
+        let f = passthrough::openai_chat(&obj)?;
+        let out = rewrite_model(&obj, &body, &f.model, &target.upstream_model);
         let fwd = provider
-            .forward(Endpoint::ChatCompletions, out, req.stream, &headers)
+            .forward(Endpoint::ChatCompletions, out, f.stream, &headers)
             .await?;
-        return Ok(forwarded(fwd, started, req.stream));
+        return Ok(forwarded(fwd, started, f.stream));
     }
+    let req = openai::decode_chat_object(&obj)?;
 
     let client_model = req.model.clone();
     let (stream, include_usage, reasoning) = (req.stream, req.include_usage, req.reasoning_output);

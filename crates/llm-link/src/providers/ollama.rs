@@ -115,6 +115,7 @@ impl Provider for OllamaProvider {
 
     fn embed(&self, req: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse, ApiError>> {
         Box::pin(async move {
+            ollama::validate_embed_request(&req)?;
             let body = Bytes::from(ollama::encode_embed_request(&req).to_string());
             let resp = http::send(&self.cfg, self.post(Endpoint::OllamaEmbed, body)).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;

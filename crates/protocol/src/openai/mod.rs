@@ -328,30 +328,51 @@ pub fn encode_chat_request(req: &ChatRequest, opts: RequestOptions) -> Value {
         }
     }
     o.insert("model".into(), Value::String(req.model.clone()));
-    let messages: Vec<Value> = req
-        .messages
-        .iter()
-        .map(|m| {
-            let mut mo = Map::new();
-            mo.insert("role".into(), Value::String(m.role.as_str().into()));
-            let content = content_to_wire(&m.content);
-            if content.is_null() && m.role != Role::Assistant {
-                mo.insert("content".into(), Value::String(String::new()));
+    let mut messages: Vec<Value> = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        // OpenAI tool messages carry text only: images a tool returned (an
+        // Anthropic tool_result can hold them) follow in a user message.
+        let (content, moved_images): (Vec<ContentPart>, Vec<ContentPart>) = if m.role == Role::Tool
+        {
+            m.content
+                .iter()
+                .cloned()
+                .partition(|p| matches!(p, ContentPart::Text(_)))
+        } else {
+            (m.content.clone(), Vec::new())
+        };
+        let mut mo = Map::new();
+        mo.insert("role".into(), Value::String(m.role.as_str().into()));
+        let content = content_to_wire(&content);
+        if content.is_null() && m.role != Role::Assistant {
+            let placeholder = if moved_images.is_empty() {
+                ""
             } else {
-                mo.insert("content".into(), content);
-            }
-            if let Some(n) = &m.name {
-                mo.insert("name".into(), Value::String(n.clone()));
-            }
-            if !m.tool_calls.is_empty() {
-                mo.insert("tool_calls".into(), tool_calls_to_wire(&m.tool_calls));
-            }
-            if let Some(id) = &m.tool_call_id {
-                mo.insert("tool_call_id".into(), Value::String(id.clone()));
-            }
-            Value::Object(mo)
-        })
-        .collect();
+                "(image attached below)"
+            };
+            mo.insert("content".into(), Value::String(placeholder.into()));
+        } else {
+            mo.insert("content".into(), content);
+        }
+        if let Some(n) = &m.name {
+            mo.insert("name".into(), Value::String(n.clone()));
+        }
+        if !m.tool_calls.is_empty() {
+            mo.insert("tool_calls".into(), tool_calls_to_wire(&m.tool_calls));
+        }
+        if let Some(id) = &m.tool_call_id {
+            mo.insert("tool_call_id".into(), Value::String(id.clone()));
+        }
+        messages.push(Value::Object(mo));
+        if !moved_images.is_empty() {
+            let mut parts = vec![ContentPart::Text(format!(
+                "Image(s) returned by tool call {}:",
+                m.tool_call_id.as_deref().unwrap_or("")
+            ))];
+            parts.extend(moved_images);
+            messages.push(json!({"role": "user", "content": content_to_wire(&parts)}));
+        }
+    }
     o.insert("messages".into(), Value::Array(messages));
     if !req.tools.is_empty() {
         let tools: Vec<Value> = req

@@ -415,3 +415,44 @@ fn upstream_error_messages_in_any_shape() {
     );
     assert_eq!(upstream_error_message(b"<html>"), None);
 }
+
+#[test]
+fn images_from_tool_results_move_to_a_user_message() {
+    let mut tool = Message::new(
+        Role::Tool,
+        vec![
+            ContentPart::Text("screenshot taken".into()),
+            ContentPart::Image(Image {
+                source: ImageSource::Base64 {
+                    media_type: "image/png".into(),
+                    data: "AAAA".into(),
+                },
+                detail: None,
+            }),
+        ],
+    );
+    tool.tool_call_id = Some("call_1".into());
+    let mut asst = Message::new(Role::Assistant, vec![]);
+    asst.tool_calls = vec![ToolCall {
+        id: "call_1".into(),
+        name: "shot".into(),
+        arguments: "{}".into(),
+    }];
+    let req = ChatRequest {
+        model: "m".into(),
+        messages: vec![Message::text(Role::User, "go"), asst, tool],
+        ..Default::default()
+    };
+    let wire = encode_chat_request(&req, RequestOptions::default());
+    let msgs = wire["messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(msgs.len(), 4);
+    assert_eq!(msgs[2]["role"], "tool");
+    assert_eq!(msgs[2]["content"], "screenshot taken");
+    assert_eq!(msgs[3]["role"], "user");
+    assert_eq!(
+        msgs[3]["content"][1]["image_url"]["url"],
+        "data:image/png;base64,AAAA"
+    );
+    // And the result is valid for our own strict decoder.
+    assert!(decode_chat_request(wire.to_string().as_bytes()).is_ok());
+}

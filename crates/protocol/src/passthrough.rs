@@ -1,0 +1,222 @@
+//! Light validation for bodies forwarded byte for byte to an upstream of the
+//! same format.
+//!
+//! A forwarded body only needs what routing and the gateway itself rely on
+//! (the model, the stream flag, the shape of `messages`, the types of the
+//! common scalar options); everything else is the upstream's to judge, so
+//! features llm-link does not model (server tools, documents, audio parts,
+//! new fields) still work. The upstream's own 400 reaches the client.
+
+use crate::json::{DecodeError, RawObject};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// What the gateway needs from a forwarded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwardable {
+    pub model: String,
+    pub stream: bool,
+}
+
+#[derive(Deserialize)]
+struct RoleOnly {
+    role: String,
+}
+
+fn model(obj: &RawObject<'_>) -> Result<String, DecodeError> {
+    let model: String = obj.require("model")?;
+    if model.trim().is_empty() {
+        return Err(DecodeError::new("model", "must not be empty"));
+    }
+    Ok(model)
+}
+
+fn messages(obj: &RawObject<'_>, roles: &[&str], allow_empty: bool) -> Result<(), DecodeError> {
+    let msgs: Vec<RoleOnly> = obj.require("messages")?;
+    if msgs.is_empty() && !allow_empty {
+        return Err(DecodeError::new(
+            "messages",
+            "must contain at least one message",
+        ));
+    }
+    for (i, m) in msgs.iter().enumerate() {
+        if !roles.contains(&m.role.as_str()) {
+            return Err(DecodeError::new(
+                format!("messages[{i}].role"),
+                format!(
+                    "unknown variant `{}`, expected one of {}",
+                    m.role,
+                    roles.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn range(obj: &RawObject<'_>, key: &str, lo: f64, hi: f64) -> Result<(), DecodeError> {
+    if let Some(v) = obj.get::<f64>(key)? {
+        if !(lo..=hi).contains(&v) {
+            return Err(DecodeError::new(
+                key,
+                format!("must be between {lo} and {hi}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `/v1/chat/completions` bound for an OpenAI-compatible upstream.
+pub fn openai_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
+    let model = model(obj)?;
+    messages(
+        obj,
+        &[
+            "system",
+            "developer",
+            "user",
+            "assistant",
+            "tool",
+            "function",
+        ],
+        false,
+    )?;
+    range(obj, "temperature", 0.0, 2.0)?;
+    range(obj, "top_p", 0.0, 1.0)?;
+    obj.get::<u32>("max_tokens")?;
+    obj.get::<u32>("max_completion_tokens")?;
+    if obj.get::<u32>("n")? == Some(0) {
+        return Err(DecodeError::new("n", "must be at least 1"));
+    }
+    obj.get::<i64>("seed")?;
+    obj.get::<Vec<Value>>("tools")?;
+    obj.get::<serde_json::Map<String, Value>>("stream_options")?;
+    obj.get::<serde_json::Map<String, Value>>("response_format")?;
+    Ok(Forwardable {
+        model,
+        stream: obj.get::<bool>("stream")?.unwrap_or(false),
+    })
+}
+
+/// `/v1/messages` bound for an Anthropic upstream.
+pub fn anthropic_messages(
+    obj: &RawObject<'_>,
+    require_max_tokens: bool,
+) -> Result<Forwardable, DecodeError> {
+    let model = model(obj)?;
+    if require_max_tokens {
+        let _: u32 = obj.require("max_tokens")?;
+    } else {
+        obj.get::<u32>("max_tokens")?;
+    }
+    messages(obj, &["user", "assistant"], false)?;
+    range(obj, "temperature", 0.0, 1.0)?;
+    range(obj, "top_p", 0.0, 1.0)?;
+    obj.get::<u32>("top_k")?;
+    obj.get::<Vec<String>>("stop_sequences")?;
+    obj.get::<Vec<Value>>("tools")?;
+    Ok(Forwardable {
+        model,
+        stream: obj.get::<bool>("stream")?.unwrap_or(false),
+    })
+}
+
+/// `/api/chat` bound for an Ollama upstream (streams unless told not to).
+pub fn ollama_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
+    let model = model(obj)?;
+    messages(obj, &["system", "user", "assistant", "tool"], false)?;
+    obj.get::<serde_json::Map<String, Value>>("options")?;
+    obj.get::<Vec<Value>>("tools")?;
+    Ok(Forwardable {
+        model,
+        stream: obj.get::<bool>("stream")?.unwrap_or(true),
+    })
+}
+
+/// `/api/generate` bound for an Ollama upstream.
+pub fn ollama_generate(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
+    let model = model(obj)?;
+    obj.get::<String>("prompt")?;
+    obj.get::<String>("system")?;
+    obj.get::<Vec<String>>("images")?;
+    obj.get::<serde_json::Map<String, Value>>("options")?;
+    Ok(Forwardable {
+        model,
+        stream: obj.get::<bool>("stream")?.unwrap_or(true),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(f: fn(&RawObject<'_>) -> Result<Forwardable, DecodeError>, body: &str) -> String {
+        let obj = RawObject::parse(body.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        f(&obj).err().map(|e| e.field).unwrap_or_default()
+    }
+
+    #[test]
+    fn names_the_bad_field_and_lets_unknown_shapes_through() {
+        assert_eq!(
+            field(
+                openai_chat,
+                r#"{"messages":[{"role":"user","content":"x"}]}"#
+            ),
+            "model"
+        );
+        assert_eq!(
+            field(openai_chat, r#"{"model":"m","messages":"oops"}"#),
+            "messages"
+        );
+        assert_eq!(
+            field(
+                openai_chat,
+                r#"{"model":"m","messages":[{"role":"wizard"}]}"#
+            ),
+            "messages[0].role"
+        );
+        assert_eq!(
+            field(
+                openai_chat,
+                r#"{"model":"m","messages":[{"role":"user"}],"temperature":"warm"}"#
+            ),
+            "temperature"
+        );
+        // Audio parts and custom tools are the upstream's business.
+        let ok = r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}],"tools":[{"type":"custom","custom":{}}],"stream":true}"#;
+        let obj = RawObject::parse(ok.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            openai_chat(&obj).ok(),
+            Some(Forwardable {
+                model: "m".into(),
+                stream: true
+            })
+        );
+
+        let anth = |b: &str| {
+            let obj = RawObject::parse(b.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            anthropic_messages(&obj, true)
+                .err()
+                .map(|e| e.field)
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            anth(r#"{"model":"c","messages":[{"role":"user","content":"x"}]}"#),
+            "max_tokens"
+        );
+        assert_eq!(
+            anth(r#"{"model":"c","max_tokens":5,"messages":[{"role":"system","content":"x"}]}"#),
+            "messages[0].role"
+        );
+        assert_eq!(
+            anth(
+                r#"{"model":"c","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document"}]}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#
+            ),
+            ""
+        );
+
+        let obj = RawObject::parse(br#"{"model":"l","messages":[{"role":"user","content":"x"}]}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ollama_chat(&obj).map(|f| f.stream).ok(), Some(true));
+    }
+}
