@@ -15,6 +15,16 @@ Behaviour is chosen by the request:
   mentions "London")
 * chat with a ``tool`` message -> "The weather is: <tool content>"
 * anything else -> "Hello from mock"
+* ``max_tokens`` / ``max_completion_tokens`` below the answer's word count
+  -> the answer cut to that many words, ``finish_reason: "length"``
+
+Requests are validated like the real API (400 ``invalid_request_error``):
+known roles, content parts (inline images as ``data:image/...;base64,``
+URLs), tool calls with string ``arguments`` and tool messages answering every
+``tool_call_id`` of the assistant message right before them.
+
+Every recorded request also carries the response bytes the mock sent and the
+usage it reported (``RecordedRequest.response`` / ``.usage``).
 
 Streaming uses HTTP/1.1 chunked transfer encoding and SSE ``data:`` lines
 terminated by ``data: [DONE]``, like the real API.
@@ -81,6 +91,12 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-cased names
     raw_body: bytes
     body: Any  # parsed JSON, or None
+    # Filled in while the mock answers: the status, the response body bytes
+    # exactly as sent (de-chunked), and the usage the mock reported in the
+    # normalised form {"input_tokens": n, "output_tokens": m}.
+    status: int = 0
+    response: bytes = b""
+    usage: dict[str, int] | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -97,10 +113,14 @@ class MockUpstream:
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -------------------------------------------------------
+    def _handler_base(self) -> type:
+        """The request handler class; other mocks (Anthropic, Ollama) override this."""
+        return _Handler
+
     def start(self) -> "MockUpstream":
         mock = self
 
-        class Handler(_Handler):
+        class Handler(self._handler_base()):  # type: ignore[misc]
             upstream = mock
 
         self._server = _QuietServer((self.host, 0), Handler)
@@ -157,6 +177,10 @@ class MockUpstream:
         with self._lock:
             self.requests.clear()
 
+    def calls(self, path: str) -> list[RecordedRequest]:
+        """Alias of ``requests_to`` (reads better in assertions)."""
+        return self.requests_to(path)
+
 
 # ---------------------------------------------------------------------------
 # Request handling
@@ -208,10 +232,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("openai-processing-ms", "12")
         self.send_header("openai-version", "2020-10-01")
 
-    def _send_json(self, status: int, obj: Any, extra_headers: dict[str, str] | None = None) -> None:
+    _current: RecordedRequest | None = None
+
+    def _capture(self, status: int | None = None, data: bytes = b"") -> None:
+        cur = self._current
+        if cur is not None:
+            if status is not None:
+                cur.status = status
+            cur.response += data
+
+    def _send_json(self, status: int, obj: Any, extra_headers: dict[str, str] | None = None,
+                   content_type: str = "application/json") -> None:
         data = json.dumps(obj).encode("utf-8")
+        self._capture(status, data)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self._common_headers()
         for k, v in (extra_headers or {}).items():
@@ -221,6 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _start_sse(self) -> None:
+        self._capture(200)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -230,6 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _write_chunk(self, data: bytes) -> None:
+        self._capture(None, data)
         self.wfile.write(f"{len(data):x}\r\n".encode("ascii") + data + b"\r\n")
         self.wfile.flush()
 
@@ -257,16 +294,23 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw)
             except ValueError:
                 body = None
-        self.upstream.record(
-            RecordedRequest(
-                method=self.command,
-                path=self.path,
-                headers={k.lower(): v for k, v in self.headers.items()},
-                raw_body=raw,
-                body=body,
-            )
+        req = RecordedRequest(
+            method=self.command,
+            path=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            raw_body=raw,
+            body=body,
         )
+        self._current = req
+        self.upstream.record(req)
         return body
+
+    def _set_usage(self, input_tokens: int, output_tokens: int | None = None) -> None:
+        if self._current is not None:
+            u = {"input_tokens": input_tokens}
+            if output_tokens is not None:
+                u["output_tokens"] = output_tokens
+            self._current.usage = u
 
     def do_GET(self) -> None:  # noqa: N802
         self._record(b"")
@@ -330,9 +374,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "Invalid type for 'messages': expected an array of objects.",
                         "invalid_request_error", "invalid_type", "messages")
             return
+        problem = _validate_chat(body)
+        if problem is not None:
+            message, param = problem
+            self._error(400, message, "invalid_request_error", None, param)
+            return
         model = body["model"]
         prompt_tokens = sum(count_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict))
         plan = _plan_chat(body)
+        self._set_usage(prompt_tokens, plan.completion_tokens())
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             self._chat_stream(model, plan, prompt_tokens, include_usage)
@@ -496,7 +546,123 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+_OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+def _validate_chat(body: dict[str, Any]) -> tuple[str, str | None] | None:
+    """What the real API rejects with a 400 (message, param), or None.
+
+    Checks the message grammar the way api.openai.com does: known roles,
+    well-formed content parts (data: URLs for inline images), tool calls
+    whose ``arguments`` are a JSON *string*, and tool messages that answer
+    the tool calls of the assistant message right before them, every id.
+    """
+    if "stream_options" in body and not body.get("stream"):
+        return ("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
+    messages = body["messages"]
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            return (f"Invalid type for 'messages[{i}]': expected an object.", f"messages[{i}]")
+        role = m.get("role")
+        if role not in _OPENAI_ROLES:
+            return (f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', "
+                    f"'function', 'tool', and 'developer'.", f"messages[{i}].role")
+        content = m.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                where = f"messages[{i}].content[{j}]"
+                if not isinstance(part, dict) or part.get("type") not in ("text", "image_url", "input_audio", "file"):
+                    return (f"Invalid value for '{where}.type'.", f"{where}.type")
+                if part["type"] == "text" and not isinstance(part.get("text"), str):
+                    return (f"Missing required parameter: '{where}.text'.", f"{where}.text")
+                if part["type"] == "image_url":
+                    if role != "user":
+                        return (f"Image content parts are only allowed for messages with role 'user', "
+                                f"but found in message with role '{role}'.", where)
+                    url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
+                    if not isinstance(url, str) or not (
+                            url.startswith(("http://", "https://"))
+                            or (url.startswith("data:image/") and ";base64," in url)):
+                        return ("Invalid 'image_url': expected a URL or a data URL "
+                                "(data:image/<type>;base64,<data>).", f"{where}.image_url.url")
+        elif content is not None and not isinstance(content, str):
+            return (f"Invalid type for 'messages[{i}].content': expected one of a string or array of objects.",
+                    f"messages[{i}].content")
+        if role == "assistant" and m.get("tool_calls"):
+            ids = []
+            for j, tc in enumerate(m["tool_calls"]):
+                where = f"messages[{i}].tool_calls[{j}]"
+                if not isinstance(tc, dict) or not isinstance(tc.get("id"), str) or not tc["id"]:
+                    return (f"Missing required parameter: '{where}.id'.", f"{where}.id")
+                if tc.get("type") != "function":
+                    return (f"Missing required parameter: '{where}.type'.", f"{where}.type")
+                fn = tc.get("function")
+                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+                    return (f"Missing required parameter: '{where}.function.name'.", f"{where}.function.name")
+                if not isinstance(fn.get("arguments"), str):
+                    got = type(fn.get("arguments")).__name__
+                    return (f"Invalid type for '{where}.function.arguments': expected a string, "
+                            f"but got {got} instead.", f"{where}.function.arguments")
+                ids.append(tc["id"])
+            answered = set()
+            k = i + 1
+            while k < len(messages) and isinstance(messages[k], dict) and messages[k].get("role") == "tool":
+                answered.add(messages[k].get("tool_call_id"))
+                k += 1
+            missing = [x for x in ids if x not in answered]
+            if missing:
+                return ("An assistant message with 'tool_calls' must be followed by tool messages responding "
+                        "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+                        + ", ".join(missing), f"messages.[{i}].role")
+        if role == "tool":
+            k = i - 1
+            while k >= 0 and isinstance(messages[k], dict) and messages[k].get("role") == "tool":
+                k -= 1
+            prev = messages[k] if k >= 0 else None
+            if not isinstance(prev, dict) or prev.get("role") != "assistant" or not prev.get("tool_calls"):
+                return ("Invalid parameter: messages with role 'tool' must be a response to a preceeding "
+                        "message with 'tool_calls'.", f"messages.[{i}].role")
+            ids = [tc.get("id") for tc in prev["tool_calls"] if isinstance(tc, dict)]
+            if m.get("tool_call_id") not in ids:
+                return (f"Invalid parameter: 'tool_call_id' of '{m.get('tool_call_id')}' not found in "
+                        f"'tool_calls' of previous message.", f"messages.[{i}].tool_call_id")
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            return ("Invalid type for 'tools': expected an array of objects.", "tools")
+        for j, t in enumerate(tools):
+            fn = t.get("function") if isinstance(t, dict) else None
+            if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(fn, dict):
+                return (f"Missing required parameter: 'tools[{j}].function'.", f"tools[{j}].function")
+            if not isinstance(fn.get("name"), str) or not fn["name"]:
+                return (f"Missing required parameter: 'tools[{j}].function.name'.", f"tools[{j}].function.name")
+            if "parameters" in fn and not isinstance(fn["parameters"], dict):
+                return (f"Invalid type for 'tools[{j}].function.parameters': expected an object.",
+                        f"tools[{j}].function.parameters")
+    return None
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    for key in ("max_completion_tokens", "max_tokens"):
+        v = body.get(key)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return None
+
+
+def _truncate(plan: _Plan, limit: int | None, finish: str = "length") -> _Plan:
+    """A text answer longer than ``limit`` words is cut, like a max-token stop."""
+    if limit is None or plan.tool_calls or not plan.text or count_tokens(plan.text) <= limit:
+        return plan
+    text = " ".join(plan.text.split(" ")[:limit])
+    return _Plan(text=text, pieces=_pieces(text), finish_reason=finish)
+
+
 def _plan_chat(body: dict[str, Any]) -> _Plan:
+    return _truncate(_plan_chat_full(body), _max_tokens(body))
+
+
+def _plan_chat_full(body: dict[str, Any]) -> _Plan:
     messages = [m for m in body["messages"] if isinstance(m, dict)]
     tool_msgs = [m for m in messages if m.get("role") == "tool"]
     if tool_msgs:

@@ -185,7 +185,7 @@ async fn answer(
     endpoint: Endpoint,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let target = resolve(&st.runtime(), &model)?;
+    let target = resolve(&st.runtime(), model)?;
     let provider = target.provider;
     let generate = endpoint == Endpoint::OllamaGenerate;
     if provider.passthrough_for(Wire::Ollama) {
