@@ -1,7 +1,7 @@
 //! The native Anthropic adapter: `x-api-key` + `anthropic-version`,
 //! `/v1/messages` (JSON and SSE), `/v1/messages/count_tokens`, `/v1/models`.
 
-use super::http::{self, join_root, MAX_UPSTREAM_BODY};
+use super::http::{self, MAX_UPSTREAM_BODY};
 use super::presets::Wire;
 use super::{BoxFuture, Endpoint, EventStream, Forwarded, Provider};
 use crate::config::ProviderConfig;
@@ -21,12 +21,11 @@ const FORWARDED_HEADERS: &[&str] = &["anthropic-beta", "anthropic-version"];
 pub struct AnthropicProvider {
     cfg: ProviderConfig,
     client: reqwest::Client,
-    headers: HeaderMap,
+    urls: http::Urls,
 }
 
 impl AnthropicProvider {
     pub fn new(cfg: ProviderConfig) -> Result<AnthropicProvider, String> {
-        let client = http::client(&cfg)?;
         let mut headers = HeaderMap::new();
         headers.insert(
             axum::http::header::CONTENT_TYPE,
@@ -53,11 +52,13 @@ impl AnthropicProvider {
                 .map_err(|_| format!("provider `{}`: bad value for header `{k}`", cfg.name))?;
             headers.insert(name, value);
         }
-        Ok(AnthropicProvider {
-            cfg,
-            client,
-            headers,
-        })
+        let client = http::client(&cfg, headers.clone())?;
+        let urls = http::Urls::new(
+            &cfg.base_url,
+            &["/v1/messages", "/v1/messages/count_tokens", "/v1/models"],
+            http::join_root,
+        )?;
+        Ok(AnthropicProvider { cfg, client, urls })
     }
 
     fn post(
@@ -65,19 +66,16 @@ impl AnthropicProvider {
         endpoint: Endpoint,
         body: Bytes,
         client_headers: Option<&HeaderMap>,
-    ) -> reqwest::RequestBuilder {
-        let mut headers = self.headers.clone();
+    ) -> Result<reqwest::RequestBuilder, ApiError> {
+        let mut rb = self.client.post(self.urls.get(endpoint.path())?).body(body);
         if let Some(ch) = client_headers {
             for name in FORWARDED_HEADERS {
                 if let Some(v) = ch.get(*name) {
-                    headers.insert(*name, v.clone());
+                    rb = rb.header(*name, v.clone());
                 }
             }
         }
-        self.client
-            .post(join_root(&self.cfg.base_url, endpoint.path()))
-            .headers(headers)
-            .body(body)
+        Ok(rb)
     }
 
     fn encode(&self, req: &ChatRequest) -> Result<Bytes, ApiError> {
@@ -110,7 +108,7 @@ impl Provider for AnthropicProvider {
             .then(|| self.post(endpoint, body, Some(client_headers)));
         Box::pin(async move {
             match req {
-                Some(req) => http::forward(&self.cfg, req, stream).await,
+                Some(req) => http::forward(&self.cfg, req?, stream).await,
                 None => Err(ApiError::Internal(format!(
                     "{endpoint:?} cannot be forwarded to an Anthropic provider"
                 ))),
@@ -122,7 +120,7 @@ impl Provider for AnthropicProvider {
         Box::pin(async move {
             req.stream = false;
             let body = self.encode(&req)?;
-            let resp = http::send(&self.cfg, self.post(Endpoint::Messages, body, None)).await?;
+            let resp = http::send(&self.cfg, self.post(Endpoint::Messages, body, None)?).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             anthropic::decode_messages_response(&bytes).map_err(|e| self.malformed("response", e))
         })
@@ -132,7 +130,7 @@ impl Provider for AnthropicProvider {
         Box::pin(async move {
             req.stream = true;
             let body = self.encode(&req)?;
-            let resp = http::send(&self.cfg, self.post(Endpoint::Messages, body, None)).await?;
+            let resp = http::send(&self.cfg, self.post(Endpoint::Messages, body, None)?).await?;
             Ok(super::stream::decode_events(
                 http::idle_stream(&self.cfg, resp),
                 StreamDecoder::new(),
@@ -152,10 +150,7 @@ impl Provider for AnthropicProvider {
 
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
         Box::pin(async move {
-            let req = self
-                .client
-                .get(join_root(&self.cfg.base_url, "/v1/models"))
-                .headers(self.headers.clone());
+            let req = self.client.get(self.urls.get("/v1/models")?);
             let resp = http::send(&self.cfg, req).await?;
             let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
             let v: serde_json::Value =

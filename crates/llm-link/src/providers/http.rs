@@ -14,9 +14,11 @@ use std::time::Duration;
 pub const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// A keep-alive, pooled client for one provider.
-pub fn client(cfg: &ProviderConfig) -> Result<reqwest::Client, String> {
+/// A keep-alive, pooled client for one provider; `headers` (auth, version)
+/// go on every request without being copied per request.
+pub fn client(cfg: &ProviderConfig, headers: HeaderMap) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
+        .default_headers(headers)
         .connect_timeout(cfg.timeouts.connect)
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
@@ -43,6 +45,36 @@ pub fn join_url(base: &str, path: &str) -> String {
         format!("{base}{path}")
     } else {
         format!("{base}/v1{path}")
+    }
+}
+
+/// Every endpoint URL of one provider, parsed once (parsing a URL per request
+/// showed up in profiles).
+#[derive(Debug, Clone, Default)]
+pub struct Urls(std::collections::HashMap<&'static str, reqwest::Url>);
+
+impl Urls {
+    /// `paths` are joined with `join` (OpenAI-style or root-style).
+    pub fn new(
+        base: &str,
+        paths: &[&'static str],
+        join: fn(&str, &str) -> String,
+    ) -> Result<Urls, String> {
+        let mut map = std::collections::HashMap::new();
+        for p in paths {
+            let full = join(base, p);
+            let url = reqwest::Url::parse(&full)
+                .map_err(|e| format!("`{full}` is not a valid URL: {e}"))?;
+            map.insert(*p, url);
+        }
+        Ok(Urls(map))
+    }
+
+    pub fn get(&self, path: &str) -> Result<reqwest::Url, ApiError> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| ApiError::Internal(format!("no URL for {path}")))
     }
 }
 

@@ -2,7 +2,7 @@
 //! `/api/embed`, `/api/tags`. No key unless one is configured (then Bearer,
 //! for Ollama behind an authenticating proxy).
 
-use super::http::{self, join_root, MAX_UPSTREAM_BODY};
+use super::http::{self, MAX_UPSTREAM_BODY};
 use super::presets::Wire;
 use super::{BoxFuture, Endpoint, EventStream, Forwarded, Provider};
 use crate::config::ProviderConfig;
@@ -15,12 +15,11 @@ use llm_link_protocol::ollama::{self, stream::NdjsonDecoder};
 pub struct OllamaProvider {
     cfg: ProviderConfig,
     client: reqwest::Client,
-    headers: HeaderMap,
+    urls: http::Urls,
 }
 
 impl OllamaProvider {
     pub fn new(cfg: ProviderConfig) -> Result<OllamaProvider, String> {
-        let client = http::client(&cfg)?;
         let mut headers = HeaderMap::new();
         headers.insert(
             axum::http::header::CONTENT_TYPE,
@@ -44,18 +43,23 @@ impl OllamaProvider {
                 .map_err(|_| format!("provider `{}`: bad value for header `{k}`", cfg.name))?;
             headers.insert(name, value);
         }
-        Ok(OllamaProvider {
-            cfg,
-            client,
-            headers,
-        })
+        let client = http::client(&cfg, headers.clone())?;
+        let urls = http::Urls::new(
+            &cfg.base_url,
+            &[
+                "/api/chat",
+                "/api/generate",
+                "/api/embed",
+                "/api/embeddings",
+                "/api/tags",
+            ],
+            http::join_root,
+        )?;
+        Ok(OllamaProvider { cfg, client, urls })
     }
 
-    fn post(&self, endpoint: Endpoint, body: Bytes) -> reqwest::RequestBuilder {
-        self.client
-            .post(join_root(&self.cfg.base_url, endpoint.path()))
-            .headers(self.headers.clone())
-            .body(body)
+    fn post(&self, endpoint: Endpoint, body: Bytes) -> Result<reqwest::RequestBuilder, ApiError> {
+        Ok(self.client.post(self.urls.get(endpoint.path())?).body(body))
     }
 
     fn malformed(&self, what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -82,7 +86,7 @@ impl Provider for OllamaProvider {
         let req = (endpoint.wire() == Wire::Ollama).then(|| self.post(endpoint, body));
         Box::pin(async move {
             match req {
-                Some(req) => http::forward(&self.cfg, req, stream).await,
+                Some(req) => http::forward(&self.cfg, req?, stream).await,
                 None => Err(ApiError::Internal(format!(
                     "{endpoint:?} cannot be forwarded to an Ollama provider"
                 ))),
@@ -94,7 +98,7 @@ impl Provider for OllamaProvider {
         Box::pin(async move {
             req.stream = false;
             let body = Bytes::from(ollama::encode_chat_request(&req)?.to_string());
-            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaChat, body)).await?;
+            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaChat, body)?).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             ollama::decode_chat_response(&bytes).map_err(|e| self.malformed("response", e))
         })
@@ -104,7 +108,7 @@ impl Provider for OllamaProvider {
         Box::pin(async move {
             req.stream = true;
             let body = Bytes::from(ollama::encode_chat_request(&req)?.to_string());
-            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaChat, body)).await?;
+            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaChat, body)?).await?;
             Ok(super::stream::decode_events(
                 http::idle_stream(&self.cfg, resp),
                 NdjsonDecoder::new(),
@@ -117,7 +121,7 @@ impl Provider for OllamaProvider {
         Box::pin(async move {
             ollama::validate_embed_request(&req)?;
             let body = Bytes::from(ollama::encode_embed_request(&req).to_string());
-            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaEmbed, body)).await?;
+            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaEmbed, body)?).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             ollama::decode_embed_response(&bytes)
                 .map_err(|e| self.malformed("embedding response", e))
@@ -126,10 +130,7 @@ impl Provider for OllamaProvider {
 
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
         Box::pin(async move {
-            let req = self
-                .client
-                .get(join_root(&self.cfg.base_url, "/api/tags"))
-                .headers(self.headers.clone());
+            let req = self.client.get(self.urls.get("/api/tags")?);
             let resp = http::send(&self.cfg, req).await?;
             let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
             ollama::decode_tags_response(&bytes).map_err(|e| self.malformed("model list", e))

@@ -2,7 +2,7 @@
 //! Aliyun, Volcengine, Tencent, DeepSeek, Moonshot, MiniMax, any
 //! compatible endpoint); the preset table supplies the differences.
 
-use super::http::{self, join_url, MAX_UPSTREAM_BODY};
+use super::http::{self, MAX_UPSTREAM_BODY};
 use super::presets::KeyStyle;
 use super::{BoxFuture, Endpoint, EventStream, Forwarded, Provider};
 use crate::config::ProviderConfig;
@@ -15,12 +15,11 @@ use llm_link_protocol::openai::{self, stream::ChunkDecoder, RequestOptions};
 pub struct OpenAiProvider {
     cfg: ProviderConfig,
     client: reqwest::Client,
-    headers: HeaderMap,
+    urls: http::Urls,
 }
 
 impl OpenAiProvider {
     pub fn new(cfg: ProviderConfig) -> Result<OpenAiProvider, String> {
-        let client = http::client(&cfg)?;
         let mut headers = HeaderMap::new();
         headers.insert(
             axum::http::header::CONTENT_TYPE,
@@ -44,18 +43,22 @@ impl OpenAiProvider {
                 .map_err(|_| format!("provider `{}`: bad value for header `{k}`", cfg.name))?;
             headers.insert(name, value);
         }
-        Ok(OpenAiProvider {
-            cfg,
-            client,
-            headers,
-        })
+        let client = http::client(&cfg, headers.clone())?;
+        let urls = http::Urls::new(
+            &cfg.base_url,
+            &[
+                "/chat/completions",
+                "/completions",
+                "/embeddings",
+                "/models",
+            ],
+            http::join_url,
+        )?;
+        Ok(OpenAiProvider { cfg, client, urls })
     }
 
-    fn post(&self, endpoint: Endpoint, body: Bytes) -> reqwest::RequestBuilder {
-        self.client
-            .post(join_url(&self.cfg.base_url, endpoint.path()))
-            .headers(self.headers.clone())
-            .body(body)
+    fn post(&self, endpoint: Endpoint, body: Bytes) -> Result<reqwest::RequestBuilder, ApiError> {
+        Ok(self.client.post(self.urls.get(endpoint.path())?).body(body))
     }
 
     fn encode(&self, req: &ChatRequest) -> Bytes {
@@ -94,7 +97,7 @@ impl Provider for OpenAiProvider {
             (endpoint.wire() == super::presets::Wire::OpenAi).then(|| self.post(endpoint, body));
         Box::pin(async move {
             match req {
-                Some(req) => http::forward(&self.cfg, req, stream).await,
+                Some(req) => http::forward(&self.cfg, req?, stream).await,
                 None => Err(ApiError::Internal(format!(
                     "{endpoint:?} cannot be forwarded to an OpenAI provider"
                 ))),
@@ -105,11 +108,8 @@ impl Provider for OpenAiProvider {
     fn chat(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, ApiError>> {
         Box::pin(async move {
             req.stream = false;
-            let resp = http::send(
-                &self.cfg,
-                self.post(Endpoint::ChatCompletions, self.encode(&req)),
-            )
-            .await?;
+            let rb = self.post(Endpoint::ChatCompletions, self.encode(&req))?;
+            let resp = http::send(&self.cfg, rb).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             openai::decode_chat_response(&bytes).map_err(|e| self.malformed("response", e))
         })
@@ -118,11 +118,8 @@ impl Provider for OpenAiProvider {
     fn chat_stream(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<EventStream, ApiError>> {
         Box::pin(async move {
             req.stream = true;
-            let resp = http::send(
-                &self.cfg,
-                self.post(Endpoint::ChatCompletions, self.encode(&req)),
-            )
-            .await?;
+            let rb = self.post(Endpoint::ChatCompletions, self.encode(&req))?;
+            let resp = http::send(&self.cfg, rb).await?;
             let bytes = http::idle_stream(&self.cfg, resp);
             Ok(super::stream::decode_events(
                 bytes,
@@ -135,7 +132,7 @@ impl Provider for OpenAiProvider {
     fn embed(&self, req: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse, ApiError>> {
         Box::pin(async move {
             let body = Bytes::from(openai::encode_embedding_request(&req).to_string());
-            let resp = http::send(&self.cfg, self.post(Endpoint::Embeddings, body)).await?;
+            let resp = http::send(&self.cfg, self.post(Endpoint::Embeddings, body)?).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             openai::decode_embedding_response(&bytes)
                 .map_err(|e| self.malformed("embedding response", e))
@@ -144,10 +141,7 @@ impl Provider for OpenAiProvider {
 
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
         Box::pin(async move {
-            let req = self
-                .client
-                .get(join_url(&self.cfg.base_url, "/models"))
-                .headers(self.headers.clone());
+            let req = self.client.get(self.urls.get("/models")?);
             let resp = http::send(&self.cfg, req).await?;
             let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
             let v: serde_json::Value =
