@@ -145,9 +145,18 @@ fn describe(st: &AppState, b: &UpdateBody) -> Result<config::Config, ConfigError
         ..CliInput::default()
     };
     config::build(&input, None, &|k| std::env::var(k).ok()).map_err(|e| {
-        // Name the JSON field, not the flag.
+        // Name the JSON fields, not the command-line flags.
         let field = e.field.trim_start_matches("--").replace('-', "_");
-        ConfigError::new(field, e.message)
+        let mut message = e.message;
+        for (flag, json) in [
+            ("--base-url", "base_url"),
+            ("--api-key", "api_key"),
+            ("--model", "model"),
+            ("--provider", "provider"),
+        ] {
+            message = message.replace(flag, json);
+        }
+        ConfigError::new(field, message)
     })
 }
 
@@ -283,7 +292,10 @@ async fn validate(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
             VALIDATE_TIMEOUT.as_secs()
         )),
         Ok(Err(e)) => invalid(match e {
-            ApiError::UpstreamAuth(_) => format!("the provider rejected this API key ({e})"),
+            ApiError::UpstreamAuth(_) => format!(
+                "provider `{}` rejected this API key (its model listing answered 401/403)",
+                provider.preset_kind()
+            ),
             other => other.to_string(),
         }),
         Ok(Ok(models)) => Json(json!({

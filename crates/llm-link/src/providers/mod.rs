@@ -95,6 +95,10 @@ pub trait Provider: Send + Sync + 'static {
         &self.config().name
     }
 
+    fn preset_kind(&self) -> &'static str {
+        self.config().preset.kind
+    }
+
     fn wire(&self) -> Wire {
         self.config().preset.wire
     }
