@@ -14,6 +14,7 @@ pub mod providers;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod store;
 
 pub use state::AppState;
 

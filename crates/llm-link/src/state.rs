@@ -13,6 +13,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub struct Runtime {
     pub router: ModelRouter,
     pub auth_keys: Vec<Secret>,
+    /// Catalog metadata and app mappings from the database (empty without one).
+    pub catalog: Arc<crate::store::live::Catalog>,
 }
 
 impl Runtime {
@@ -26,6 +28,7 @@ impl Runtime {
         Ok(Runtime {
             router: ModelRouter::new(providers, &cfg.aliases),
             auth_keys: cfg.auth_keys.clone(),
+            catalog: Arc::default(),
         })
     }
 }
@@ -52,12 +55,28 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Cancelled to begin a graceful shutdown.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// What the runtime is composed from: the config file and command line,
+    /// and the database (see `store::live`).
+    pub layers: crate::store::live::Layers,
+    /// The database, when there is one (admin API, live apply).
+    pub store: Option<Arc<crate::store::Store>>,
 }
 
 impl AppState {
     pub fn new(cfg: &Config) -> Result<Arc<AppState>, String> {
+        AppState::with_store(cfg, None, Default::default()).map_err(|e| e.to_string())
+    }
+
+    /// A state whose runtime also serves what the database holds.
+    pub fn with_store(
+        cfg: &Config,
+        store: Option<Arc<crate::store::Store>>,
+        db: crate::store::live::DbLayer,
+    ) -> Result<Arc<AppState>, crate::config::ConfigError> {
+        let layers = crate::store::live::Layers::new(cfg.clone(), db);
+        let runtime = layers.runtime()?;
         Ok(Arc::new(AppState {
-            runtime: ArcSwap::from_pointee(Runtime::from_config(cfg)?),
+            runtime: ArcSwap::from_pointee(runtime),
             body_limit: cfg.body_limit,
             instance_id: new_instance_id(),
             pid: std::process::id(),
@@ -70,7 +89,21 @@ impl AppState {
             admin_token: cfg.admin_token.clone(),
             cors_origins: cfg.cors_origins.clone(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            layers,
+            store,
         }))
+    }
+
+    /// The in-process provider switch (hot-update API): replaces the
+    /// file/command-line providers and aliases; database providers and
+    /// client auth stay.
+    pub fn switch_providers(&self, cfg: &Config) -> Result<(), String> {
+        self.layers
+            .update(&|rt| self.swap(rt), |base, _| {
+                base.providers = cfg.providers.clone();
+                base.aliases = cfg.aliases.clone();
+            })
+            .map_err(|e| e.to_string())
     }
 
     /// The current snapshot.

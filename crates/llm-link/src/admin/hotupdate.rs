@@ -10,7 +10,7 @@
 use crate::config::{self, CliInput, ConfigError};
 use crate::error::ApiError;
 use crate::providers::presets;
-use crate::state::{AppState, Runtime};
+use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -196,10 +196,9 @@ fn prepared(st: &AppState, b: &UpdateBody, cfg: &config::Config, applied: bool) 
 }
 
 fn apply(st: &AppState, cfg: &config::Config) -> Result<(), String> {
-    let mut rt = Runtime::from_config(cfg)?;
-    // Client auth stays as it was: switching providers must not open the door.
-    rt.auth_keys = st.runtime().auth_keys.clone();
-    st.swap(rt);
+    // Replaces the file/command-line providers; client auth stays as it was
+    // (switching providers must not open the door) and so do database providers.
+    st.switch_providers(cfg)?;
     let p = &cfg.providers[0];
     tracing::info!(
         provider = p.preset.kind,

@@ -253,5 +253,6 @@ pub(super) fn provider_from_file(
         timeouts,
         headers,
         origin: Origin::File,
+        meta: super::ProviderMeta::default(),
     })
 }

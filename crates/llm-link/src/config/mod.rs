@@ -101,6 +101,8 @@ pub enum Origin {
     Cli,
     File,
     Env,
+    /// Created through the admin API (see `store::live`).
+    Database,
 }
 
 impl Origin {
@@ -109,6 +111,7 @@ impl Origin {
             Origin::Cli => "command line",
             Origin::File => "config file",
             Origin::Env => "environment",
+            Origin::Database => "database",
         }
     }
 }
@@ -132,6 +135,51 @@ pub struct ProviderConfig {
     /// Extra headers sent upstream (for example OpenRouter's `HTTP-Referer`).
     pub headers: Vec<(String, String)>,
     pub origin: Origin,
+    /// Routing metadata (priority, weight, key pool, limits); defaults for
+    /// providers that declare none.
+    pub meta: ProviderMeta,
+}
+
+/// What the database (and, later, the config file) says about how to use a
+/// provider. The request path may ignore any of it.
+#[derive(Debug, Clone)]
+pub struct ProviderMeta {
+    /// The database row id, for providers from the database.
+    pub id: Option<i64>,
+    /// Higher goes first.
+    pub priority: i64,
+    pub weight: u32,
+    /// Every usable upstream key; `api_key` is the first one.
+    pub keys: Vec<PoolKey>,
+    /// `single`, `round_robin`, `weighted` or `least_used`.
+    pub key_usage: String,
+    pub max_concurrency: Option<u32>,
+    pub rpm_limit: Option<u32>,
+    pub tpm_limit: Option<u32>,
+}
+
+impl Default for ProviderMeta {
+    fn default() -> Self {
+        ProviderMeta {
+            id: None,
+            priority: 0,
+            weight: 1,
+            keys: Vec::new(),
+            key_usage: "single".into(),
+            max_concurrency: None,
+            rpm_limit: None,
+            tpm_limit: None,
+        }
+    }
+}
+
+/// One key of a provider's pool.
+#[derive(Debug, Clone)]
+pub struct PoolKey {
+    /// The database row id (to record errors against), when stored.
+    pub id: Option<i64>,
+    pub secret: Secret,
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -438,6 +486,7 @@ pub fn build(
             timeouts: cli_timeouts,
             headers: Vec::new(),
             origin: Origin::Cli,
+            meta: ProviderMeta::default(),
         });
     } else {
         for (flag, set) in [
@@ -496,6 +545,7 @@ pub fn build(
                 timeouts: cli_timeouts,
                 headers: Vec::new(),
                 origin: Origin::Env,
+                meta: ProviderMeta::default(),
             });
         }
         // With exactly one provider found, any model name goes to it.

@@ -189,6 +189,7 @@ mod tests {
             timeouts: Timeouts::default(),
             headers: vec![],
             origin: Origin::File,
+            meta: Default::default(),
         };
         match crate::providers::build(cfg) {
             Ok(p) => p,

@@ -1,0 +1,915 @@
+//! The tables as Rust types, and every query, written once for both engines.
+//!
+//! Lists are small (providers, keys, models, apps: tens to hundreds of rows),
+//! so filtering happens in Rust and updates are read-modify-write inside a
+//! transaction.
+
+use super::{on, Result, StoreError, Tx};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+
+/// Typed column access shared by both engines' rows.
+pub(crate) trait Get {
+    fn i64(&self, c: &str) -> Result<i64>;
+    fn opt_i64(&self, c: &str) -> Result<Option<i64>>;
+    fn text(&self, c: &str) -> Result<String>;
+    fn opt_text(&self, c: &str) -> Result<Option<String>>;
+    fn boolean(&self, c: &str) -> Result<bool>;
+    fn opt_f64(&self, c: &str) -> Result<Option<f64>>;
+}
+
+macro_rules! impl_get {
+    ($row:ty) => {
+        impl Get for $row {
+            fn i64(&self, c: &str) -> Result<i64> {
+                Ok(self.try_get::<i64, _>(c)?)
+            }
+            fn opt_i64(&self, c: &str) -> Result<Option<i64>> {
+                Ok(self.try_get::<Option<i64>, _>(c)?)
+            }
+            fn text(&self, c: &str) -> Result<String> {
+                Ok(self.try_get::<String, _>(c)?)
+            }
+            fn opt_text(&self, c: &str) -> Result<Option<String>> {
+                Ok(self.try_get::<Option<String>, _>(c)?)
+            }
+            fn boolean(&self, c: &str) -> Result<bool> {
+                Ok(self.try_get::<bool, _>(c)?)
+            }
+            fn opt_f64(&self, c: &str) -> Result<Option<f64>> {
+                Ok(self.try_get::<Option<f64>, _>(c)?)
+            }
+        }
+    };
+}
+impl_get!(sqlx::sqlite::SqliteRow);
+impl_get!(sqlx::postgres::PgRow);
+
+fn json_col<T: serde::de::DeserializeOwned>(r: &impl Get, c: &str) -> Result<T> {
+    let t = r.text(c)?;
+    serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{c}: {e}")))
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// A model a database provider serves (`upstream` defaults to `id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpecRow {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderRow {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub description: String,
+    pub enabled: bool,
+    pub priority: i64,
+    pub weight: i64,
+    pub models: Vec<ModelSpecRow>,
+    pub default_model: Option<String>,
+    pub forward_any_model: bool,
+    pub passthrough: bool,
+    pub key_usage_mode: String,
+    pub connect_timeout_ms: Option<i64>,
+    pub first_byte_timeout_ms: Option<i64>,
+    pub idle_timeout_ms: Option<i64>,
+    pub max_concurrency: Option<i64>,
+    pub rpm_limit: Option<i64>,
+    pub tpm_limit: Option<i64>,
+    /// Ciphertext of a JSON object of extra upstream headers.
+    pub headers: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const PROVIDER_COLS: &str = "id, name, kind, base_url, description, enabled, priority, weight, models, default_model, forward_any_model, passthrough, key_usage_mode, connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms, max_concurrency, rpm_limit, tpm_limit, headers, created_at, updated_at";
+
+fn provider(r: &impl Get) -> Result<ProviderRow> {
+    Ok(ProviderRow {
+        id: r.i64("id")?,
+        name: r.text("name")?,
+        kind: r.text("kind")?,
+        base_url: r.opt_text("base_url")?,
+        description: r.text("description")?,
+        enabled: r.boolean("enabled")?,
+        priority: r.i64("priority")?,
+        weight: r.i64("weight")?,
+        models: json_col(r, "models")?,
+        default_model: r.opt_text("default_model")?,
+        forward_any_model: r.boolean("forward_any_model")?,
+        passthrough: r.boolean("passthrough")?,
+        key_usage_mode: r.text("key_usage_mode")?,
+        connect_timeout_ms: r.opt_i64("connect_timeout_ms")?,
+        first_byte_timeout_ms: r.opt_i64("first_byte_timeout_ms")?,
+        idle_timeout_ms: r.opt_i64("idle_timeout_ms")?,
+        max_concurrency: r.opt_i64("max_concurrency")?,
+        rpm_limit: r.opt_i64("rpm_limit")?,
+        tpm_limit: r.opt_i64("tpm_limit")?,
+        headers: r.opt_text("headers")?,
+        created_at: r.i64("created_at")?,
+        updated_at: r.i64("updated_at")?,
+    })
+}
+
+/// An upstream key, owned by a provider or by a catalog model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRow {
+    pub id: i64,
+    pub provider_id: Option<i64>,
+    pub llm_model_id: Option<i64>,
+    pub label: String,
+    /// Ciphertext.
+    pub secret: String,
+    /// Masked form, safe to show.
+    pub hint: String,
+    /// `enabled`, `disabled` or `cooling`.
+    pub status: String,
+    pub weight: i64,
+    pub cooling_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const KEY_COLS: &str = "id, provider_id, llm_model_id, label, secret, hint, status, weight, cooling_until, last_error, last_error_at, last_used_at, created_at, updated_at";
+
+fn key(r: &impl Get) -> Result<KeyRow> {
+    Ok(KeyRow {
+        id: r.i64("id")?,
+        provider_id: r.opt_i64("provider_id")?,
+        llm_model_id: r.opt_i64("llm_model_id")?,
+        label: r.text("label")?,
+        secret: r.text("secret")?,
+        hint: r.text("hint")?,
+        status: r.text("status")?,
+        weight: r.i64("weight")?,
+        cooling_until: r.opt_i64("cooling_until")?,
+        last_error: r.opt_text("last_error")?,
+        last_error_at: r.opt_i64("last_error_at")?,
+        last_used_at: r.opt_i64("last_used_at")?,
+        created_at: r.i64("created_at")?,
+        updated_at: r.i64("updated_at")?,
+    })
+}
+
+/// A catalog entry, in the shape of `/api/v1/llm-models`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRow {
+    pub id: i64,
+    pub name: String,
+    pub model_id: String,
+    pub provider: String,
+    pub model_type: String,
+    pub description: String,
+    /// `enabled`, `disabled` or `inactive`.
+    pub status: String,
+    pub base_url: Option<String>,
+    pub upstream_model: Option<String>,
+    pub auth_type: String,
+    /// `single` or `round_robin`.
+    pub key_usage_mode: String,
+    pub context_window: Option<i64>,
+    pub max_tokens: Option<i64>,
+    pub supports_vision: bool,
+    pub supports_tools: bool,
+    /// Per million tokens.
+    pub input_price: Option<f64>,
+    pub output_price: Option<f64>,
+    pub rpm_limit: Option<i64>,
+    pub tpm_limit: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const MODEL_COLS: &str = "id, name, model_id, provider, type, description, status, base_url, upstream_model, auth_type, key_usage_mode, context_window, max_tokens, supports_vision, supports_tools, input_price, output_price, rpm_limit, tpm_limit, created_at, updated_at";
+
+fn model(r: &impl Get) -> Result<ModelRow> {
+    Ok(ModelRow {
+        id: r.i64("id")?,
+        name: r.text("name")?,
+        model_id: r.text("model_id")?,
+        provider: r.text("provider")?,
+        model_type: r.text("type")?,
+        description: r.text("description")?,
+        status: r.text("status")?,
+        base_url: r.opt_text("base_url")?,
+        upstream_model: r.opt_text("upstream_model")?,
+        auth_type: r.text("auth_type")?,
+        key_usage_mode: r.text("key_usage_mode")?,
+        context_window: r.opt_i64("context_window")?,
+        max_tokens: r.opt_i64("max_tokens")?,
+        supports_vision: r.boolean("supports_vision")?,
+        supports_tools: r.boolean("supports_tools")?,
+        input_price: r.opt_f64("input_price")?,
+        output_price: r.opt_f64("output_price")?,
+        rpm_limit: r.opt_i64("rpm_limit")?,
+        tpm_limit: r.opt_i64("tpm_limit")?,
+        created_at: r.i64("created_at")?,
+        updated_at: r.i64("updated_at")?,
+    })
+}
+
+/// An app mapping: app name → routing rule, targets, fallback chain, retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRow {
+    pub id: i64,
+    pub app_name: String,
+    pub description: String,
+    pub enabled: bool,
+    pub routing_rule: String,
+    pub targets: Vec<String>,
+    pub fallback_chain: Vec<String>,
+    pub retry_config: Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const APP_COLS: &str = "id, app_name, description, enabled, routing_rule, targets, fallback_chain, retry_config, created_at, updated_at";
+
+fn app(r: &impl Get) -> Result<AppRow> {
+    Ok(AppRow {
+        id: r.i64("id")?,
+        app_name: r.text("app_name")?,
+        description: r.text("description")?,
+        enabled: r.boolean("enabled")?,
+        routing_rule: r.text("routing_rule")?,
+        targets: json_col(r, "targets")?,
+        fallback_chain: json_col(r, "fallback_chain")?,
+        retry_config: json_col(r, "retry_config")?,
+        created_at: r.i64("created_at")?,
+        updated_at: r.i64("updated_at")?,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: Value,
+}
+
+fn audit(r: &impl Get) -> Result<AuditRow> {
+    Ok(AuditRow {
+        id: r.i64("id")?,
+        at: r.i64("at")?,
+        actor: r.text("actor")?,
+        action: r.text("action")?,
+        target: r.text("target")?,
+        details: json_col(r, "details")?,
+    })
+}
+
+/// Everything the runtime is built from, read in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub providers: Vec<ProviderRow>,
+    pub keys: Vec<KeyRow>,
+    pub models: Vec<ModelRow>,
+    pub apps: Vec<AppRow>,
+}
+
+impl Tx {
+    // ---- settings -------------------------------------------------------
+
+    pub async fn setting(&mut self, key: &str) -> Result<Option<String>> {
+        on!(self, |c| {
+            let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&mut *c)
+                .await?;
+            match row {
+                Some(r) => Ok(Some(r.text("value")?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub async fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        let now = super::now_ms();
+        on!(self, |c| {
+            sqlx::query(
+                "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(key)
+            .bind(value)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Inserts unless the key exists; true when this call inserted it.
+    pub async fn insert_setting_if_absent(&mut self, key: &str, value: &str) -> Result<bool> {
+        let now = super::now_ms();
+        let n = on!(self, |c| {
+            sqlx::query(
+                "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    pub async fn delete_setting(&mut self, key: &str) -> Result<()> {
+        on!(self, |c| {
+            sqlx::query("DELETE FROM settings WHERE key = $1")
+                .bind(key)
+                .execute(&mut *c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Increments the configuration revision (replicas poll it) and returns
+    /// the new value. Call it first in a write transaction.
+    pub async fn bump_revision(&mut self) -> Result<i64> {
+        let now = super::now_ms();
+        let v: String = on!(self, |c| {
+            sqlx::query(
+                "INSERT INTO settings (key, value, updated_at) VALUES ('revision', '1', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT), \
+                 updated_at = excluded.updated_at RETURNING value",
+            )
+            .bind(now)
+            .fetch_one(&mut *c)
+            .await?
+            .text("value")?
+        });
+        v.parse()
+            .map_err(|_| StoreError::Corrupt("settings.revision is not a number".into()))
+    }
+
+    pub async fn revision(&mut self) -> Result<i64> {
+        Ok(self
+            .setting("revision")
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    // ---- providers ------------------------------------------------------
+
+    pub async fn providers(&mut self) -> Result<Vec<ProviderRow>> {
+        let sql = format!("SELECT {PROVIDER_COLS} FROM providers ORDER BY priority DESC, id");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(provider)
+                .collect()
+        })
+    }
+
+    pub async fn provider(&mut self, id: i64) -> Result<Option<ProviderRow>> {
+        let sql = format!("SELECT {PROVIDER_COLS} FROM providers WHERE id = $1");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(provider)
+                .transpose()
+        })
+    }
+
+    pub async fn provider_by_name(&mut self, name: &str) -> Result<Option<ProviderRow>> {
+        let sql = format!("SELECT {PROVIDER_COLS} FROM providers WHERE name = $1");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(provider)
+                .transpose()
+        })
+    }
+
+    /// Inserts `p` (its `id` is ignored) and returns the new id.
+    pub async fn insert_provider(&mut self, p: &ProviderRow) -> Result<i64> {
+        let models = to_json(&p.models);
+        on!(self, |c| {
+            Ok(sqlx::query(
+                "INSERT INTO providers (name, kind, base_url, description, enabled, priority, weight, models, \
+                 default_model, forward_any_model, passthrough, key_usage_mode, connect_timeout_ms, \
+                 first_byte_timeout_ms, idle_timeout_ms, max_concurrency, rpm_limit, tpm_limit, headers, \
+                 created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+                 RETURNING id",
+            )
+            .bind(&p.name)
+            .bind(&p.kind)
+            .bind(&p.base_url)
+            .bind(&p.description)
+            .bind(p.enabled)
+            .bind(p.priority)
+            .bind(p.weight)
+            .bind(&models)
+            .bind(&p.default_model)
+            .bind(p.forward_any_model)
+            .bind(p.passthrough)
+            .bind(&p.key_usage_mode)
+            .bind(p.connect_timeout_ms)
+            .bind(p.first_byte_timeout_ms)
+            .bind(p.idle_timeout_ms)
+            .bind(p.max_concurrency)
+            .bind(p.rpm_limit)
+            .bind(p.tpm_limit)
+            .bind(&p.headers)
+            .bind(p.created_at)
+            .bind(p.updated_at)
+            .fetch_one(&mut *c)
+            .await?
+            .i64("id")?)
+        })
+    }
+
+    /// Writes every column of `p` (by id); false when no such row.
+    pub async fn update_provider(&mut self, p: &ProviderRow) -> Result<bool> {
+        let models = to_json(&p.models);
+        let n = on!(self, |c| {
+            sqlx::query(
+                "UPDATE providers SET name = $1, kind = $2, base_url = $3, description = $4, enabled = $5, \
+                 priority = $6, weight = $7, models = $8, default_model = $9, forward_any_model = $10, \
+                 passthrough = $11, key_usage_mode = $12, connect_timeout_ms = $13, first_byte_timeout_ms = $14, \
+                 idle_timeout_ms = $15, max_concurrency = $16, rpm_limit = $17, tpm_limit = $18, headers = $19, \
+                 updated_at = $20 WHERE id = $21",
+            )
+            .bind(&p.name)
+            .bind(&p.kind)
+            .bind(&p.base_url)
+            .bind(&p.description)
+            .bind(p.enabled)
+            .bind(p.priority)
+            .bind(p.weight)
+            .bind(&models)
+            .bind(&p.default_model)
+            .bind(p.forward_any_model)
+            .bind(p.passthrough)
+            .bind(&p.key_usage_mode)
+            .bind(p.connect_timeout_ms)
+            .bind(p.first_byte_timeout_ms)
+            .bind(p.idle_timeout_ms)
+            .bind(p.max_concurrency)
+            .bind(p.rpm_limit)
+            .bind(p.tpm_limit)
+            .bind(&p.headers)
+            .bind(p.updated_at)
+            .bind(p.id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Deletes a provider and (cascade) its keys; false when no such row.
+    pub async fn delete_provider(&mut self, id: i64) -> Result<bool> {
+        let n = on!(self, |c| {
+            sqlx::query("DELETE FROM providers WHERE id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    // ---- keys -----------------------------------------------------------
+
+    pub async fn keys(&mut self) -> Result<Vec<KeyRow>> {
+        let sql = format!("SELECT {KEY_COLS} FROM provider_keys ORDER BY id");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(key)
+                .collect()
+        })
+    }
+
+    pub async fn provider_keys(&mut self, provider_id: i64) -> Result<Vec<KeyRow>> {
+        let sql =
+            format!("SELECT {KEY_COLS} FROM provider_keys WHERE provider_id = $1 ORDER BY id");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .bind(provider_id)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(key)
+                .collect()
+        })
+    }
+
+    pub async fn model_keys(&mut self, llm_model_id: i64) -> Result<Vec<KeyRow>> {
+        let sql =
+            format!("SELECT {KEY_COLS} FROM provider_keys WHERE llm_model_id = $1 ORDER BY id");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .bind(llm_model_id)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(key)
+                .collect()
+        })
+    }
+
+    pub async fn key(&mut self, id: i64) -> Result<Option<KeyRow>> {
+        let sql = format!("SELECT {KEY_COLS} FROM provider_keys WHERE id = $1");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(key)
+                .transpose()
+        })
+    }
+
+    pub async fn insert_key(&mut self, k: &KeyRow) -> Result<i64> {
+        on!(self, |c| {
+            Ok(sqlx::query(
+                "INSERT INTO provider_keys (provider_id, llm_model_id, label, secret, hint, status, weight, \
+                 cooling_until, last_error, last_error_at, last_used_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+            )
+            .bind(k.provider_id)
+            .bind(k.llm_model_id)
+            .bind(&k.label)
+            .bind(&k.secret)
+            .bind(&k.hint)
+            .bind(&k.status)
+            .bind(k.weight)
+            .bind(k.cooling_until)
+            .bind(&k.last_error)
+            .bind(k.last_error_at)
+            .bind(k.last_used_at)
+            .bind(k.created_at)
+            .bind(k.updated_at)
+            .fetch_one(&mut *c)
+            .await?
+            .i64("id")?)
+        })
+    }
+
+    /// Writes a key's mutable columns (not its owner).
+    pub async fn update_key(&mut self, k: &KeyRow) -> Result<bool> {
+        let n = on!(self, |c| {
+            sqlx::query(
+                "UPDATE provider_keys SET label = $1, secret = $2, hint = $3, status = $4, weight = $5, \
+                 cooling_until = $6, last_error = $7, last_error_at = $8, last_used_at = $9, updated_at = $10 \
+                 WHERE id = $11",
+            )
+            .bind(&k.label)
+            .bind(&k.secret)
+            .bind(&k.hint)
+            .bind(&k.status)
+            .bind(k.weight)
+            .bind(k.cooling_until)
+            .bind(&k.last_error)
+            .bind(k.last_error_at)
+            .bind(k.last_used_at)
+            .bind(k.updated_at)
+            .bind(k.id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    pub async fn delete_key(&mut self, id: i64) -> Result<bool> {
+        let n = on!(self, |c| {
+            sqlx::query("DELETE FROM provider_keys WHERE id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Replaces the ciphertext of a key (master key rotation).
+    pub async fn set_key_secret(&mut self, id: i64, secret: &str) -> Result<()> {
+        on!(self, |c| {
+            sqlx::query("UPDATE provider_keys SET secret = $1 WHERE id = $2")
+                .bind(secret)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Replaces the ciphertext of a provider's headers (master key rotation).
+    pub async fn set_provider_headers(&mut self, id: i64, headers: Option<&str>) -> Result<()> {
+        on!(self, |c| {
+            sqlx::query("UPDATE providers SET headers = $1 WHERE id = $2")
+                .bind(headers)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    // ---- model catalog --------------------------------------------------
+
+    pub async fn models(&mut self) -> Result<Vec<ModelRow>> {
+        let sql = format!("SELECT {MODEL_COLS} FROM llm_models ORDER BY id");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(model)
+                .collect()
+        })
+    }
+
+    pub async fn model(&mut self, id: i64) -> Result<Option<ModelRow>> {
+        let sql = format!("SELECT {MODEL_COLS} FROM llm_models WHERE id = $1");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(model)
+                .transpose()
+        })
+    }
+
+    pub async fn insert_model(&mut self, m: &ModelRow) -> Result<i64> {
+        on!(self, |c| {
+            Ok(sqlx::query(
+                "INSERT INTO llm_models (name, model_id, provider, type, description, status, base_url, \
+                 upstream_model, auth_type, key_usage_mode, context_window, max_tokens, supports_vision, \
+                 supports_tools, input_price, output_price, rpm_limit, tpm_limit, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+                 RETURNING id",
+            )
+            .bind(&m.name)
+            .bind(&m.model_id)
+            .bind(&m.provider)
+            .bind(&m.model_type)
+            .bind(&m.description)
+            .bind(&m.status)
+            .bind(&m.base_url)
+            .bind(&m.upstream_model)
+            .bind(&m.auth_type)
+            .bind(&m.key_usage_mode)
+            .bind(m.context_window)
+            .bind(m.max_tokens)
+            .bind(m.supports_vision)
+            .bind(m.supports_tools)
+            .bind(m.input_price)
+            .bind(m.output_price)
+            .bind(m.rpm_limit)
+            .bind(m.tpm_limit)
+            .bind(m.created_at)
+            .bind(m.updated_at)
+            .fetch_one(&mut *c)
+            .await?
+            .i64("id")?)
+        })
+    }
+
+    pub async fn update_model(&mut self, m: &ModelRow) -> Result<bool> {
+        let n = on!(self, |c| {
+            sqlx::query(
+                "UPDATE llm_models SET name = $1, model_id = $2, provider = $3, type = $4, description = $5, \
+                 status = $6, base_url = $7, upstream_model = $8, auth_type = $9, key_usage_mode = $10, \
+                 context_window = $11, max_tokens = $12, supports_vision = $13, supports_tools = $14, \
+                 input_price = $15, output_price = $16, rpm_limit = $17, tpm_limit = $18, updated_at = $19 \
+                 WHERE id = $20",
+            )
+            .bind(&m.name)
+            .bind(&m.model_id)
+            .bind(&m.provider)
+            .bind(&m.model_type)
+            .bind(&m.description)
+            .bind(&m.status)
+            .bind(&m.base_url)
+            .bind(&m.upstream_model)
+            .bind(&m.auth_type)
+            .bind(&m.key_usage_mode)
+            .bind(m.context_window)
+            .bind(m.max_tokens)
+            .bind(m.supports_vision)
+            .bind(m.supports_tools)
+            .bind(m.input_price)
+            .bind(m.output_price)
+            .bind(m.rpm_limit)
+            .bind(m.tpm_limit)
+            .bind(m.updated_at)
+            .bind(m.id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    pub async fn delete_model(&mut self, id: i64) -> Result<bool> {
+        let n = on!(self, |c| {
+            sqlx::query("DELETE FROM llm_models WHERE id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    // ---- app mappings ---------------------------------------------------
+
+    pub async fn apps(&mut self) -> Result<Vec<AppRow>> {
+        let sql = format!("SELECT {APP_COLS} FROM app_mappings ORDER BY id");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(app)
+                .collect()
+        })
+    }
+
+    pub async fn app(&mut self, id: i64) -> Result<Option<AppRow>> {
+        let sql = format!("SELECT {APP_COLS} FROM app_mappings WHERE id = $1");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(app)
+                .transpose()
+        })
+    }
+
+    pub async fn app_by_name(&mut self, name: &str) -> Result<Option<AppRow>> {
+        let sql = format!("SELECT {APP_COLS} FROM app_mappings WHERE app_name = $1");
+        on!(self, |c| {
+            sqlx::query(&sql)
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map(app)
+                .transpose()
+        })
+    }
+
+    pub async fn insert_app(&mut self, a: &AppRow) -> Result<i64> {
+        let (targets, chain, retry) = (
+            to_json(&a.targets),
+            to_json(&a.fallback_chain),
+            to_json(&a.retry_config),
+        );
+        on!(self, |c| {
+            Ok(sqlx::query(
+                "INSERT INTO app_mappings (app_name, description, enabled, routing_rule, targets, \
+                 fallback_chain, retry_config, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )
+            .bind(&a.app_name)
+            .bind(&a.description)
+            .bind(a.enabled)
+            .bind(&a.routing_rule)
+            .bind(&targets)
+            .bind(&chain)
+            .bind(&retry)
+            .bind(a.created_at)
+            .bind(a.updated_at)
+            .fetch_one(&mut *c)
+            .await?
+            .i64("id")?)
+        })
+    }
+
+    pub async fn update_app(&mut self, a: &AppRow) -> Result<bool> {
+        let (targets, chain, retry) = (
+            to_json(&a.targets),
+            to_json(&a.fallback_chain),
+            to_json(&a.retry_config),
+        );
+        let n = on!(self, |c| {
+            sqlx::query(
+                "UPDATE app_mappings SET app_name = $1, description = $2, enabled = $3, routing_rule = $4, \
+                 targets = $5, fallback_chain = $6, retry_config = $7, updated_at = $8 WHERE id = $9",
+            )
+            .bind(&a.app_name)
+            .bind(&a.description)
+            .bind(a.enabled)
+            .bind(&a.routing_rule)
+            .bind(&targets)
+            .bind(&chain)
+            .bind(&retry)
+            .bind(a.updated_at)
+            .bind(a.id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    pub async fn delete_app(&mut self, id: i64) -> Result<bool> {
+        let n = on!(self, |c| {
+            sqlx::query("DELETE FROM app_mappings WHERE id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    // ---- audit log ------------------------------------------------------
+
+    /// Records an admin change. `details` must never hold a secret value:
+    /// callers pass field names and key hints only.
+    pub async fn audit(
+        &mut self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        details: &Value,
+    ) -> Result<()> {
+        let now = super::now_ms();
+        let details = to_json(details);
+        on!(self, |c| {
+            sqlx::query(
+                "INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(now)
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(&details)
+            .execute(&mut *c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Newest first; `before` pages backwards by id.
+    pub async fn audit_log(&mut self, limit: i64, before: Option<i64>) -> Result<Vec<AuditRow>> {
+        let before = before.unwrap_or(i64::MAX);
+        on!(self, |c| {
+            sqlx::query(
+                "SELECT id, at, actor, action, target, details FROM audit_log WHERE id < $1 \
+                 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(audit)
+            .collect()
+        })
+    }
+
+    // ---- whole snapshot -------------------------------------------------
+
+    pub async fn snapshot(&mut self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            revision: self.revision().await?,
+            providers: self.providers().await?,
+            keys: self.keys().await?,
+            models: self.models().await?,
+            apps: self.apps().await?,
+        })
+    }
+}
