@@ -58,8 +58,81 @@ enum Command {
         #[command(subcommand)]
         command: Option<AppsCommand>,
     },
+    /// Back up the SQLite database (compressed; safe while serving)
+    Backup(BackupArgs),
+    /// Replace the SQLite database with a backup (refused while a server runs)
+    Restore(RestoreArgs),
+    /// Master key and admin token maintenance
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Print the version
     Version,
+}
+
+/// Where the data lives (same flags and variables as `serve`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// Database URL: a SQLite file path or sqlite://PATH (default: llm-link.db in the
+    /// data dir), postgres://… for shared mode, or `none`
+    #[arg(
+        long,
+        env = "LLM_LINK_DATABASE",
+        value_name = "URL",
+        hide_env_values = true,
+        help_heading = "Storage"
+    )]
+    pub database: Option<String>,
+    /// Data dir: the SQLite file, master.key, backups
+    /// [default: $XDG_DATA_HOME/llm-link or ~/.local/share/llm-link]
+    #[arg(
+        long,
+        env = "LLM_LINK_DATA_DIR",
+        value_name = "DIR",
+        help_heading = "Storage"
+    )]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Output file [default: DATA_DIR/backups/llm-link-<UTC time>.db.gz]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Keep only the newest N backups in the output folder (llm-link-*.db.gz)
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Remove backups in the output folder older than this (30d, 12h)
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The backup (.db.gz from `llm-link backup`, or a plain SQLite file)
+    pub file: PathBuf,
+    /// Restore even if the backup's secrets belong to another master key
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Re-encrypt every stored secret with a new master key, in one transaction
+    RotateMaster {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Replace the admin token; prints the new one once
+    ResetAdminToken {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,7 +269,9 @@ pub struct ServeArgs {
         help_heading = "Server"
     )]
     pub app: Option<String>,
-    /// Token that lets non-loopback callers use the mutating /api/config/* endpoints
+    /// Admin token: required by the admin API (/api/providers, /api/apps, /api/v1/llm-models)
+    /// and lets non-loopback callers use the mutating /api/config/* endpoints
+    /// [default: one generated on first start, printed once, stored hashed]
     #[arg(
         long,
         env = "LLM_LINK_ADMIN_TOKEN",
@@ -222,6 +297,9 @@ pub struct ServeArgs {
         help_heading = "Server"
     )]
     pub shutdown_timeout: Option<String>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Log filter: error, warn, info, debug, trace, or a tracing directive like llm_link=debug
     #[arg(
@@ -355,6 +433,14 @@ pub fn run() -> ExitCode {
                 crate::apps::names()
             )),
         },
+        Some(Command::Backup(a)) => crate::store::cmd::backup(&a),
+        Some(Command::Restore(a)) => crate::store::cmd::restore(&a),
+        Some(Command::Key {
+            command: KeyCommand::RotateMaster { store },
+        }) => crate::store::cmd::rotate_master(&store),
+        Some(Command::Key {
+            command: KeyCommand::ResetAdminToken { store },
+        }) => crate::store::cmd::reset_admin_token(&store),
         Some(Command::Version) => {
             say(format!("llm-link {}", env!("CARGO_PKG_VERSION")));
             ExitCode::SUCCESS

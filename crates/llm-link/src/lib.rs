@@ -30,6 +30,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(api::anthropic::routes(state.clone()))
         .merge(api::ollama::routes(state.clone()))
         .merge(admin::hotupdate::routes(state.clone()))
+        .merge(admin::routing::routes(state.clone()))
+        .merge(admin::store_routes(state.clone()))
         .route("/v1/{*rest}", axum::routing::any(api::openai::not_found))
         .route("/health", get(api::health::health))
         .route("/api/health", get(api::health::api_health))

@@ -33,7 +33,21 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(serve(cfg))
+    let storage = Storage {
+        args: args.store.clone(),
+        config_path: args.config.clone(),
+        cli: args.input(),
+        file,
+    };
+    rt.block_on(serve(cfg, storage))
+}
+
+/// What `serve` needs for the database and the config file watch.
+struct Storage {
+    args: crate::cli::StoreArgs,
+    config_path: Option<std::path::PathBuf>,
+    cli: config::CliInput,
+    file: Option<config::FileConfig>,
 }
 
 fn init_logging(cfg: &Config) -> Result<(), String> {
@@ -57,7 +71,7 @@ fn init_logging(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(mut cfg: Config) -> ExitCode {
+async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
     let listener = match bind(&cfg.host, cfg.port).await {
         Ok(l) => l,
         Err(e) => {
@@ -79,10 +93,69 @@ async fn serve(mut cfg: Config) -> ExitCode {
     if let Err(e) = config::check_self_loop(&cfg) {
         return usage_error(e);
     }
-    let state = match AppState::new(&cfg) {
+    // Storage opens before the start-up lines (SQLite open + migrate: milliseconds).
+    let env = |k: &str| std::env::var(k).ok();
+    let opened = match crate::store::boot::open(
+        storage.args.database.as_deref(),
+        storage.args.data_dir.as_deref(),
+        cfg.admin_token.is_some(),
+        &env,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => return usage_error(e),
+    };
+    let (store, layer) = match &opened {
+        Some(o) => (Some(o.store.clone()), o.layer.clone()),
+        None => (None, Default::default()),
+    };
+    if let Some(f) = &storage.file {
+        if let Err(e) = crate::store::live::check_file_names(f, &layer) {
+            return usage_error(e);
+        }
+    }
+    let state = match AppState::with_store(&cfg, store, layer) {
         Ok(s) => s,
         Err(e) => return usage_error(e),
     };
+    crate::store::live::spawn_poller(state.clone(), std::time::Duration::from_secs(2));
+    let _watch = match &storage.config_path {
+        Some(path) => match config::watch::spawn(
+            state.clone(),
+            path.clone(),
+            storage.cli.clone(),
+            config::watch::DEBOUNCE,
+        ) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                esay(format!(
+                    "warning: {e}; edits to the config file need a restart"
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let mut extra = Vec::new();
+    match &opened {
+        Some(o) => {
+            extra.push(format!(
+                "storage:     {}",
+                o.store.location.banner(&o.key_source)
+            ));
+            extra.push(format!(
+                "admin API:   http://{addr}/api/{{providers,apps,v1/llm-models,audit}} (admin token)"
+            ));
+            if let Some(t) = &o.new_admin_token {
+                extra.push(format!(
+                    "admin token: {t}  (shown once; stored hashed; `llm-link key reset-admin-token` makes a new one)"
+                ));
+            }
+        }
+        None => extra.push("storage:     none (--database none): providers come from flags and the config file only".into()),
+    }
+    let shown = state.layers.composed().unwrap_or_else(|_| cfg.clone());
     // Armed before the start-up lines, so a signal sent as soon as the host
     // sees "listening" is a graceful shutdown, never the default action.
     let signals = match Signals::arm() {
@@ -100,7 +173,7 @@ async fn serve(mut cfg: Config) -> ExitCode {
         signal_token.cancel();
         tracing::info!("shutdown signal received; finishing requests in flight");
     });
-    print_banner(&cfg, &state, addr);
+    print_banner(&shown, &state, addr, &extra);
     let grace = cfg.shutdown_timeout;
     let deadline = async {
         shutdown.cancelled().await;
@@ -117,6 +190,11 @@ async fn serve(mut cfg: Config) -> ExitCode {
             tracing::warn!("requests still running after {}s; closing them", grace.as_secs_f64());
         }
     }
+    // Closing the pool checkpoints SQLite's WAL into the main file.
+    if let Some(o) = &opened {
+        o.store.db.close().await;
+    }
+    drop(opened);
     ExitCode::SUCCESS
 }
 
@@ -175,7 +253,7 @@ impl Signals {
     }
 }
 
-fn print_banner(cfg: &Config, state: &AppState, addr: SocketAddr) {
+fn print_banner(cfg: &Config, state: &AppState, addr: SocketAddr, extra: &[String]) {
     let base = format!("http://{addr}");
     let mut lines = vec![format!(
         "llm-link {} (pid {}, instance {})",
@@ -245,6 +323,7 @@ fn print_banner(cfg: &Config, state: &AppState, addr: SocketAddr) {
             )
         }
     ));
+    lines.extend(extra.iter().cloned());
     lines.push(format!("llm-link listening on {base}"));
     say(lines.join("\n"));
     if let Some(app) = cfg.app.as_deref().and_then(crate::apps::find) {

@@ -3,7 +3,7 @@
 //! database.
 
 use crate::config::{Config, Secret};
-use crate::providers;
+use crate::routing::upstream::Upstream;
 use crate::routing::ModelRouter;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -19,14 +19,15 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn from_config(cfg: &Config) -> Result<Runtime, String> {
-        let providers = cfg
+        let upstreams = cfg
             .providers
             .iter()
             .cloned()
-            .map(providers::build)
+            .map(|p| Upstream::build(p).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
+        crate::routing::exec::spawn_health_checks(&upstreams);
         Ok(Runtime {
-            router: ModelRouter::new(providers, &cfg.aliases),
+            router: ModelRouter::new(upstreams, &cfg.aliases, &cfg.routes, &cfg.deprecations),
             auth_keys: cfg.auth_keys.clone(),
             catalog: Arc::default(),
         })

@@ -156,10 +156,18 @@ async fn preset_keys_come_from_vendor_env_vars() {
 #[tokio::test]
 async fn upstream_failures_map_to_clear_statuses() {
     let mock = mock().await;
-    let gw = simple(&mock, "").await;
+    // A breaker that never trips here: this test is about status mapping.
+    let gw = simple(
+        &mock,
+        "breaker = { failures = 1000, error_rate = 1.0, window = 1000 }",
+    )
+    .await;
 
+    let before = mock.hits();
     let (s, b) = error_of(gw.post("/v1/chat/completions", chat("fail-500")).await).await;
     assert_eq!(s, 502);
+    // 5xx is retried (3 attempts by default) before the client sees it.
+    assert_eq!(mock.hits() - before, 3);
     assert!(b["error"]["message"]
         .as_str()
         .unwrap()
@@ -167,8 +175,11 @@ async fn upstream_failures_map_to_clear_statuses() {
     let (s, _) = error_of(gw.post("/v1/chat/completions", chat("fail-503")).await).await;
     assert_eq!(s, 502);
 
+    let before = mock.hits();
     let (s, b) = error_of(gw.post("/v1/chat/completions", chat("fail-400")).await).await;
     assert_eq!(s, 400);
+    // A client mistake is not retried.
+    assert_eq!(mock.hits() - before, 1);
     assert!(b["error"]["message"]
         .as_str()
         .unwrap()
@@ -180,6 +191,8 @@ async fn upstream_failures_map_to_clear_statuses() {
     assert_eq!(s, 429);
     assert_eq!(b["error"]["type"], "rate_limit_error");
 
+    // The 429 cooled the only key; the 401 case needs a fresh gateway.
+    let gw = simple(&mock, "").await;
     let resp = gw.post("/v1/chat/completions", chat("fail-401")).await;
     let raw = resp.text().await.unwrap();
     assert!(!raw.contains("upstream-secret-key"), "key leaked: {raw}");

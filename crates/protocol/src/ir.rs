@@ -212,6 +212,9 @@ pub struct ChatRequest {
     /// Fields this model does not know, kept so a same-format encoder can
     /// forward them unchanged.
     pub extra: Map<String, Value>,
+    /// The wire format `extra` came from (`openai`, `anthropic`, `ollama`):
+    /// an encoder forwards `extra` only to its own format.
+    pub extra_wire: Option<&'static str>,
 }
 
 /// Token accounting for one request.

@@ -54,7 +54,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Only loopback callers, or callers presenting the admin token.
-async fn local_or_admin(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn local_or_admin(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let loopback = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -1,6 +1,30 @@
-//! Administrative surfaces: the hot-update API for desktop hosts.
+//! Administrative surfaces: the hot-update API for desktop hosts, and the
+//! admin API over the store (providers, keys, model catalog, app mappings,
+//! audit log), which takes the admin token.
 
+pub mod apps;
 pub mod hotupdate;
+pub mod models;
+pub mod providers;
+pub mod rest;
+pub mod routing;
+
+use crate::state::AppState;
+use axum::Router;
+use std::sync::Arc;
+
+/// `/api/providers`, `/api/apps`, `/api/v1/llm-models`, `/api/audit`,
+/// behind the admin token.
+pub fn store_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .merge(providers::routes())
+        .merge(models::routes())
+        .merge(apps::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            rest::require_admin,
+        ))
+}
 
 use axum::http::{HeaderValue, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};

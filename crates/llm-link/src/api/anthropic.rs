@@ -2,6 +2,7 @@
 //! (also under `/anthropic/v1/…`), and `GET /v1/models` in Anthropic's shape
 //! when the request carries `anthropic-version`.
 
+use super::dispatch::{self, ChatOutcome};
 use super::{body_rejection, new_id, server_timing};
 use crate::auth;
 use crate::error::{AnthropicError, ApiError};
@@ -42,7 +43,14 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let rt = st.runtime();
     if let Err(e) = auth::check(req.headers(), &rt.auth_keys) {
-        return e.anthropic_response();
+        // The body was not read: say the connection closes, so a client
+        // does not reuse it and see a disconnect on its next request.
+        let mut r = e.anthropic_response();
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return r;
     }
     drop(rt);
     next.run(req).await
@@ -83,72 +91,83 @@ async fn messages(
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
     let obj = RawObject::parse(&body)?;
     let model: String = obj.require("model")?;
-    let target = st.runtime().router.resolve(&model)?;
-    let provider = target.provider;
-
-    if provider.passthrough_for(Wire::Anthropic) {
-        // Same format: light validation, so extended thinking, server tools,
-        // documents and cache_control reach Anthropic untouched.
-        let req = passthrough::anthropic_messages(&obj, true)?;
-        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
-        let fwd = provider
-            .forward(Endpoint::Messages, out, req.stream, &headers)
-            .await?;
-        let timing = server_timing(started.elapsed(), fwd.upstream_time);
-        let mut r = match fwd.body {
-            ForwardBody::Full(b) => Response::new(Body::from(b)),
-            ForwardBody::Stream(s) => sse(Body::from_stream(s.map(|item| {
-                Ok::<_, Infallible>(match item {
-                    Ok(b) => b,
-                    Err(e) => inband_error(&e),
-                })
-            }))),
-        };
-        *r.status_mut() = fwd.status;
-        let ct = fwd.content_type.unwrap_or_else(|| {
-            HeaderValue::from_static(if req.stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            })
-        });
-        r.headers_mut().insert(header::CONTENT_TYPE, ct);
-        if let Some(v) = timing {
-            r.headers_mut().insert("server-timing", v);
-        }
-        return Ok(r);
-    }
-
-    let req = anthropic::decode_request_object(&obj, true)?;
-    let client_model = req.model.clone();
-    let stream = req.stream;
-    let mut ir = req;
-    ir.model = target.upstream_model;
+    let rt = st.runtime();
+    let plan = rt.router.plan(&model)?;
+    // Light checks always, so extended thinking, server tools, documents and
+    // cache_control reach an Anthropic upstream untouched; the full decode
+    // only when some target translates.
+    let f = passthrough::anthropic_messages(&obj, true)?;
+    let ir = if dispatch::needs_translation(&rt.router, &plan, Wire::Anthropic) {
+        Some(anthropic::decode_request_object(&obj, true)?)
+    } else {
+        None
+    };
     let t0 = Instant::now();
-    if !stream {
-        let mut resp = provider.chat(ir).await?;
-        let upstream = t0.elapsed();
-        if resp.id.is_empty() {
-            resp.id = new_id("msg_");
-        }
-        let mut r = Json(anthropic::encode_messages_response(
-            &resp,
-            &client_model,
-            ReasoningOutput::Separate,
-        ))
-        .into_response();
-        if let Some(v) = server_timing(started.elapsed(), upstream) {
-            r.headers_mut().insert("server-timing", v);
-        }
-        return Ok(r);
-    }
-    let events = provider.chat_stream(ir).await?;
+    let (res, log) = dispatch::chat(
+        &rt.router,
+        &plan,
+        Wire::Anthropic,
+        Endpoint::Messages,
+        &body,
+        &model,
+        f.stream,
+        ir.as_ref(),
+        &headers,
+    )
+    .await;
     let upstream = t0.elapsed();
-    let enc = StreamEncoder::new(new_id("msg_"), client_model, ReasoningOutput::Separate);
-    let mut r = sse(Body::from_stream(encode_stream(events, enc)));
-    if let Some(v) = server_timing(started.elapsed(), upstream) {
-        r.headers_mut().insert("server-timing", v);
-    }
+    let mut r = match res {
+        Err(e) => e.anthropic_response(),
+        Ok(ChatOutcome::Forwarded(fwd)) => {
+            let timing = server_timing(started.elapsed(), fwd.upstream_time);
+            let mut r = match fwd.body {
+                ForwardBody::Full(b) => Response::new(Body::from(b)),
+                ForwardBody::Stream(s) => sse(Body::from_stream(s.map(|item| {
+                    Ok::<_, Infallible>(match item {
+                        Ok(b) => b,
+                        Err(e) => inband_error(&e),
+                    })
+                }))),
+            };
+            *r.status_mut() = fwd.status;
+            let ct = fwd.content_type.unwrap_or_else(|| {
+                HeaderValue::from_static(if f.stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                })
+            });
+            r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            if let Some(v) = timing {
+                r.headers_mut().insert("server-timing", v);
+            }
+            r
+        }
+        Ok(ChatOutcome::Response(mut resp)) => {
+            if resp.id.is_empty() {
+                resp.id = new_id("msg_");
+            }
+            let mut r = Json(anthropic::encode_messages_response(
+                &resp,
+                &model,
+                ReasoningOutput::Separate,
+            ))
+            .into_response();
+            if let Some(v) = server_timing(started.elapsed(), upstream) {
+                r.headers_mut().insert("server-timing", v);
+            }
+            r
+        }
+        Ok(ChatOutcome::Stream(events)) => {
+            let enc = StreamEncoder::new(new_id("msg_"), model.clone(), ReasoningOutput::Separate);
+            let mut r = sse(Body::from_stream(encode_stream(events, enc)));
+            if let Some(v) = server_timing(started.elapsed(), upstream) {
+                r.headers_mut().insert("server-timing", v);
+            }
+            r
+        }
+    };
+    dispatch::annotate(&mut r, &plan, &log);
     Ok(r)
 }
 

@@ -1,6 +1,7 @@
 //! Client-facing handlers, one module per protocol.
 
 pub mod anthropic;
+pub mod dispatch;
 pub mod health;
 pub mod ollama;
 pub mod openai;

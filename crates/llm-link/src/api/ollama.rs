@@ -3,12 +3,13 @@
 //! `/api/tags`, `/api/show`, `/api/ps`, `/api/version`; `/api/delete`,
 //! `/api/pull` and friends answer a clear error.
 
+use super::dispatch::{self, ChatOutcome, EmbedOutcome};
 use super::{body_rejection, now_secs, server_timing};
 use crate::auth;
 use crate::error::{ApiError, OllamaError};
 use crate::providers::presets::Wire;
 use crate::providers::{Endpoint, EventStream, ForwardBody, Forwarded};
-use crate::routing::Target;
+use crate::routing::{Plan, Target};
 use crate::state::{AppState, Runtime};
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
@@ -20,6 +21,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use llm_link_protocol::ir::EmbeddingRequest;
 use llm_link_protocol::ir::StreamEvent;
 use llm_link_protocol::json::RawObject;
 use llm_link_protocol::ollama::{self, stream::ChatStreamEncoder, Timings};
@@ -55,7 +57,14 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let rt = st.runtime();
     if let Err(e) = auth::check(req.headers(), &rt.auth_keys) {
-        return e.ollama_response();
+        // The body was not read: say the connection closes, so a client
+        // does not reuse it and see a disconnect on its next request.
+        let mut r = e.ollama_response();
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return r;
     }
     drop(rt);
     next.run(req).await
@@ -108,14 +117,6 @@ fn not_found(model: &str) -> ApiError {
     ApiError::ModelNotFound(format!(
         "model '{model}' not found; GET /api/tags lists the models llm-link serves"
     ))
-}
-
-fn rewrite_model(obj: &RawObject<'_>, body: &Bytes, requested: &str, upstream: &str) -> Bytes {
-    if requested == upstream {
-        return body.clone();
-    }
-    let quoted = Value::String(upstream.to_string()).to_string();
-    Bytes::from(obj.with_field("model", &quoted))
 }
 
 fn ndjson(body: Body) -> Response {
@@ -176,6 +177,18 @@ fn timings(started: Instant, first: Option<Instant>) -> Timings {
 }
 
 /// Shared by `/api/chat` and `/api/generate` once the request is decoded.
+/// The routing plan for an Ollama model name (`:latest` tolerated).
+fn plan_for(rt: &Runtime, model: &str) -> Result<Plan, ApiError> {
+    match rt.router.plan(model) {
+        Err(ApiError::ModelNotFound(_)) if model.ends_with(":latest") => rt
+            .router
+            .plan(model.trim_end_matches(":latest"))
+            .map_err(|_| not_found(model)),
+        Err(ApiError::ModelNotFound(_)) => Err(not_found(model)),
+        other => other,
+    }
+}
+
 async fn answer(
     st: &AppState,
     headers: &HeaderMap,
@@ -185,48 +198,59 @@ async fn answer(
     endpoint: Endpoint,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let target = resolve(&st.runtime(), model)?;
-    let provider = target.provider;
+    let rt = st.runtime();
+    let plan = plan_for(&rt, model)?;
     let generate = endpoint == Endpoint::OllamaGenerate;
-    if provider.passthrough_for(Wire::Ollama) {
-        let f = if generate {
-            passthrough::ollama_generate(obj)?
-        } else {
-            passthrough::ollama_chat(obj)?
-        };
-        let out = rewrite_model(obj, body, &f.model, &target.upstream_model);
-        let fwd = provider.forward(endpoint, out, f.stream, headers).await?;
-        return Ok(forwarded(fwd, started, f.stream));
-    }
-    let req = if generate {
-        ollama::decode_generate_request(body)?
+    let f = if generate {
+        passthrough::ollama_generate(obj)?
     } else {
-        ollama::decode_chat_request(body)?
+        passthrough::ollama_chat(obj)?
     };
-    let client_model = req.model.clone();
-    let (stream, reasoning) = (req.stream, req.reasoning_output);
-    let mut ir = req;
-    ir.model = target.upstream_model;
-    if !stream {
-        let resp = provider.chat(ir).await?;
-        let t = timings(started, None);
-        let upstream = started.elapsed();
-        let v = if generate {
-            ollama::encode_generate_response(&resp, &client_model, &now_rfc3339(), t, reasoning)
+    let ir = if dispatch::needs_translation(&rt.router, &plan, Wire::Ollama) {
+        Some(if generate {
+            ollama::decode_generate_request(body)?
         } else {
-            ollama::encode_chat_response(&resp, &client_model, &now_rfc3339(), t, reasoning)
-        };
-        let mut r = Json(v).into_response();
-        if let Some(v) = server_timing(started.elapsed(), upstream) {
-            r.headers_mut().insert("server-timing", v);
+            ollama::decode_chat_request(body)?
+        })
+    } else {
+        None
+    };
+    let reasoning = ir.as_ref().map(|r| r.reasoning_output).unwrap_or_default();
+    let (res, log) = dispatch::chat(
+        &rt.router,
+        &plan,
+        Wire::Ollama,
+        endpoint,
+        body,
+        model,
+        f.stream,
+        ir.as_ref(),
+        headers,
+    )
+    .await;
+    let mut r = match res {
+        Err(e) => e.ollama_response(),
+        Ok(ChatOutcome::Forwarded(fwd)) => forwarded(fwd, started, f.stream),
+        Ok(ChatOutcome::Response(resp)) => {
+            let t = timings(started, None);
+            let v = if generate {
+                ollama::encode_generate_response(&resp, model, &now_rfc3339(), t, reasoning)
+            } else {
+                ollama::encode_chat_response(&resp, model, &now_rfc3339(), t, reasoning)
+            };
+            let mut r = Json(v).into_response();
+            if let Some(v) = server_timing(started.elapsed(), started.elapsed()) {
+                r.headers_mut().insert("server-timing", v);
+            }
+            r
         }
-        return Ok(r);
-    }
-    let events = provider.chat_stream(ir).await?;
-    let enc = ChatStreamEncoder::new(client_model, now_rfc3339(), reasoning, generate);
-    Ok(ndjson(Body::from_stream(encode_stream(
-        events, enc, started,
-    ))))
+        Ok(ChatOutcome::Stream(events)) => {
+            let enc = ChatStreamEncoder::new(model.to_string(), now_rfc3339(), reasoning, generate);
+            ndjson(Body::from_stream(encode_stream(events, enc, started)))
+        }
+    };
+    dispatch::annotate(&mut r, &plan, &log);
+    Ok(r)
 }
 
 fn encode_stream(
@@ -351,34 +375,56 @@ async fn generate(
     .await?)
 }
 
+async fn embed_common(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    req: EmbeddingRequest,
+    endpoint: Endpoint,
+    legacy: bool,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let rt = st.runtime();
+    let plan = plan_for(&rt, &req.model)?;
+    let (res, log) = dispatch::embed(
+        &rt.router,
+        &plan,
+        Wire::Ollama,
+        endpoint,
+        body,
+        &req.model,
+        &req,
+        headers,
+    )
+    .await;
+    let mut r = match res {
+        Err(e) => e.ollama_response(),
+        Ok(EmbedOutcome::Forwarded(fwd)) => forwarded(fwd, started, false),
+        Ok(EmbedOutcome::Response(mut resp)) => {
+            resp.model = req.model.clone();
+            if legacy {
+                Json(ollama::encode_embeddings_legacy_response(&resp)).into_response()
+            } else {
+                Json(ollama::encode_embed_response(
+                    &resp,
+                    started.elapsed().as_nanos() as u64,
+                ))
+                .into_response()
+            }
+        }
+    };
+    dispatch::annotate(&mut r, &plan, &log);
+    Ok(r)
+}
+
 async fn embed(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OllamaError> {
-    let started = Instant::now();
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
-    let obj = RawObject::parse(&body)?;
     let req = ollama::decode_embed_request(&body)?;
-    let target = resolve(&st.runtime(), &req.model)?;
-    if target.provider.passthrough_for(Wire::Ollama) {
-        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
-        let fwd = target
-            .provider
-            .forward(Endpoint::OllamaEmbed, out, false, &headers)
-            .await?;
-        return Ok(forwarded(fwd, started, false));
-    }
-    let client_model = req.model.clone();
-    let mut ir = req;
-    ir.model = target.upstream_model;
-    let mut resp = target.provider.embed(ir).await?;
-    resp.model = client_model;
-    Ok(Json(ollama::encode_embed_response(
-        &resp,
-        started.elapsed().as_nanos() as u64,
-    ))
-    .into_response())
+    Ok(embed_common(&st, &headers, &body, req, Endpoint::OllamaEmbed, false).await?)
 }
 
 async fn embeddings_legacy(
@@ -386,23 +432,9 @@ async fn embeddings_legacy(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OllamaError> {
-    let started = Instant::now();
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
-    let obj = RawObject::parse(&body)?;
     let req = ollama::decode_embeddings_legacy_request(&body)?;
-    let target = resolve(&st.runtime(), &req.model)?;
-    if target.provider.passthrough_for(Wire::Ollama) {
-        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
-        let fwd = target
-            .provider
-            .forward(Endpoint::OllamaEmbeddings, out, false, &headers)
-            .await?;
-        return Ok(forwarded(fwd, started, false));
-    }
-    let mut ir = req;
-    ir.model = target.upstream_model;
-    let resp = target.provider.embed(ir).await?;
-    Ok(Json(ollama::encode_embeddings_legacy_response(&resp)).into_response())
+    Ok(embed_common(&st, &headers, &body, req, Endpoint::OllamaEmbeddings, true).await?)
 }
 
 /// Context window reported to clients (Zed sizes its context from it).

@@ -5,6 +5,7 @@
 //! with only the model name rewritten; otherwise it goes through the
 //! internal model.
 
+use super::dispatch::{self, ChatOutcome, EmbedOutcome};
 use super::{body_rejection, new_id, now_secs, server_timing};
 use crate::auth;
 use crate::error::{ApiError, OpenAiError};
@@ -43,22 +44,20 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let rt = st.runtime();
     if let Err(e) = auth::check(req.headers(), &rt.auth_keys) {
-        return e.openai_response();
+        // The body was not read: say the connection closes, so a client
+        // does not reuse it and see a disconnect on its next request.
+        let mut r = e.openai_response();
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return r;
     }
     drop(rt);
     next.run(req).await
 }
 
 type Body_ = Result<Bytes, BytesRejection>;
-
-/// The model-name rewrite of a pass-through body.
-fn rewrite_model(obj: &RawObject<'_>, body: &Bytes, requested: &str, upstream: &str) -> Bytes {
-    if requested == upstream {
-        return body.clone();
-    }
-    let quoted = serde_json::Value::String(upstream.to_string()).to_string();
-    Bytes::from(obj.with_field("model", &quoted))
-}
 
 async fn chat_completions(
     State(st): State<Arc<AppState>>,
@@ -69,56 +68,68 @@ async fn chat_completions(
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
     let obj = RawObject::parse(&body)?;
     let model: String = obj.require("model")?;
-    let target = st.runtime().router.resolve(&model)?;
-    let provider = target.provider;
-
-    if provider.passthrough_for(Wire::OpenAi) {
-        // Same format: light validation, then the bytes go as they came.
-        let f = passthrough::openai_chat(&obj)?;
-        let out = rewrite_model(&obj, &body, &f.model, &target.upstream_model);
-        let fwd = provider
-            .forward(Endpoint::ChatCompletions, out, f.stream, &headers)
-            .await?;
-        return Ok(forwarded(fwd, started, f.stream));
-    }
-    let req = openai::decode_chat_object(&obj)?;
-
-    let client_model = req.model.clone();
-    let (stream, include_usage, reasoning) = (req.stream, req.include_usage, req.reasoning_output);
-    let mut ir = req;
-    ir.model = target.upstream_model;
+    let rt = st.runtime();
+    let plan = rt.router.plan(&model)?;
+    // Light checks always; the full decode only when some target translates.
+    let f = passthrough::openai_chat(&obj)?;
+    let ir = if dispatch::needs_translation(&rt.router, &plan, Wire::OpenAi) {
+        Some(openai::decode_chat_object(&obj)?)
+    } else {
+        None
+    };
+    let (include_usage, reasoning) = ir
+        .as_ref()
+        .map(|r| (r.include_usage, r.reasoning_output))
+        .unwrap_or_default();
     let t0 = Instant::now();
-    if !stream {
-        let mut resp = provider.chat(ir).await?;
-        let upstream = t0.elapsed();
-        if resp.id.is_empty() {
-            resp.id = new_id("chatcmpl-");
-        }
-        if resp.model.is_empty() {
-            resp.model = client_model;
-        }
-        if resp.created == 0 {
-            resp.created = now_secs();
-        }
-        let mut r = Json(openai::encode_chat_response(&resp, reasoning)).into_response();
-        if let Some(v) = server_timing(started.elapsed(), upstream) {
-            r.headers_mut().insert("server-timing", v);
-        }
-        return Ok(r);
-    }
-    let events = provider.chat_stream(ir).await?;
+    let (res, log) = dispatch::chat(
+        &rt.router,
+        &plan,
+        Wire::OpenAi,
+        Endpoint::ChatCompletions,
+        &body,
+        &model,
+        f.stream,
+        ir.as_ref(),
+        &headers,
+    )
+    .await;
     let upstream = t0.elapsed();
-    let enc = ChunkEncoder::new(
-        new_id("chatcmpl-"),
-        now_secs(),
-        client_model,
-        include_usage,
-        reasoning,
-    );
-    let mut r = sse_response(Body::from_stream(encode_openai_stream(events, enc)));
-    if let Some(v) = server_timing(started.elapsed(), upstream) {
-        r.headers_mut().insert("server-timing", v);
-    }
+    let mut r = match res {
+        Err(e) => e.openai_response(),
+        Ok(ChatOutcome::Forwarded(fwd)) => forwarded(fwd, started, f.stream),
+        Ok(ChatOutcome::Response(mut resp)) => {
+            if resp.id.is_empty() {
+                resp.id = new_id("chatcmpl-");
+            }
+            if resp.model.is_empty() {
+                resp.model = model.clone();
+            }
+            if resp.created == 0 {
+                resp.created = now_secs();
+            }
+            let mut r = Json(openai::encode_chat_response(&resp, reasoning)).into_response();
+            if let Some(v) = server_timing(started.elapsed(), upstream) {
+                r.headers_mut().insert("server-timing", v);
+            }
+            r
+        }
+        Ok(ChatOutcome::Stream(events)) => {
+            let enc = ChunkEncoder::new(
+                new_id("chatcmpl-"),
+                now_secs(),
+                model.clone(),
+                include_usage,
+                reasoning,
+            );
+            let mut r = sse_response(Body::from_stream(encode_openai_stream(events, enc)));
+            if let Some(v) = server_timing(started.elapsed(), upstream) {
+                r.headers_mut().insert("server-timing", v);
+            }
+            r
+        }
+    };
+    dispatch::annotate(&mut r, &plan, &log);
     Ok(r)
 }
 
@@ -226,21 +237,42 @@ async fn completions(
     let obj = RawObject::parse(&body)?;
     let model = openai::validate_completion_request(&obj)?;
     let stream = obj.get::<bool>("stream")?.unwrap_or(false);
-    let target = st.runtime().router.resolve(&model)?;
-    if target.provider.wire() != Wire::OpenAi {
-        return Err(ApiError::bad_request(format!(
-            "legacy /v1/completions needs an OpenAI-compatible provider; `{}` speaks {}. Use /v1/chat/completions",
-            target.provider.name(),
-            target.provider.wire().as_str()
-        ))
-        .into());
-    }
-    let out = rewrite_model(&obj, &body, &model, &target.upstream_model);
-    let fwd = target
-        .provider
-        .forward(Endpoint::Completions, out, stream, &headers)
-        .await?;
-    Ok(forwarded(fwd, started, stream))
+    let rt = st.runtime();
+    let plan = rt.router.plan(&model)?;
+    let (res, log) = crate::routing::exec::execute(&rt.router, &plan, (body.len() / 4) as u64, |a| {
+        let body = &body;
+        let headers = &headers;
+        let model = &model;
+        async move {
+            if a.provider.wire() != Wire::OpenAi {
+                return Err(ApiError::bad_request(format!(
+                    "legacy /v1/completions needs an OpenAI-compatible provider; `{}` speaks {}. Use /v1/chat/completions",
+                    a.provider.name(),
+                    a.provider.wire().as_str()
+                )));
+            }
+            let out = dispatch::rewrite_model(body, model, &a.upstream_model)?;
+            let fwd = a.provider.forward(Endpoint::Completions, out, stream, headers).await?;
+            // A stream keeps the in-flight slot until it ends.
+            let guard = a.guard;
+            Ok((fwd, guard))
+        }
+    })
+    .await;
+    let mut r = match res {
+        Err(e) => e.openai_response(),
+        Ok((mut fwd, guard)) => {
+            if let ForwardBody::Stream(s) = fwd.body {
+                fwd.body = ForwardBody::Stream(Box::pin(s.map(move |item| {
+                    let _held = &guard;
+                    item
+                })));
+            }
+            forwarded(fwd, started, stream)
+        }
+    };
+    dispatch::annotate(&mut r, &plan, &log);
+    Ok(r)
 }
 
 async fn embeddings(
@@ -250,31 +282,37 @@ async fn embeddings(
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
-    let obj = RawObject::parse(&body)?;
     // Validates every field before anything goes upstream.
     let req = openai::decode_embedding_request(&body)?;
-    let target = st.runtime().router.resolve(&req.model)?;
-    if target.provider.wire() == Wire::OpenAi {
-        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
-        let fwd = target
-            .provider
-            .forward(Endpoint::Embeddings, out, false, &headers)
-            .await?;
-        return Ok(forwarded(fwd, started, false));
-    }
-    let client_model = req.model.clone();
-    let mut ir = req;
-    ir.model = target.upstream_model;
+    let rt = st.runtime();
+    let plan = rt.router.plan(&req.model)?;
     let t0 = Instant::now();
-    let mut resp = target.provider.embed(ir).await?;
-    let upstream = t0.elapsed();
-    if resp.model.is_empty() {
-        resp.model = client_model;
-    }
-    let mut r = Json(openai::encode_embedding_response(&resp)).into_response();
-    if let Some(v) = server_timing(started.elapsed(), upstream) {
-        r.headers_mut().insert("server-timing", v);
-    }
+    let (res, log) = dispatch::embed(
+        &rt.router,
+        &plan,
+        Wire::OpenAi,
+        Endpoint::Embeddings,
+        &body,
+        &req.model,
+        &req,
+        &headers,
+    )
+    .await;
+    let mut r = match res {
+        Err(e) => e.openai_response(),
+        Ok(EmbedOutcome::Forwarded(fwd)) => forwarded(fwd, started, false),
+        Ok(EmbedOutcome::Response(mut resp)) => {
+            if resp.model.is_empty() {
+                resp.model = req.model.clone();
+            }
+            let mut r = Json(openai::encode_embedding_response(&resp)).into_response();
+            if let Some(v) = server_timing(started.elapsed(), t0.elapsed()) {
+                r.headers_mut().insert("server-timing", v);
+            }
+            r
+        }
+    };
+    dispatch::annotate(&mut r, &plan, &log);
     Ok(r)
 }
 

@@ -32,6 +32,10 @@ pub struct FileConfig {
     pub providers: Vec<ProviderSection>,
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub routes: Vec<super::routing::RouteSection>,
+    #[serde(default)]
+    pub deprecations: Vec<super::routing::DeprecationSection>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -96,6 +100,18 @@ pub struct ProviderSection {
     pub timeouts: Option<TimeoutSection>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    pub priority: Option<i32>,
+    pub weight: Option<u32>,
+    /// More keys for the pool (after `api_key`): strings or `{ key, weight }`.
+    #[serde(default)]
+    pub keys: Vec<super::routing::KeySpec>,
+    pub key_strategy: Option<super::routing::KeyStrategy>,
+    pub max_concurrency: Option<u32>,
+    pub queue_timeout: Option<super::routing::DurationValue>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    pub breaker: Option<super::routing::BreakerSection>,
+    pub health_check: Option<super::routing::DurationValue>,
 }
 
 /// Reads and parses a config file; the format follows the extension.
@@ -241,6 +257,84 @@ pub(super) fn provider_from_file(
         }
         headers.push((k.clone(), v));
     }
+    // The key pool: `api_key` first, then `keys`.
+    let mut keys = Vec::new();
+    if let Some(k) = &api_key {
+        keys.push(super::PoolKey {
+            id: None,
+            secret: Secret::new(k.trim()),
+            weight: 1,
+        });
+    }
+    for (j, k) in p.keys.iter().enumerate() {
+        let (text, weight) = match k {
+            super::routing::KeySpec::Key(t) => (t, None),
+            super::routing::KeySpec::Weighted { key, weight } => (key, *weight),
+        };
+        let key =
+            expand_env(text, env).map_err(|m| ConfigError::new(at(&format!("keys[{j}]")), m))?;
+        if key.trim().is_empty() {
+            return Err(ConfigError::new(
+                at(&format!("keys[{j}]")),
+                "must not be empty",
+            ));
+        }
+        if weight == Some(0) {
+            return Err(ConfigError::new(
+                at(&format!("keys[{j}].weight")),
+                "must be at least 1",
+            ));
+        }
+        keys.push(super::PoolKey {
+            id: None,
+            secret: Secret::new(key.trim()),
+            weight: weight.unwrap_or(1),
+        });
+    }
+    let api_key = api_key.or_else(|| keys.first().map(|k| k.secret.expose().to_string()));
+    let defaults = super::ProviderMeta::default();
+    if p.weight == Some(0) {
+        return Err(ConfigError::new(at("weight"), "must be at least 1"));
+    }
+    if p.max_concurrency == Some(0) {
+        return Err(ConfigError::new(
+            at("max_concurrency"),
+            "must be at least 1",
+        ));
+    }
+    let meta = super::ProviderMeta {
+        id: None,
+        priority: i64::from(p.priority.unwrap_or(0)),
+        weight: p.weight.unwrap_or(1),
+        keys,
+        key_usage: match p.key_strategy.unwrap_or_default() {
+            super::routing::KeyStrategy::Single => "single",
+            super::routing::KeyStrategy::RoundRobin => "round_robin",
+            super::routing::KeyStrategy::Weighted => "weighted",
+            super::routing::KeyStrategy::LeastUsed => "least_used",
+        }
+        .into(),
+        max_concurrency: p.max_concurrency,
+        rpm_limit: p.rpm.filter(|v| *v > 0),
+        tpm_limit: p.tpm.filter(|v| *v > 0),
+        queue_timeout: super::routing::duration_from(
+            &at("queue_timeout"),
+            &p.queue_timeout,
+            defaults.queue_timeout,
+        )?,
+        breaker: match &p.breaker {
+            Some(b) => super::routing::breaker_from(&at("breaker"), b)?,
+            None => defaults.breaker,
+        },
+        health_check: match &p.health_check {
+            Some(v) => Some(super::routing::duration_from(
+                &at("health_check"),
+                &Some(v.clone()),
+                defaults.queue_timeout,
+            )?),
+            None => None,
+        },
+    };
     Ok(ProviderConfig {
         name,
         preset,
@@ -253,6 +347,6 @@ pub(super) fn provider_from_file(
         timeouts,
         headers,
         origin: Origin::File,
-        meta: super::ProviderMeta::default(),
+        meta,
     })
 }

@@ -4,6 +4,8 @@
 //! the binary can exit 2 with one line.
 
 mod file;
+pub mod routing;
+pub mod watch;
 
 pub use file::{load_file, FileConfig};
 
@@ -156,6 +158,11 @@ pub struct ProviderMeta {
     pub max_concurrency: Option<u32>,
     pub rpm_limit: Option<u32>,
     pub tpm_limit: Option<u32>,
+    /// How long a request waits for a concurrency slot before a 503.
+    pub queue_timeout: Duration,
+    pub breaker: routing::BreakerConfig,
+    /// Probe the provider's model list this often (feeds the breaker).
+    pub health_check: Option<Duration>,
 }
 
 impl Default for ProviderMeta {
@@ -169,6 +176,9 @@ impl Default for ProviderMeta {
             max_concurrency: None,
             rpm_limit: None,
             tpm_limit: None,
+            queue_timeout: Duration::from_secs(10),
+            breaker: routing::BreakerConfig::default(),
+            health_check: None,
         }
     }
 }
@@ -191,6 +201,9 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// alias → `provider/model` or a model id.
     pub aliases: Vec<(String, String)>,
+    /// Client-facing models with several targets, strategies and fallbacks.
+    pub routes: Vec<routing::RouteConfig>,
+    pub deprecations: Vec<routing::Deprecation>,
     pub log_level: String,
     pub log_format: LogFormat,
     /// The `--app` preset, validated.
@@ -585,7 +598,28 @@ pub fn build(
         Some(v) => parse_duration(v).map_err(|m| ConfigError::new("--shutdown-timeout", m))?,
         None => Duration::from_secs(30),
     };
+    let mut routes = Vec::new();
+    let mut deprecations = Vec::new();
+    if let Some(f) = file {
+        for (i, r) in f.routes.iter().enumerate() {
+            let route = routing::route_from(i, r)?;
+            for (j, t) in route.targets.iter().enumerate() {
+                if !providers.iter().any(|p| p.name == t.provider) {
+                    return Err(ConfigError::new(
+                        format!("routes[{i}].targets[{j}].provider"),
+                        format!("no provider is named `{}`", t.provider),
+                    ));
+                }
+            }
+            routes.push(route);
+        }
+        for (i, d) in f.deprecations.iter().enumerate() {
+            deprecations.push(routing::deprecation_from(i, d)?);
+        }
+    }
     let cfg = Config {
+        routes,
+        deprecations,
         app,
         admin_token: cli
             .admin_token

@@ -12,6 +12,8 @@
 //! once per engine so each is type-checked against its own driver.
 
 pub mod backup;
+pub mod boot;
+pub mod cmd;
 pub mod crypto;
 pub mod live;
 pub mod rows;

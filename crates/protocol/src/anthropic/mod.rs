@@ -196,6 +196,7 @@ pub fn decode_request_object(
         include_usage: false,
         reasoning_output: ReasoningOutput::Separate,
         extra: obj.rest(MESSAGES_FIELDS),
+        extra_wire: Some("anthropic"),
     })
 }
 

@@ -644,6 +644,7 @@ fn build_request(
         include_usage: stream,
         reasoning_output,
         extra: extra_fields(obj, known),
+        extra_wire: Some("ollama"),
     })
 }
 
@@ -793,9 +794,11 @@ pub fn encode_chat_request(req: &ChatRequest) -> Result<Value, DecodeError> {
         o.insert("options".into(), Value::Object(options));
     }
     o.insert("stream".into(), Value::Bool(req.stream));
-    for key in ["keep_alive", "think"] {
-        if let Some(v) = req.extra.get(key).filter(|v| !v.is_null()) {
-            o.insert(key.into(), v.clone());
+    if req.extra_wire == Some("ollama") {
+        for key in ["keep_alive", "think"] {
+            if let Some(v) = req.extra.get(key).filter(|v| !v.is_null()) {
+                o.insert(key.into(), v.clone());
+            }
         }
     }
     Ok(Value::Object(o))
@@ -805,7 +808,7 @@ pub fn encode_chat_request(req: &ChatRequest) -> Result<Value, DecodeError> {
 /// an Ollama client) with the sampling keys taken from the model.
 fn encode_options(req: &ChatRequest) -> Map<String, Value> {
     let mut opts = match req.extra.get("options") {
-        Some(Value::Object(m)) => m.clone(),
+        Some(Value::Object(m)) if req.extra_wire == Some("ollama") => m.clone(),
         _ => Map::new(),
     };
     let original_num_predict = opts.get("num_predict").and_then(Value::as_i64);

@@ -178,6 +178,7 @@ pub fn decode_chat_object(obj: &RawObject<'_>) -> Result<ChatRequest, DecodeErro
             .unwrap_or(false),
         reasoning_output: ReasoningOutput::Separate,
         extra: obj.rest(CHAT_FIELDS),
+        extra_wire: Some("openai"),
     })
 }
 
@@ -322,7 +323,9 @@ pub struct RequestOptions {
 /// Encodes a request for an OpenAI-compatible upstream.
 pub fn encode_chat_request(req: &ChatRequest, opts: RequestOptions) -> Value {
     let mut o = Map::new();
-    if opts.forward_extra {
+    // Unknown fields go only to their own format: Anthropic's `thinking` or
+    // Ollama's `keep_alive` would make an OpenAI-compatible host answer 400.
+    if opts.forward_extra && matches!(req.extra_wire, Some("openai") | None) {
         for (k, v) in &req.extra {
             o.insert(k.clone(), v.clone());
         }

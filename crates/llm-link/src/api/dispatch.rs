@@ -1,0 +1,188 @@
+//! The part every client surface shares once a request is decoded: run the
+//! routing plan, forwarding bytes to same-format targets and translating for
+//! the others; a stream counts as started (and can no longer fail over) only
+//! once its first chunk has arrived.
+
+use crate::error::ApiError;
+use crate::providers::presets::Wire;
+use crate::providers::{ByteStream, Endpoint, EventStream, ForwardBody, Forwarded};
+use crate::routing::exec::{self, RouteLog};
+use crate::routing::upstream::InflightGuard;
+use crate::routing::{ModelRouter, Plan};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use llm_link_protocol::ir::{
+    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent,
+};
+use llm_link_protocol::json::RawObject;
+
+pub enum ChatOutcome {
+    /// A same-format answer, bytes as the upstream sent them.
+    Forwarded(Forwarded),
+    Response(ChatResponse),
+    Stream(EventStream),
+}
+
+pub enum EmbedOutcome {
+    Forwarded(Forwarded),
+    Response(EmbeddingResponse),
+}
+
+/// Whether any target of the plan needs the request in the internal model.
+pub fn needs_translation(router: &ModelRouter, plan: &Plan, wire: Wire) -> bool {
+    let ups = router.upstreams();
+    plan.chain
+        .iter()
+        .flat_map(|r| r.targets.iter())
+        .any(|t| !ups[t.upstream].primary().passthrough_for(wire))
+}
+
+/// The body with only `model` changed (every other byte kept).
+pub fn rewrite_model(body: &Bytes, requested: &str, upstream: &str) -> Result<Bytes, ApiError> {
+    if requested == upstream {
+        return Ok(body.clone());
+    }
+    let obj = RawObject::parse(body)?;
+    let quoted = serde_json::Value::String(upstream.to_string()).to_string();
+    Ok(Bytes::from(obj.with_field("model", &quoted)))
+}
+
+/// Waits for a forwarded stream's first bytes; a failure before them is an
+/// ordinary (retryable) error. The guard lives as long as the body.
+async fn peek_bytes(mut s: ByteStream, guard: InflightGuard) -> Result<ByteStream, ApiError> {
+    let first = match s.next().await {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => return Err(e),
+        None => {
+            return Err(ApiError::BadGateway(
+                "the provider closed the stream without sending anything".into(),
+            ))
+        }
+    };
+    let rest = s.map(move |item| {
+        let _held = &guard;
+        item
+    });
+    Ok(Box::pin(
+        futures_util::stream::once(async move { Ok(first) }).chain(rest),
+    ))
+}
+
+/// As [`peek_bytes`], for decoded events: an in-band error as the very first
+/// event also counts as a failure before the start.
+async fn peek_events(mut s: EventStream, guard: InflightGuard) -> Result<EventStream, ApiError> {
+    let first = match s.next().await {
+        Some(Ok(StreamEvent::Error(e))) => return Err(ApiError::BadGateway(e.message)),
+        Some(Ok(ev)) => ev,
+        Some(Err(e)) => return Err(e),
+        None => {
+            return Err(ApiError::BadGateway(
+                "the provider closed the stream without sending anything".into(),
+            ))
+        }
+    };
+    let rest = s.map(move |item| {
+        let _held = &guard;
+        item
+    });
+    Ok(Box::pin(
+        futures_util::stream::once(async move { Ok(first) }).chain(rest),
+    ))
+}
+
+/// Runs a chat-like request (`/v1/chat/completions`, `/v1/messages`,
+/// `/api/chat`, `/api/generate`) through the plan.
+#[allow(clippy::too_many_arguments)]
+pub async fn chat(
+    router: &ModelRouter,
+    plan: &Plan,
+    client_wire: Wire,
+    endpoint: Endpoint,
+    body: &Bytes,
+    model: &str,
+    stream: bool,
+    ir: Option<&ChatRequest>,
+    headers: &HeaderMap,
+) -> (Result<ChatOutcome, ApiError>, RouteLog) {
+    let est = (body.len() / 4) as u64;
+    exec::execute(router, plan, est, |a| async move {
+        if a.provider.passthrough_for(client_wire) {
+            let out = rewrite_model(body, model, &a.upstream_model)?;
+            let mut fwd = a.provider.forward(endpoint, out, stream, headers).await?;
+            fwd.body = match fwd.body {
+                ForwardBody::Stream(s) => ForwardBody::Stream(peek_bytes(s, a.guard).await?),
+                full => full,
+            };
+            return Ok(ChatOutcome::Forwarded(fwd));
+        }
+        let mut req = ir
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("request was not decoded for translation".into()))?;
+        req.model = a.upstream_model.clone();
+        if stream {
+            let events = a.provider.chat_stream(req).await?;
+            Ok(ChatOutcome::Stream(peek_events(events, a.guard).await?))
+        } else {
+            Ok(ChatOutcome::Response(a.provider.chat(req).await?))
+        }
+    })
+    .await
+}
+
+/// Runs an embeddings request through the plan.
+#[allow(clippy::too_many_arguments)]
+pub async fn embed(
+    router: &ModelRouter,
+    plan: &Plan,
+    client_wire: Wire,
+    endpoint: Endpoint,
+    body: &Bytes,
+    model: &str,
+    ir: &EmbeddingRequest,
+    headers: &HeaderMap,
+) -> (Result<EmbedOutcome, ApiError>, RouteLog) {
+    exec::execute(router, plan, (body.len() / 4) as u64, |a| async move {
+        if a.provider.passthrough_for(client_wire) {
+            let out = rewrite_model(body, model, &a.upstream_model)?;
+            let fwd = a.provider.forward(endpoint, out, false, headers).await?;
+            return Ok(EmbedOutcome::Forwarded(fwd));
+        }
+        let mut req = ir.clone();
+        req.model = a.upstream_model.clone();
+        Ok(EmbedOutcome::Response(a.provider.embed(req).await?))
+    })
+    .await
+}
+
+/// Adds what routing decided to a response: the route taken and, for a
+/// deprecated model, a warning (and the sunset date).
+pub fn annotate(resp: &mut Response, plan: &Plan, log: &RouteLog) {
+    let h = resp.headers_mut();
+    if !log.steps.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&log.header()) {
+            h.insert("x-llm-link-route", v);
+        }
+    }
+    if let Some(d) = &plan.deprecation {
+        let text = if d.mapped {
+            format!(
+                "model {} was retired on {}; this request was served by {}",
+                d.model, d.sunset, d.replacement
+            )
+        } else {
+            format!(
+                "model {} is deprecated and will be replaced by {} on {}",
+                d.model, d.replacement, d.sunset
+            )
+        };
+        tracing::warn!(model = %d.model, replacement = %d.replacement, sunset = %d.sunset, mapped = d.mapped, "deprecated model requested");
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            h.insert("x-llm-link-deprecation", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&d.sunset) {
+            h.insert("sunset", v);
+        }
+    }
+}
