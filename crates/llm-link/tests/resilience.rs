@@ -573,3 +573,69 @@ async fn concurrency_limit_queues_then_503() {
     );
     hung.abort();
 }
+
+#[tokio::test]
+async fn requests_per_minute_limit_answers_429_with_retry_after() {
+    let u = up("p", Mode::Ok).await;
+    let gw = gateway(config_from(
+        &format!("[[providers]]\nname = \"p\"\nkind = \"openai-compatible\"\nbase_url = \"{}\"\nmodels = [\"m\"]\nrpm = 2\n", u.base),
+        &[],
+    ))
+    .await;
+    assert_eq!(content(&gw, chat()).await.0, 200);
+    assert_eq!(content(&gw, chat()).await.0, 200);
+    let r = gw.post("/v1/chat/completions", chat()).await;
+    assert_eq!(r.status(), 429);
+    let ra: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&ra), "{ra}");
+    assert_eq!(
+        u.m.hits.load(Ordering::SeqCst),
+        2,
+        "the limited request never left llm-link"
+    );
+}
+
+#[tokio::test]
+async fn active_health_check_opens_the_breaker_without_traffic() {
+    let dead = up("dead", Mode::Dead).await;
+    let gw = gateway(config_from(
+        &format!(
+            "[[providers]]\nname = \"d\"\nkind = \"openai-compatible\"\nbase_url = \"{}\"\nmodels = [\"m\"]\nhealth_check = \"50ms\"\nbreaker = {{ failures = 2, cooldown = \"60s\" }}\n",
+            dead.base
+        ),
+        &[],
+    ))
+    .await;
+    // Poll the admin view (bounded) until the probes have opened the breaker.
+    let mut state = String::new();
+    for _ in 0..100 {
+        let v: Value = gw
+            .client
+            .get(format!("{}/api/routing", gw.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        state = v["providers"][0]["breaker"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if state == "open" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state, "open");
+    assert!(
+        dead.m.hits.load(Ordering::SeqCst) >= 2,
+        "the probes went to the model list"
+    );
+    let r = gw.post("/v1/chat/completions", chat()).await;
+    assert_eq!(r.status(), 503);
+}
