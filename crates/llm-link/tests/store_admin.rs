@@ -66,7 +66,7 @@ async fn providers_and_keys(engine: Engine) {
         .post(
             "/api/providers",
             json!({
-                "name": "alpha", "kind": "openai-compatible", "base_url": format!("{}/v1", mock.base),
+                "name": "alpha", "kind": "openai", "base_url": format!("{}/v1", mock.base),
                 "api_key": "sk-alpha-secret-0001",
                 "models": ["alpha-model", {"id": "alpha-fast", "upstream": "real-fast"}],
                 "priority": 5, "weight": 3,
@@ -107,7 +107,10 @@ async fn providers_and_keys(engine: Engine) {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&"alpha-model") && ids.contains(&"file-model"), "{ids:?}");
+    assert!(
+        ids.contains(&"alpha-model") && ids.contains(&"file-model"),
+        "{ids:?}"
+    );
 
     // List with filters; the file provider is listed read-only.
     let (s, l) = admin.get("/api/providers").await;
@@ -123,36 +126,64 @@ async fn providers_and_keys(engine: Engine) {
     assert_eq!(filep["read_only"], true);
     assert_eq!(filep["keys"][0]["key"], "fil…1234");
     assert!(!l.to_string().contains("file-secret-key-1234"));
-    assert_eq!(admin.get("/api/providers?source=database").await.1["total"], 1);
-    assert_eq!(admin.get("/api/providers?kind=openai-compatible").await.1["total"], 2);
-    assert_eq!(admin.get("/api/providers?enabled=false").await.1["total"], 0);
+    assert_eq!(
+        admin.get("/api/providers?source=database").await.1["total"],
+        1
+    );
+    assert_eq!(
+        admin.get("/api/providers?kind=openai-compatible").await.1["total"],
+        1
+    );
+    assert_eq!(admin.get("/api/providers?type=openai").await.1["total"], 1);
+    assert_eq!(
+        admin.get("/api/providers?enabled=false").await.1["total"],
+        0
+    );
     assert_eq!(admin.get("/api/providers?name=ALP").await.1["total"], 1);
     let (s, e) = admin.get("/api/providers?colour=red").await;
     assert_eq!((s, field(&e)), (400, "query.colour"));
 
     // Read by id and by name.
-    assert_eq!(admin.get(&format!("/api/providers/{id}")).await.1["name"], "alpha");
+    assert_eq!(
+        admin.get(&format!("/api/providers/{id}")).await.1["name"],
+        "alpha"
+    );
     assert_eq!(admin.get("/api/providers/alpha").await.1["id"], id);
     assert_eq!(admin.get("/api/providers/filep").await.1["source"], "file");
     assert_eq!(admin.get("/api/providers/nope").await.0, 404);
 
     // Update: disable, then re-enable with new priority and weight.
-    let (s, p) = admin.put("/api/providers/alpha", json!({"enabled": false})).await;
-    assert_eq!((s, p["enabled"].clone(), p["active"].clone()), (200, json!(false), json!(false)));
+    let (s, p) = admin
+        .put("/api/providers/alpha", json!({"enabled": false}))
+        .await;
+    assert_eq!(
+        (s, p["enabled"].clone(), p["active"].clone()),
+        (200, json!(false), json!(false))
+    );
     let r = gw.post("/v1/chat/completions", chat("alpha-model")).await;
     assert_eq!(r.status(), 404, "a disabled provider serves nothing");
     let (s, p) = admin
         .call(
             "PATCH",
             &format!("/api/providers/{id}"),
-            Some(json!({"enabled": true, "priority": 9, "weight": 2, "timeouts": {"connect": null}})),
+            Some(
+                json!({"enabled": true, "priority": 9, "weight": 2, "timeouts": {"connect": null}}),
+            ),
         )
         .await;
     assert_eq!(s, 200, "{p}");
-    assert_eq!((p["priority"].as_i64(), p["weight"].as_i64()), (Some(9), Some(2)));
+    assert_eq!(
+        (p["priority"].as_i64(), p["weight"].as_i64()),
+        (Some(9), Some(2))
+    );
     assert_eq!(p["timeouts"]["connect"], Value::Null);
     assert_eq!(p["timeouts"]["first_byte"], "30s");
-    assert_eq!(gw.post("/v1/chat/completions", chat("alpha-model")).await.status(), 200);
+    assert_eq!(
+        gw.post("/v1/chat/completions", chat("alpha-model"))
+            .await
+            .status(),
+        200
+    );
 
     // Keys as a sub-resource.
     let kid1 = p["keys"][0]["id"].as_i64().unwrap();
@@ -185,17 +216,33 @@ async fn providers_and_keys(engine: Engine) {
         200
     );
     let (_, p) = admin.get("/api/providers/alpha").await;
-    assert_eq!(p["active"], false);
+    assert_eq!(p["active"], false, "{p}");
     assert_eq!(p["inactive_reason"], "no enabled key");
-    assert_eq!(gw.post("/v1/chat/completions", chat("alpha-model")).await.status(), 404);
+    assert_eq!(
+        gw.post("/v1/chat/completions", chat("alpha-model"))
+            .await
+            .status(),
+        404
+    );
     admin
         .put(
             &format!("/api/providers/{id}/keys/{kid1}"),
             json!({"status": "enabled"}),
         )
         .await;
-    assert_eq!(gw.post("/v1/chat/completions", chat("alpha-model")).await.status(), 200);
-    assert_eq!(admin.get(&format!("/api/providers/{id}/keys/999999")).await.0, 404);
+    assert_eq!(
+        gw.post("/v1/chat/completions", chat("alpha-model"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        admin
+            .get(&format!("/api/providers/{id}/keys/999999"))
+            .await
+            .0,
+        404
+    );
     let (s, e) = admin
         .put(
             &format!("/api/providers/{id}/keys/{kid1}"),
@@ -225,42 +272,104 @@ async fn providers_and_keys(engine: Engine) {
     let (_, k) = admin
         .get(&format!("/api/providers/{id}/keys/{bad_id}"))
         .await;
-    assert!(k["last_error"].as_str().unwrap().contains("rejected"), "{k}");
+    assert!(
+        k["last_error"].as_str().unwrap().contains("rejected"),
+        "{k}"
+    );
     let (_, t) = admin.post("/api/providers/filep/test", json!({})).await;
     assert_eq!(t["ok"], true, "{t}");
 
     // Validation names the field.
     let cases = [
-        (json!({"name": "bad name", "kind": "openai", "api_key": "k"}), 400, "name"),
+        (
+            json!({"name": "bad name", "kind": "openai", "api_key": "k"}),
+            400,
+            "name",
+        ),
         (json!({"kind": "openai", "api_key": "k"}), 400, "name"),
         (json!({"name": "x", "kind": "warp-drive"}), 400, "kind"),
-        (json!({"name": "x", "kind": "openai-compatible", "models": ["m"]}), 400, "base_url"),
-        (json!({"name": "x", "kind": "openai", "nmae": 1}), 400, "nmae"),
-        (json!({"name": "x", "kind": "openai", "priority": "high"}), 400, "priority"),
-        (json!({"name": "x", "kind": "openai", "weight": -1}), 400, "weight"),
-        (json!({"name": "x", "kind": "openai", "timeouts": {"connect": "soon"}}), 400, "timeouts.connect"),
-        (json!({"name": "x", "kind": "openai", "limits": {"rpm": 0}}), 400, "limits.rpm"),
-        (json!({"name": "x", "kind": "openai", "headers": {"Bad Header": "v"}}), 400, "headers.Bad Header"),
-        (json!({"name": "x", "kind": "openai", "keys": [{"label": "no key"}]}), 400, "keys[0].key"),
-        (json!({"name": "x", "kind": "openai", "base_url": "ftp://x"}), 400, "base_url"),
-        (json!({"name": "x", "kind": "openai", "base_url": gw.base.clone()}), 400, "base_url"),
-        (json!({"name": "alpha", "kind": "openai", "api_key": "k"}), 409, "name"),
-        (json!({"name": "filep", "kind": "openai", "api_key": "k"}), 409, "name"),
+        (
+            json!({"name": "x", "kind": "openai-compatible", "models": ["m"]}),
+            400,
+            "base_url",
+        ),
+        (
+            json!({"name": "x", "kind": "openai", "nmae": 1}),
+            400,
+            "nmae",
+        ),
+        (
+            json!({"name": "x", "kind": "openai", "priority": "high"}),
+            400,
+            "priority",
+        ),
+        (
+            json!({"name": "x", "kind": "openai", "weight": -1}),
+            400,
+            "weight",
+        ),
+        (
+            json!({"name": "x", "kind": "openai", "timeouts": {"connect": "soon"}}),
+            400,
+            "timeouts.connect",
+        ),
+        (
+            json!({"name": "x", "kind": "openai", "limits": {"rpm": 0}}),
+            400,
+            "limits.rpm",
+        ),
+        (
+            json!({"name": "x", "kind": "openai", "headers": {"Bad Header": "v"}}),
+            400,
+            "headers.Bad Header",
+        ),
+        (
+            json!({"name": "x", "kind": "openai", "keys": [{"label": "no key"}]}),
+            400,
+            "keys[0].key",
+        ),
+        (
+            json!({"name": "x", "kind": "openai", "base_url": "ftp://x"}),
+            400,
+            "base_url",
+        ),
+        (
+            json!({"name": "x", "kind": "openai", "base_url": gw.base.clone()}),
+            400,
+            "base_url",
+        ),
+        (
+            json!({"name": "alpha", "kind": "openai", "api_key": "k"}),
+            409,
+            "name",
+        ),
+        (
+            json!({"name": "filep", "kind": "openai", "api_key": "k"}),
+            409,
+            "name",
+        ),
     ];
     for (body, status, f) in cases {
         let (s, e) = admin.post("/api/providers", body.clone()).await;
         assert_eq!((s, field(&e)), (status, f), "{body} -> {e}");
-        assert!(e["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
-    let (s, e) = admin.put("/api/providers/filep", json!({"priority": 1})).await;
-    assert_eq!((s, e["error"]["type"].as_str()), (409, Some("read_only")));
-    let (s, _) = admin
-        .call("POST", "/api/providers", None)
+    let (s, e) = admin
+        .put("/api/providers/filep", json!({"priority": 1}))
         .await;
+    assert_eq!((s, e["error"]["type"].as_str()), (409, Some("read_only")));
+    let (s, _) = admin.call("POST", "/api/providers", None).await;
     assert_eq!(s, 400, "an empty body lacks the required fields");
 
     // The admin token is required; both header forms work.
-    let r = gw.client.get(format!("{}/api/providers", gw.base)).send().await.unwrap();
+    let r = gw
+        .client
+        .get(format!("{}/api/providers", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = gw
         .client
@@ -283,7 +392,12 @@ async fn providers_and_keys(engine: Engine) {
     let (s, _) = admin.delete("/api/providers/alpha").await;
     assert_eq!(s, 200);
     assert_eq!(admin.get("/api/providers/alpha").await.0, 404);
-    assert_eq!(gw.post("/v1/chat/completions", chat("alpha-model")).await.status(), 404);
+    assert_eq!(
+        gw.post("/v1/chat/completions", chat("alpha-model"))
+            .await
+            .status(),
+        404
+    );
     assert_eq!(admin.delete("/api/providers/filep").await.0, 409);
 
     // The audit log says who did what, and never a secret.
@@ -305,9 +419,17 @@ async fn providers_and_keys(engine: Engine) {
     ] {
         assert!(actions.contains(&want), "{want} missing from {actions:?}");
     }
-    assert!(a["entries"][0]["actor"].as_str().unwrap().starts_with("admin@"));
+    assert!(a["entries"][0]["actor"]
+        .as_str()
+        .unwrap()
+        .starts_with("admin@"));
     let text = a.to_string();
-    for secret in ["sk-alpha-secret-0001", "sk-alpha-second-0002", "research-header-value", "bad-key-0000000009"] {
+    for secret in [
+        "sk-alpha-secret-0001",
+        "sk-alpha-second-0002",
+        "research-header-value",
+        "bad-key-0000000009",
+    ] {
         assert!(!text.contains(secret), "{secret} in the audit log");
     }
     assert_eq!(admin.get("/api/audit?limit=0").await.0, 400);
@@ -388,7 +510,10 @@ async fn model_catalog(engine: Engine) {
 
     // Filters.
     assert_eq!(admin.get("/api/v1/llm-models").await.1["total"], 2);
-    assert_eq!(admin.get("/api/v1/llm-models?provider=openai").await.1["total"], 1);
+    assert_eq!(
+        admin.get("/api/v1/llm-models?provider=openai").await.1["total"],
+        1
+    );
     assert_eq!(
         admin
             .get("/api/v1/llm-models?type=%E7%94%9F%E6%96%87&status=enabled")
@@ -396,7 +521,10 @@ async fn model_catalog(engine: Engine) {
             .1["total"],
         1
     );
-    assert_eq!(admin.get("/api/v1/llm-models?status=disabled").await.1["total"], 0);
+    assert_eq!(
+        admin.get("/api/v1/llm-models?status=disabled").await.1["total"],
+        0
+    );
     let (s, e) = admin.get("/api/v1/llm-models?status=gone").await;
     assert_eq!((s, field(&e)), (400, "query.status"));
 
@@ -411,12 +539,28 @@ async fn model_catalog(engine: Engine) {
     assert_eq!(u["status"], "disabled");
     assert_eq!(u["api_keys"].as_array().unwrap().len(), 1);
     assert_eq!(u["api_keys"][0]["key"], "sk-…8888");
-    assert_eq!(gw.post("/v1/chat/completions", chat("gpt-4-turbo")).await.status(), 404);
+    assert_eq!(
+        gw.post("/v1/chat/completions", chat("gpt-4-turbo"))
+            .await
+            .status(),
+        404
+    );
     let (_, u) = admin
-        .put(&format!("/api/v1/llm-models/{mid}"), json!({"status": "enabled"}))
+        .put(
+            &format!("/api/v1/llm-models/{mid}"),
+            json!({"status": "enabled"}),
+        )
         .await;
-    assert_eq!(u["api_keys"][0]["key"], "sk-…8888", "keys stay when not given");
-    assert_eq!(gw.post("/v1/chat/completions", chat("gpt-4-turbo")).await.status(), 200);
+    assert_eq!(
+        u["api_keys"][0]["key"], "sk-…8888",
+        "keys stay when not given"
+    );
+    assert_eq!(
+        gw.post("/v1/chat/completions", chat("gpt-4-turbo"))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(last_auth(&mock), "Bearer sk-new-key-888888");
     // Keep a key by id (and change its status); add a second.
     let kid = u["api_keys"][0]["id"].as_i64().unwrap();
@@ -437,14 +581,46 @@ async fn model_catalog(engine: Engine) {
     let cases = [
         (json!({"name": "n", "provider": "openai"}), 400, "model_id"),
         (json!({"model_id": "m", "provider": "openai"}), 400, "name"),
-        (json!({"name": "n", "model_id": "m", "provider": "nope"}), 400, "provider"),
-        (json!({"name": "n", "model_id": "m", "provider": "beta", "status": "gone"}), 400, "status"),
-        (json!({"name": "n", "model_id": "m", "provider": "beta", "input_price": -1}), 400, "input_price"),
-        (json!({"name": "n", "model_id": "m", "provider": "beta", "context_window": "big"}), 400, "context_window"),
-        (json!({"name": "n", "model_id": "m", "provider": "beta", "auth_type": "magic"}), 400, "auth_type"),
-        (json!({"name": "n", "model_id": "m", "provider": "openai", "api_keys": [{"status": "enabled"}]}), 400, "api_keys[0].key"),
-        (json!({"name": "n", "model_id": "m", "provider": "openai-compatible", "api_keys": [{"key": "k"}]}), 400, "base_url"),
-        (json!({"name": "dup", "model_id": "beta-extra", "provider": "beta"}), 409, "model_id"),
+        (
+            json!({"name": "n", "model_id": "m", "provider": "nope"}),
+            400,
+            "provider",
+        ),
+        (
+            json!({"name": "n", "model_id": "m", "provider": "beta", "status": "gone"}),
+            400,
+            "status",
+        ),
+        (
+            json!({"name": "n", "model_id": "m", "provider": "beta", "input_price": -1}),
+            400,
+            "input_price",
+        ),
+        (
+            json!({"name": "n", "model_id": "m", "provider": "beta", "context_window": "big"}),
+            400,
+            "context_window",
+        ),
+        (
+            json!({"name": "n", "model_id": "m", "provider": "beta", "auth_type": "magic"}),
+            400,
+            "auth_type",
+        ),
+        (
+            json!({"name": "n", "model_id": "m", "provider": "openai", "api_keys": [{"status": "enabled"}]}),
+            400,
+            "api_keys[0].key",
+        ),
+        (
+            json!({"name": "n", "model_id": "m", "provider": "openai-compatible", "api_keys": [{"key": "k"}]}),
+            400,
+            "base_url",
+        ),
+        (
+            json!({"name": "dup", "model_id": "beta-extra", "provider": "beta"}),
+            409,
+            "model_id",
+        ),
     ];
     for (body, status, f) in cases {
         let (s, e) = admin.post("/api/v1/llm-models", body.clone()).await;
@@ -452,9 +628,17 @@ async fn model_catalog(engine: Engine) {
     }
 
     // Delete.
-    assert_eq!(admin.delete(&format!("/api/v1/llm-models/{mid}")).await.0, 200);
+    assert_eq!(
+        admin.delete(&format!("/api/v1/llm-models/{mid}")).await.0,
+        200
+    );
     assert_eq!(admin.get(&format!("/api/v1/llm-models/{mid}")).await.0, 404);
-    assert_eq!(gw.post("/v1/chat/completions", chat("gpt-4-turbo")).await.status(), 404);
+    assert_eq!(
+        gw.post("/v1/chat/completions", chat("gpt-4-turbo"))
+            .await
+            .status(),
+        404
+    );
     assert_eq!(admin.get("/api/v1/llm-models").await.1["total"], 1);
 }
 
@@ -494,16 +678,16 @@ async fn app_mappings(engine: Engine) {
     let (s, e) = admin.put("/api/apps/zed", json!({"targets": [""]})).await;
     assert_eq!((s, field(&e)), (400, "targets[0]"));
     let (s, a) = admin
-        .put(&format!("/api/apps/{id}"), json!({"enabled": false, "routing_rule": "least-connections"}))
+        .put(
+            &format!("/api/apps/{id}"),
+            json!({"enabled": false, "routing_rule": "least-connections"}),
+        )
         .await;
     assert_eq!(s, 200);
     assert_eq!(a["routing_rule"], "least_connections");
     assert!(gw.state.runtime().catalog.app("zed").is_none());
     assert_eq!(admin.get("/api/apps?enabled=false").await.1["total"], 1);
-    assert_eq!(
-        admin.post("/api/apps", json!({"name": "zed"})).await.0,
-        409
-    );
+    assert_eq!(admin.post("/api/apps", json!({"name": "zed"})).await.0, 409);
     assert_eq!(admin.delete("/api/apps/zed").await.0, 200);
     assert_eq!(admin.get("/api/apps/zed").await.0, 404);
 }
@@ -573,7 +757,12 @@ async fn generated_admin_token_is_stored_hashed() {
         let r = client.get(&url).bearer_auth(&token).send().await.unwrap();
         assert_eq!(r.status(), 200);
     }
-    let r = client.get(&url).bearer_auth("lla_wrong").send().await.unwrap();
+    let r = client
+        .get(&url)
+        .bearer_auth("lla_wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // And the file holds no trace of it.
     let bytes = std::fs::read(db.dir.path().join("llm-link.db")).unwrap_or_default();

@@ -157,20 +157,22 @@ pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> AdminResult<T> {
     }
     llm_link_protocol::json::decode_field::<T>("", text).map_err(|e| {
         let mut field = e.field.trim_start_matches('.').to_string();
-        // serde names an unknown field in its message, not in the path.
+        let mut message = e.message.clone();
+        // serde names an unknown field in its message; the path may not.
         if let Some(rest) = e.message.strip_prefix("unknown field `") {
             if let Some(name) = rest.split('`').next() {
-                field = if field.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{field}.{name}")
-                };
+                if field.is_empty() {
+                    field = name.to_string();
+                } else if field != name && !field.ends_with(&format!(".{name}")) {
+                    field = format!("{field}.{name}");
+                }
+                message = format!("unknown field `{name}`");
             }
         }
         if field.is_empty() {
             field = "body".into();
         }
-        AdminError::invalid(field, e.message)
+        AdminError::invalid(field, message)
     })
 }
 
@@ -255,15 +257,22 @@ pub async fn require_admin(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let hashed = st.store.as_ref().filter(|s| s.admin.has_hash());
+    if st.admin_token.is_none() && hashed.is_none() {
+        return AdminError::unavailable(
+            "no admin token is configured: set LLM_LINK_ADMIN_TOKEN (or --admin-token)",
+        )
+        .into_response();
+    }
     let Some(given) = presented(req.headers()).map(str::to_string) else {
         return AdminError::forbidden(
             "the admin API needs the admin token: send `Authorization: Bearer <token>` or `x-admin-token: <token>`",
         )
         .into_response();
     };
-    let ok = match (&st.admin_token, &st.store) {
+    let ok = match (&st.admin_token, hashed) {
         (Some(t), _) => ct_eq(given.as_bytes(), t.expose().as_bytes()),
-        (None, Some(store)) if store.admin.has_hash() => {
+        (None, Some(store)) => {
             if store.admin.quick_check(&given) {
                 true
             } else {
@@ -273,12 +282,7 @@ pub async fn require_admin(
                     .unwrap_or(false)
             }
         }
-        _ => {
-            return AdminError::unavailable(
-                "no admin token is configured: set LLM_LINK_ADMIN_TOKEN (or --admin-token)",
-            )
-            .into_response()
-        }
+        (None, None) => false,
     };
     if !ok {
         return AdminError::forbidden("invalid admin token").into_response();

@@ -75,8 +75,9 @@ impl TestDb {
                         .unwrap();
                     let _ = c.close().await;
                     let sep = if url.contains('?') { '&' } else { '?' };
-                    let target =
-                        DbTarget::Postgres(format!("{url}{sep}options=-c%20search_path%3D{schema}"));
+                    let target = DbTarget::Postgres(format!(
+                        "{url}{sep}options=-c%20search_path%3D{schema}"
+                    ));
                     return Some(TestDb {
                         engine: Engine::Postgres,
                         target,
@@ -181,7 +182,10 @@ impl<'a> Admin<'a> {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
