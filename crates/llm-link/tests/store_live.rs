@@ -310,3 +310,59 @@ async fn config_file_edits_apply_live_and_bad_edits_are_rejected() {
     assert!(o.result.is_ok(), "{:?}", o.result);
     assert_eq!(model_ids(&gw).await, ["m4", "db-model"]);
 }
+
+both!(replicas_share_changes);
+/// Two instances on one database (shared mode): a change made through one
+/// reaches the other by the revision poll, without a restart.
+async fn replicas_share_changes(engine: Engine) {
+    let Some(db) = TestDb::on(engine).await else {
+        return;
+    };
+    let up = mock().await;
+    let key = MasterKey::generate();
+    let (s1, l1) = db.open(&key).await;
+    let (s2, l2) = db.open(&key).await;
+    let one = store_common::gateway(config_from("", &[]), s1, l1).await;
+    let two = store_common::gateway(config_from("", &[]), s2, l2).await;
+    llm_link::store::live::spawn_poller(two.state.clone(), Duration::from_millis(50));
+    let (s, _) = Admin::new(&one)
+        .post(
+            "/api/providers",
+            json!({"name": "shared", "kind": "openai", "base_url": format!("{}/v1", up.base),
+                   "api_key": "sk-shared-key-000001", "models": ["shared-model"]}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while two
+        .post("/v1/chat/completions", chat("shared-model"))
+        .await
+        .status()
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other instance never saw the change"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        up.last().header("authorization").as_deref(),
+        Some("Bearer sk-shared-key-000001")
+    );
+    // And a deletion.
+    assert_eq!(
+        Admin::new(&one).delete("/api/providers/shared").await.0,
+        200
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while two
+        .post("/v1/chat/completions", chat("shared-model"))
+        .await
+        .status()
+        == 200
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
