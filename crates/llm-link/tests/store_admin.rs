@@ -324,6 +324,11 @@ async fn providers_and_keys(engine: Engine) {
             "headers.Bad Header",
         ),
         (
+            json!({"name": "x", "kind": "openai", "keys": [{"key": "sk-ключ-1234"}]}),
+            400,
+            "keys[0].key",
+        ),
+        (
             json!({"name": "x", "kind": "openai", "keys": [{"label": "no key"}]}),
             400,
             "keys[0].key",

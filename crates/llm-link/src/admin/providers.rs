@@ -215,11 +215,12 @@ pub fn new_key(
     Ok(row)
 }
 
+/// Keys travel in HTTP headers: printable ASCII only (never echoed back).
 fn check_secret(field: &str, s: &str) -> AdminResult<()> {
-    if s.len() > 4096 || s.chars().any(|c| c.is_control() || c == ' ') {
+    if s.len() > 4096 || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(AdminError::invalid(
             field,
-            "must be at most 4096 characters without spaces or control characters",
+            "must be at most 4096 printable ASCII characters, without spaces",
         ));
     }
     Ok(())

@@ -294,6 +294,18 @@ impl Db {
                     .map_err(|e| redact_error(&e.to_string()))?
                     .application_name("llm-link")
                     .disable_statement_logging();
+                // One direct attempt first: a refused connection is reported
+                // at once and as such, not as a pool timeout 10 s later.
+                let probe = <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot connect to {}: {}",
+                            redact_url(url),
+                            redact_error(&e.to_string())
+                        )
+                    })?;
+                let _ = sqlx::Connection::close(probe).await;
                 let pool = PoolOptions::<sqlx::Postgres>::new()
                     .max_connections(8)
                     .min_connections(0)
