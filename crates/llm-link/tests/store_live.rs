@@ -366,3 +366,53 @@ async fn replicas_share_changes(engine: Engine) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+both!(refused_keys_are_recorded);
+/// A key the upstream refuses (401) is disabled by the request path; the
+/// store records that (status and reason) so the admin API shows it.
+async fn refused_keys_are_recorded(engine: Engine) {
+    let Some(db) = TestDb::on(engine).await else {
+        return;
+    };
+    let up = mock().await;
+    let key = MasterKey::generate();
+    let (store, layer) = db.open(&key).await;
+    let gw = store_common::gateway(config_from("", &[]), store.clone(), layer).await;
+    let admin = Admin::new(&gw);
+    let (s, p) = admin
+        .post(
+            "/api/providers",
+            json!({"name": "k", "kind": "openai", "base_url": format!("{}/v1", up.base),
+                   "keys": [{"key": "sk-first-key-111111"}, {"key": "sk-second-key-222222"}],
+                   "models": ["fail-401", "fine"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{p}");
+    let r = gw.post("/v1/chat/completions", chat("fail-401")).await;
+    assert!(r.status().is_server_error(), "{}", r.status());
+    assert!(!r.text().await.unwrap().contains("sk-first-key-111111"));
+    let n = llm_link::store::live::persist_key_failures(&gw.state, &store)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let (_, keys) = admin.get("/api/providers/k/keys").await;
+    for k in keys["keys"].as_array().unwrap() {
+        assert_eq!(k["status"], "disabled", "{k}");
+        assert!(
+            k["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{k}"
+        );
+    }
+    let (_, p) = admin.get("/api/providers/k").await;
+    assert_eq!(p["active"], false);
+    // Nothing left to record.
+    assert_eq!(
+        llm_link::store::live::persist_key_failures(&gw.state, &store)
+            .await
+            .unwrap(),
+        0
+    );
+    let (_, a) = admin.get("/api/audit").await;
+    assert_eq!(a["entries"][0]["action"], "provider_key.auto_disable");
+    assert_eq!(a["entries"][0]["actor"], "llm-link");
+}

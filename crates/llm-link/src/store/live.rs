@@ -630,8 +630,64 @@ pub async fn reload(st: &AppState, store: &Store) -> super::Result<Result<(), Co
     Ok(res)
 }
 
+/// Records in the database what routing learned about stored keys: a key
+/// the upstream refused (401/403) is disabled in memory by the request path;
+/// here it becomes `disabled` with its `last_error`, so the admin API shows
+/// why and a restart does not bring it back. Returns how many were recorded.
+pub async fn persist_key_failures(st: &AppState, store: &Store) -> Result<usize, FinishError> {
+    let rt = st.runtime();
+    let mut failed: Vec<(i64, String)> = Vec::new();
+    for u in rt.router.upstreams() {
+        for (i, slot) in u.keys.iter().enumerate() {
+            let Some(id) = u.cfg.meta.keys.get(i).and_then(|k| k.id) else {
+                continue;
+            };
+            if let ("disabled", reason) = slot.status() {
+                failed.push((id, reason.unwrap_or_else(|| "refused upstream".into())));
+            }
+        }
+    }
+    drop(rt);
+    if failed.is_empty() {
+        return Ok(0);
+    }
+    let mut w = Write::begin(store).await.map_err(FinishError::Store)?;
+    let now = super::now_ms();
+    let mut n = 0;
+    for (id, reason) in failed {
+        let Some(mut k) = w.tx.key(id).await.map_err(FinishError::Store)? else {
+            continue;
+        };
+        if k.status == "disabled" {
+            continue;
+        }
+        k.status = "disabled".into();
+        k.cooling_until = None;
+        k.last_error = Some(reason.chars().take(500).collect());
+        k.last_error_at = Some(now);
+        k.updated_at = now;
+        w.tx.update_key(&k).await.map_err(FinishError::Store)?;
+        w.tx.audit(
+            "llm-link",
+            "provider_key.auto_disable",
+            &format!("key {id}"),
+            &serde_json::json!({"key": k.hint, "reason": k.last_error}),
+        )
+        .await
+        .map_err(FinishError::Store)?;
+        n += 1;
+    }
+    if n == 0 {
+        // Dropping the write rolls it back (the revision stays).
+        return Ok(0);
+    }
+    w.finish(st).await?;
+    Ok(n)
+}
+
 /// Polls the revision so changes made by another process (a replica, the
-/// CLI) are applied here too. Runs until shutdown.
+/// CLI) are applied here too, and records keys the request path disabled.
+/// Runs until shutdown.
 pub fn spawn_poller(st: Arc<AppState>, every: Duration) {
     let Some(store) = st.store.clone() else {
         return;
@@ -643,6 +699,14 @@ pub fn spawn_poller(st: Arc<AppState>, every: Duration) {
             tokio::select! {
                 _ = st.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            match persist_key_failures(&st, &store).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    "recorded {n} upstream key(s) refused by their provider as disabled"
+                ),
+                Err(FinishError::Store(e)) => tracing::warn!("cannot record refused keys: {e}"),
+                Err(FinishError::Invalid(e)) => tracing::warn!("cannot record refused keys: {e}"),
             }
             let rev = match store.db.begin_read().await {
                 Ok(mut tx) => {
