@@ -5,6 +5,10 @@
 * ``single_gateway``  - llm-link in single-provider mode in front of ``mock``
 * ``config_gateway``  - llm-link started from a TOML config in front of ``mock``
 * ``client`` / ``config_client`` - openai.OpenAI clients for those gateways
+* ``anthropic_mock`` / ``ollama_mock`` - mock Anthropic and Ollama upstreams
+* ``matrix_gateway``  - llm-link from a TOML config with three providers: the
+  OpenAI mock (``oa``), the Anthropic mock (``an``) and the Ollama mock (``ol``)
+* ``upstream``        - parametrised over those three (see multi.py)
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mock_anthropic import ANTHROPIC_KEY, MockAnthropic  # noqa: E402
+from mock_ollama import MockOllama  # noqa: E402
 from mock_upstream import MockUpstream  # noqa: E402
+from multi import Upstream  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "llm-link"
@@ -44,6 +51,9 @@ _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_pr
 for _v in _PROXY_VARS:
     os.environ.pop(_v, None)
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+# Nor let the anthropic / ollama SDKs pick up credentials or hosts from the shell.
+for _v in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "OLLAMA_HOST", "OLLAMA_API_KEY"):
+    os.environ.pop(_v, None)
 
 # Provider-key env vars the gateway might pick up from the developer's shell.
 _PROVIDER_KEY_VARS = (
@@ -139,7 +149,7 @@ class Gateway:
             if self.proc.poll() is not None:
                 break
             try:
-                r = httpx.get(f"{self.url}/health", timeout=1.0)
+                r = httpx.get(f"{self.url}/health", timeout=1.0, verify=False)  # plain HTTP: skip TLS setup
                 if r.status_code == 200:
                     return
                 last = f"HTTP {r.status_code}: {r.text[:200]}"
@@ -161,13 +171,16 @@ class Gateway:
         """OpenAI base URL of the gateway (ends in /v1)."""
         return f"{self.url}/v1"
 
+    # verify=False: the gateway is plain HTTP on loopback; it only spares httpx
+    # building a TLS context (~30 ms) per client.
     def client(self, api_key: str = CLIENT_KEY, **kw: object) -> openai.OpenAI:
+        kw.setdefault("http_client", openai.DefaultHttpxClient(verify=False))
         return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=0,
                              timeout=kw.pop("timeout", 30.0), **kw)  # type: ignore[arg-type]
 
     def http(self, api_key: str | None = CLIENT_KEY) -> httpx.Client:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, verify=False)
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
@@ -306,6 +319,84 @@ def any_client(any_gateway: Gateway) -> Iterator[openai.OpenAI]:
     c = any_gateway.client()
     yield c
     c.close()
+
+
+# ---------------------------------------------------------------------------
+# Anthropic and Ollama upstreams; a gateway in front of all three mocks
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def anthropic_mock() -> Iterator[MockAnthropic]:
+    m = MockAnthropic().start()
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.fixture
+def ollama_mock() -> Iterator[MockOllama]:
+    m = MockOllama().start()
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+MATRIX_OPENAI_MODELS = ["mock-model", "mock-embed", "fail-429", "fail-500"]
+MATRIX_ANTHROPIC_MODELS = ["claude-mock", "claude-fail-429", "claude-fail-500", "claude-break"]
+MATRIX_OLLAMA_MODELS = ["llama-mock", "embed-mock", "llama-fail-500", "llama-break"]
+
+
+def write_matrix_config(path: Path, mock: MockUpstream, anthropic_mock: MockAnthropic,
+                        ollama_mock: MockOllama) -> Path:
+    def names(models: list[str]) -> str:
+        return ", ".join(f'"{m}"' for m in models)
+
+    path.write_text(
+        f"""\
+[[providers]]
+name = "oa"
+kind = "openai-compatible"
+base_url = "{mock.base_url}"
+api_key = "{UPSTREAM_KEY}"
+models = [{names(MATRIX_OPENAI_MODELS)}]
+
+[[providers]]
+name = "an"
+kind = "anthropic"
+base_url = "{anthropic_mock.base_url}"
+api_key = "{ANTHROPIC_KEY}"
+models = [{names(MATRIX_ANTHROPIC_MODELS)}]
+
+[[providers]]
+name = "ol"
+kind = "ollama"
+base_url = "{ollama_mock.base_url}"
+models = [{names(MATRIX_OLLAMA_MODELS)}]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def matrix_gateway(gateway: GatewayFactory, mock: MockUpstream, anthropic_mock: MockAnthropic,
+                   ollama_mock: MockOllama, tmp_path: Path) -> Gateway:
+    cfg = write_matrix_config(tmp_path / "matrix.toml", mock, anthropic_mock, ollama_mock)
+    # No database: these tests are about the wire formats, and skipping the
+    # SQLite file, master key and migrations makes each start ~5x faster
+    # (the single/config gateways above keep the default storage).
+    return gateway("serve", "--config", str(cfg), "--auth-key", CLIENT_KEY, "--database", "none")
+
+
+@pytest.fixture(params=["anthropic", "openai", "ollama"])
+def upstream(request: pytest.FixtureRequest, mock: MockUpstream, anthropic_mock: MockAnthropic,
+             ollama_mock: MockOllama) -> Upstream:
+    """One of the three upstream kinds behind ``matrix_gateway`` (see multi.Upstream)."""
+    m = {"openai": mock, "anthropic": anthropic_mock, "ollama": ollama_mock}[request.param]
+    return Upstream(request.param, m)
 
 
 # ---------------------------------------------------------------------------

@@ -126,7 +126,7 @@ class MockUpstream:
         self._server = _QuietServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
             name="mock-upstream", daemon=True,
         )
         self._thread.start()

@@ -17,7 +17,8 @@ fn cmd() -> Command {
     }
     c.env("RUST_BACKTRACE", "0");
     // Keep the store (database, master key, admin token) out of $HOME.
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     c.env("LLM_LINK_DATA_DIR", dir);
     c
