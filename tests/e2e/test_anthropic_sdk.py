@@ -364,11 +364,6 @@ def test_anthropic_path_prefix(matrix_gateway: "Gateway", kind: str, mock: MockU
         assert c.messages.count_tokens(model=model, messages=HI).input_tokens > 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway bug: any unknown path under /anthropic/ (GET /anthropic/v1/models, POST /anthropic/v1/complete, "
-    "GET /anthropic/v1/nothing) falls through to the admin router and answers 401 "
-    "{\"error\":{\"message\":\"invalid admin token\",\"type\":\"unauthorized\"}} (or 'the admin API needs "
-    "the admin token'), even with a valid client key: not the caller's protocol, and the wrong status"))
 @pytest.mark.parametrize("method, path", [("GET", "/anthropic/v1/models"), ("POST", "/anthropic/v1/complete"),
                                           ("GET", "/anthropic/v1/nothing")])
 def test_other_anthropic_prefixed_routes_answer_in_anthropic_shape(matrix_gateway: "Gateway", method: str,

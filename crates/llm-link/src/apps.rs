@@ -78,6 +78,7 @@ impl AppPreset {
     /// What to paste into the client, for llm-link at `url` serving `model`.
     pub fn snippet(&self, url: &str, model: &str, key: &str) -> String {
         let url = url.trim_end_matches('/');
+        let ctx = crate::api::ollama::context_window(model);
         match self.name {
             "zed" => format!(
                 r#"// Zed: settings.json (zed: open settings)
@@ -89,7 +90,7 @@ impl AppPreset {
         {{
           "name": "{model}",
           "display_name": "{model} (llm-link)",
-          "max_tokens": 32768,
+          "max_tokens": {ctx},
           "supports_tools": true,
           "supports_images": true
         }}

@@ -23,10 +23,11 @@ is set.";
     name = "llm-link",
     version,
     about = "One gateway between any LLM client and any LLM provider",
-    long_about = "llm-link serves the OpenAI API (and, as the project grows, the Anthropic and \
-Ollama APIs) on one port and forwards each request to the provider that serves the requested \
-model: OpenAI, Zhipu, Aliyun, Volcengine, Tencent, DeepSeek, Moonshot, MiniMax or any \
-OpenAI-compatible endpoint.",
+    long_about = "llm-link serves the OpenAI, Anthropic and Ollama APIs on one port and routes each \
+request to the provider that serves the requested model: OpenAI, Anthropic, Zhipu, Aliyun, \
+Volcengine, Tencent, DeepSeek, Moonshot, MiniMax, any OpenAI-compatible endpoint or an Ollama \
+server, translating between the formats (streams, tools and images included), with fallback, \
+retries, circuit breakers and key pools.",
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true
 )]

@@ -33,6 +33,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(admin::routing::routes(state.clone()))
         .merge(admin::store_routes(state.clone()))
         .route("/v1/{*rest}", axum::routing::any(api::openai::not_found))
+        .route(
+            "/anthropic/{*rest}",
+            axum::routing::any(api::anthropic::not_found),
+        )
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(api::ollama::unknown_path),
+        )
         .route("/health", get(api::health::health))
         .route("/api/health", get(api::health::api_health))
         .layer(DefaultBodyLimit::max(state.body_limit))

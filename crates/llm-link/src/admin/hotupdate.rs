@@ -34,13 +34,13 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/config/switch", post(switch))
         .route("/api/config/validate", post(validate))
         .route("/api/config/shutdown", post(shutdown))
-        .layer(middleware::from_fn_with_state(state, local_or_admin));
+        .route_layer(middleware::from_fn_with_state(state, local_or_admin));
     let mut r = Router::new()
         .route("/api/config/current", get(current))
         .route("/api/config/pid", get(pid))
         .merge(mutating);
     if let Some(cors) = crate::admin::cors_layer(&state_origins) {
-        r = r.layer(cors);
+        r = r.route_layer(cors);
     }
     r
 }

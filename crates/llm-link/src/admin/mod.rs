@@ -20,7 +20,7 @@ pub fn store_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .merge(providers::routes())
         .merge(models::routes())
         .merge(apps::routes())
-        .layer(axum::middleware::from_fn_with_state(
+        .route_layer(axum::middleware::from_fn_with_state(
             state,
             rest::require_admin,
         ))

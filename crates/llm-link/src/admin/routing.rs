@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/routing", get(status))
-        .layer(middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn_with_state(
             state,
             super::hotupdate::local_or_admin,
         ))

@@ -37,7 +37,8 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/anthropic/v1/messages", post(messages))
         .route("/anthropic/v1/messages/count_tokens", post(count_tokens))
-        .layer(middleware::from_fn_with_state(state, require_key))
+        .route("/anthropic/v1/models", axum::routing::get(list_models))
+        .route_layer(middleware::from_fn_with_state(state, require_key))
 }
 
 async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -257,6 +258,18 @@ async fn count_tokens(
         HeaderValue::from_static("estimate"),
     );
     Ok(r)
+}
+
+async fn list_models(State(st): State<Arc<AppState>>) -> Response {
+    models_response(&st)
+}
+
+/// Unknown paths under `/anthropic/` answer in Anthropic's shape.
+pub async fn not_found() -> Response {
+    ApiError::NotFound(
+        "unknown endpoint; llm-link serves /anthropic/v1/messages, /anthropic/v1/messages/count_tokens and /anthropic/v1/models".into(),
+    )
+    .anthropic_response()
 }
 
 /// `GET /v1/models` in Anthropic's shape.

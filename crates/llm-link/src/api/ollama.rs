@@ -49,7 +49,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/push", post(unsupported))
         .route("/api/create", post(unsupported))
         .route("/api/copy", post(unsupported))
-        .layer(middleware::from_fn_with_state(state, require_key))
+        .route_layer(middleware::from_fn_with_state(state, require_key))
         .route("/api/version", get(version))
         .route("/", get(root).head(root))
 }
@@ -76,6 +76,11 @@ async fn root() -> &'static str {
 
 async fn version() -> Json<Value> {
     Json(json!({"version": OLLAMA_API_VERSION}))
+}
+
+/// Unknown paths under `/api/` answer in Ollama's shape.
+pub async fn unknown_path() -> Response {
+    ApiError::NotFound("unknown endpoint".into()).ollama_response()
 }
 
 async fn unsupported() -> Response {

@@ -38,7 +38,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
-        .layer(middleware::from_fn_with_state(state, require_key))
+        .route_layer(middleware::from_fn_with_state(state, require_key))
 }
 
 async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {

@@ -67,6 +67,7 @@ impl OpenAiProvider {
             RequestOptions {
                 legacy_max_tokens: !self.cfg.preset.max_completion_tokens,
                 forward_extra: true,
+                top_k: self.cfg.preset.kind != "openai",
             },
         );
         Bytes::from(wire.to_string())

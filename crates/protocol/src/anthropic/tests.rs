@@ -676,7 +676,13 @@ fn anthropic_request_as_openai() {
     let req = ok(decode_messages_request(&fixture(
         "messages_request_full.json",
     )));
-    let oai = openai::encode_chat_request(&req, openai::RequestOptions::default());
+    let oai = openai::encode_chat_request(
+        &req,
+        openai::RequestOptions {
+            top_k: true,
+            ..Default::default()
+        },
+    );
     let msgs = oai["messages"].as_array().cloned().unwrap_or_default();
     let roles: Vec<&str> = msgs
         .iter()

@@ -318,6 +318,9 @@ pub struct RequestOptions {
     pub legacy_max_tokens: bool,
     /// Forward fields the model did not recognise.
     pub forward_extra: bool,
+    /// Send `top_k` (vLLM and most compatible hosts take it; api.openai.com
+    /// refuses it).
+    pub top_k: bool,
 }
 
 /// Encodes a request for an OpenAI-compatible upstream.
@@ -420,7 +423,9 @@ pub fn encode_chat_request(req: &ChatRequest, opts: RequestOptions) -> Value {
     );
     put("temperature", req.temperature.map(|v| json!(v)));
     put("top_p", req.top_p.map(|v| json!(v)));
-    put("top_k", req.top_k.map(|v| json!(v)));
+    if opts.top_k {
+        put("top_k", req.top_k.map(|v| json!(v)));
+    }
     let max_key =
         if req.max_tokens_field == MaxTokensField::MaxCompletionTokens && !opts.legacy_max_tokens {
             "max_completion_tokens"

@@ -130,6 +130,7 @@ fn request_round_trips_through_the_model() {
         RequestOptions {
             legacy_max_tokens: false,
             forward_extra: true,
+            top_k: true,
         },
     );
     let again = decode_chat_request(wire.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
@@ -142,6 +143,7 @@ fn request_round_trips_through_the_model() {
         RequestOptions {
             legacy_max_tokens: true,
             forward_extra: false,
+            top_k: true,
         },
     );
     assert_eq!(legacy["max_tokens"], 256);
@@ -455,4 +457,22 @@ fn images_from_tool_results_move_to_a_user_message() {
     );
     // And the result is valid for our own strict decoder.
     assert!(decode_chat_request(wire.to_string().as_bytes()).is_ok());
+}
+
+#[test]
+fn top_k_only_where_the_host_takes_it() {
+    let req = ChatRequest {
+        model: "m".into(),
+        messages: vec![Message::text(Role::User, "x")],
+        top_k: Some(40),
+        ..Default::default()
+    };
+    assert!(encode_chat_request(&req, RequestOptions::default())
+        .get("top_k")
+        .is_none());
+    let opts = RequestOptions {
+        top_k: true,
+        ..Default::default()
+    };
+    assert_eq!(encode_chat_request(&req, opts)["top_k"], 40);
 }
