@@ -789,3 +789,47 @@ async fn without_a_database_the_admin_api_says_so() {
     // No token configured, no database: a clear 503 either way.
     assert_eq!(r.status(), 503);
 }
+
+both!(app_mapping_routes_requests_from_that_app);
+async fn app_mapping_routes_requests_from_that_app(engine: Engine) {
+    let Some(db) = TestDb::on(engine).await else {
+        return;
+    };
+    let a = mock().await;
+    let b = mock().await;
+    let key = MasterKey::generate();
+    let (store, layer) = db.open(&key).await;
+    let cfg = config_from(
+        &format!(
+            "[[providers]]\nname = \"alpha\"\nkind = \"openai-compatible\"\nbase_url = \"{}/v1\"\nmodels = [\"alpha-model\"]\n\n[[providers]]\nname = \"beta\"\nkind = \"openai-compatible\"\nbase_url = \"{}/v1\"\nmodels = [\"beta-model\"]\n",
+            a.base, b.base
+        ),
+        &[],
+    );
+    let gw = store_common::gateway(cfg, store, layer).await;
+    let admin = Admin::new(&gw);
+    let (s, body) = admin
+        .post("/api/apps", json!({"name": "myapp", "routing_rule": "priority", "targets": ["beta/beta-model"], "fallback_chain": ["alpha-model"]}))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    // From the app: its mapping decides, whatever model was asked for.
+    let r = gw
+        .client
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .header("x-llm-link-app", "myapp")
+        .json(&chat("alpha-model"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-llm-link-route"], "beta/beta-model#0=ok");
+    assert_eq!(b.last().json()["model"], "beta-model");
+    // Without it: the model's own route.
+    assert_eq!(
+        gw.post("/v1/chat/completions", chat("alpha-model"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(a.last().json()["model"], "alpha-model");
+}

@@ -93,7 +93,7 @@ async fn messages(
     let obj = RawObject::parse(&body)?;
     let model: String = obj.require("model")?;
     let rt = st.runtime();
-    let plan = rt.router.plan(&model)?;
+    let plan = dispatch::plan(&st, &rt, &headers, &model)?;
     // Light checks always, so extended thinking, server tools, documents and
     // cache_control reach an Anthropic upstream untouched; the full decode
     // only when some target translates.

@@ -30,6 +30,26 @@ pub enum EmbedOutcome {
     Response(EmbeddingResponse),
 }
 
+/// The plan for a request: the app mapping of the calling app when it has
+/// one (the app is named by an `x-llm-link-app` header, else by this
+/// instance's `--app`), otherwise the model's own routes.
+pub fn plan(
+    st: &crate::state::AppState,
+    rt: &crate::state::Runtime,
+    headers: &HeaderMap,
+    model: &str,
+) -> Result<Plan, ApiError> {
+    let app = headers
+        .get("x-llm-link-app")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| st.app.clone());
+    if let Some(m) = app.as_deref().and_then(|a| rt.catalog.app(a)) {
+        return rt.router.plan_app(m, model);
+    }
+    rt.router.plan(model)
+}
+
 /// Whether any target of the plan needs the request in the internal model.
 pub fn needs_translation(router: &ModelRouter, plan: &Plan, wire: Wire) -> bool {
     let ups = router.upstreams();

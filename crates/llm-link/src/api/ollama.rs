@@ -204,7 +204,16 @@ async fn answer(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let rt = st.runtime();
-    let plan = plan_for(&rt, model)?;
+    let plan = match headers
+        .get("x-llm-link-app")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| st.app.clone())
+        .and_then(|a| rt.catalog.app(&a).cloned())
+    {
+        Some(m) => rt.router.plan_app(&m, model)?,
+        None => plan_for(&rt, model)?,
+    };
     let generate = endpoint == Endpoint::OllamaGenerate;
     let f = if generate {
         passthrough::ollama_generate(obj)?

@@ -69,7 +69,7 @@ async fn chat_completions(
     let obj = RawObject::parse(&body)?;
     let model: String = obj.require("model")?;
     let rt = st.runtime();
-    let plan = rt.router.plan(&model)?;
+    let plan = dispatch::plan(&st, &rt, &headers, &model)?;
     // Light checks always; the full decode only when some target translates.
     let f = passthrough::openai_chat(&obj)?;
     let ir = if dispatch::needs_translation(&rt.router, &plan, Wire::OpenAi) {

@@ -371,6 +371,67 @@ impl ModelRouter {
         Ok(Plan { chain, deprecation })
     }
 
+    /// The plan for a request from an app with a mapping: the mapping's
+    /// targets in its strategy's order, then its fallback chain. A target is
+    /// `provider/model`, a bare provider name (then the requested model goes
+    /// to that provider), or a model id (its route's first target).
+    pub fn plan_app(
+        &self,
+        mapping: &crate::store::live::AppMapping,
+        requested: &str,
+    ) -> Result<Plan, ApiError> {
+        let mut targets = Vec::new();
+        for t in &mapping.targets {
+            let one = if let Some(&i) = self.by_name.get(t.as_str()) {
+                Some((i, requested.to_string()))
+            } else {
+                self.route_for(t)
+                    .and_then(|r| r.targets.first().map(|x| (x.upstream, x.model.clone())))
+            };
+            if let Some((i, model)) = one {
+                let meta = &self.upstreams[i].cfg.meta;
+                targets.push(RouteTarget {
+                    upstream: i,
+                    model,
+                    weight: meta.weight.max(1),
+                    priority: meta.priority,
+                });
+            }
+        }
+        if targets.is_empty() && mapping.fallback_chain.is_empty() {
+            return self.plan(requested);
+        }
+        let strategy = match mapping.routing_rule.as_str() {
+            "round_robin" => Strategy::RoundRobin,
+            "weighted" => Strategy::Weighted,
+            "least_connections" => Strategy::LeastConnections,
+            "latency" => Strategy::Latency,
+            _ => Strategy::Priority,
+        };
+        let retry = RetryPolicy {
+            max_attempts: mapping.retry.max_retries.saturating_add(1).max(1),
+            base_delay: std::time::Duration::from_millis(mapping.retry.backoff_ms),
+            ..RetryPolicy::default()
+        };
+        let route = Arc::new(Route::new(
+            format!("app:{}", mapping.name),
+            strategy,
+            targets,
+            mapping.fallback_chain.clone(),
+            retry,
+        ));
+        let mut chain = vec![route.clone()];
+        for fb in &route.fallback {
+            if let Some(r) = self.route_for(fb) {
+                chain.push(r);
+            }
+        }
+        Ok(Plan {
+            chain,
+            deprecation: None,
+        })
+    }
+
     fn route_for(&self, requested: &str) -> Option<Arc<Route>> {
         let mut model = requested;
         for _ in 0..MAX_ALIAS_DEPTH {
