@@ -262,6 +262,15 @@ pub struct ServeArgs {
     )]
     pub idle_timeout: Option<String>,
 
+    /// Redis for limits shared by several replicas (redis://host:6379/0); optional
+    #[arg(
+        long,
+        env = "LLM_LINK_REDIS",
+        value_name = "URL",
+        hide_env_values = true,
+        help_heading = "Server"
+    )]
+    pub redis: Option<String>,
     /// Client preset (zed, codex, claude-code, aider, openhands, continue); see `llm-link apps`
     #[arg(
         long,
@@ -340,6 +349,7 @@ impl ServeArgs {
             admin_token: self.admin_token.clone(),
             cors_origins: self.cors_origins.clone(),
             shutdown_timeout: self.shutdown_timeout.clone(),
+            redis: self.redis.clone(),
         }
     }
 }

@@ -72,6 +72,11 @@ fn init_logging(cfg: &Config) -> Result<(), String> {
 }
 
 async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
+    if let Some(url) = &cfg.redis {
+        if let Err(e) = crate::routing::shared::connect(url, "llm-link").await {
+            return usage_error(format!("--redis: {e}"));
+        }
+    }
     let listener = match bind(&cfg.host, cfg.port).await {
         Ok(l) => l,
         Err(e) => {
@@ -305,6 +310,9 @@ fn print_banner(cfg: &Config, state: &AppState, addr: SocketAddr, extra: &[Strin
         "OpenAI API:  {base}/v1  (chat/completions, completions, embeddings, models)"
     ));
     lines.push(format!("health:      {base}/health, {base}/api/health"));
+    if cfg.redis.is_some() {
+        lines.push("shared limits: Redis (RPM/TPM counted across replicas)".into());
+    }
     lines.push(format!("hot update:  {base}/api/config/{{current,update,switch,validate,pid,shutdown}} (loopback or admin token)"));
     if let Some(app) = cfg.app.as_deref().and_then(crate::apps::find) {
         lines.push(format!(

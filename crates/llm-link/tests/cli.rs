@@ -56,6 +56,11 @@ fn mistakes_exit_2_with_one_line_naming_the_flag_or_field() {
         (vec!["--config", &bad_cfg], "providers[0].base_url"),
         (vec!["config", "check", &bad_cfg], "providers[0].base_url"),
         (vec!["--log-level", "[[["], "--log-level"),
+        (vec!["--redis", "ftp://nope"], "--redis"),
+        (
+            vec!["--port", "0", "--redis", "redis://127.0.0.1:1/0"],
+            "--redis",
+        ),
     ];
     for (args, needle) in cases {
         let (code, _out, err) = run(&args);

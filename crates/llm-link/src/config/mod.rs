@@ -212,6 +212,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// How long in-flight requests may finish after a shutdown signal.
     pub shutdown_timeout: Duration,
+    /// Redis for limits shared by replicas.
+    pub redis: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -242,6 +244,7 @@ pub struct CliInput {
     pub admin_token: Option<String>,
     pub cors_origins: Vec<String>,
     pub shutdown_timeout: Option<String>,
+    pub redis: Option<String>,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
@@ -617,7 +620,29 @@ pub fn build(
             deprecations.push(routing::deprecation_from(i, d)?);
         }
     }
+    let redis = match cli
+        .redis
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        Some(r)
+            if r.starts_with("redis://")
+                || r.starts_with("rediss://")
+                || r.starts_with("redis+unix://") =>
+        {
+            Some(r.to_string())
+        }
+        Some(r) => {
+            return Err(ConfigError::new(
+                "--redis",
+                format!("`{r}` is not a Redis URL (redis://host:6379/0)"),
+            ))
+        }
+        None => None,
+    };
     let cfg = Config {
+        redis,
         routes,
         deprecations,
         app,

@@ -197,7 +197,16 @@ where
                         break;
                     }
                 };
-                if let Err((wait, which)) = up.take_rate(est_tokens) {
+                let mut admitted = up.take_rate(est_tokens);
+                if admitted.is_ok() {
+                    if let Some(shared) = super::shared::get() {
+                        let meta = &up.cfg.meta;
+                        admitted = shared
+                            .admit(&up.name, meta.rpm_limit, meta.tpm_limit, est_tokens)
+                            .await;
+                    }
+                }
+                if let Err((wait, which)) = admitted {
                     log.push(up, model, None, format!("skipped: {which}"), 0);
                     last_err = Some(ApiError::RateLimited {
                         message: format!("provider `{}` reached its {which}", up.name),

@@ -9,6 +9,7 @@
 
 pub mod breaker;
 pub mod exec;
+pub mod shared;
 pub mod upstream;
 
 use crate::config::routing::{Deprecation, RetryPolicy, RouteConfig, Strategy};
