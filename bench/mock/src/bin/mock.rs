@@ -10,6 +10,12 @@
 //!   `chat.completion` of `--body-bytes` bytes or an SSE stream of
 //!   `--chunks` content chunks, a finish chunk, an optional usage chunk and
 //!   `data: [DONE]`, with `--chunk-delay-ms` between chunks.
+//! - `POST /v1/messages`: the same as an Anthropic upstream: a Messages
+//!   JSON answer of about `--body-bytes` bytes, or for `"stream": true` the
+//!   exact Anthropic event sequence (`message_start`, `content_block_start`,
+//!   `--chunks` `content_block_delta`s, `content_block_stop`,
+//!   `message_delta`, `message_stop`), with `--chunk-delay-ms` between
+//!   content deltas.
 //! - `GET /v1/models`, `GET /health`.
 //!
 //! Prints `mock listening on http://HOST:PORT` once bound (`--port 0` picks
@@ -88,6 +94,11 @@ struct Canned {
     usage_chunk: Bytes,
     done: Bytes,
     models: Bytes,
+    /// Anthropic Messages answer.
+    message: Bytes,
+    /// Anthropic SSE: `message_start` + `content_block_start` as one frame,
+    /// then one frame per delta, then the closing events as one frame.
+    message_events: Arc<[Bytes]>,
     chunk_delay: Option<Duration>,
 }
 
@@ -159,7 +170,10 @@ fn build(c: &Config) -> Canned {
     let models = Bytes::from(format!(
         r#"{{"object":"list","data":[{{"id":{model},"object":"model","created":{CREATED},"owned_by":"mock"}}]}}"#
     ));
+    let (message, message_events) = build_anthropic(c, &model);
     Canned {
+        message,
+        message_events,
         completion,
         chunks: chunks.into(),
         usage_chunk,
@@ -167,6 +181,67 @@ fn build(c: &Config) -> Canned {
         models,
         chunk_delay: c.chunk_delay,
     }
+}
+
+fn build_anthropic(c: &Config, model: &str) -> (Bytes, Arc<[Bytes]>) {
+    let message_with = |content: &str, tokens: usize| {
+        format!(
+            concat!(
+                r#"{{"id":"msg_mock","type":"message","role":"assistant","model":{},"#,
+                r#""content":[{{"type":"text","text":"{}"}}],"stop_reason":"end_turn","stop_sequence":null,"#,
+                r#""usage":{{"input_tokens":9,"output_tokens":{}}}}}"#
+            ),
+            model, content, tokens
+        )
+    };
+    let pad = c.body_bytes.saturating_sub(message_with("", 0).len()).max(1);
+    let content: String = WORDS.chars().cycle().take(pad).collect();
+    let message = Bytes::from(message_with(&content, pad.div_ceil(4)));
+
+    let event = |name: &str, data: String| format!("event: {name}\ndata: {data}\n\n");
+    let mut frames = Vec::with_capacity(c.chunks + 2);
+    let mut head = event(
+        "message_start",
+        format!(
+            concat!(
+                r#"{{"type":"message_start","message":{{"id":"msg_mock","type":"message","role":"assistant","#,
+                r#""model":{},"content":[],"stop_reason":null,"stop_sequence":null,"#,
+                r#""usage":{{"input_tokens":9,"output_tokens":1}}}}}}"#
+            ),
+            model
+        ),
+    );
+    head.push_str(&event(
+        "content_block_start",
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.into(),
+    ));
+    // The first delta goes with the head, so a client's first bytes carry text.
+    for i in 0..c.chunks {
+        let delta = event(
+            "content_block_delta",
+            format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"tok{i} "}}}}"#),
+        );
+        if i == 0 {
+            head.push_str(&delta);
+            frames.push(Bytes::from(std::mem::take(&mut head)));
+        } else {
+            frames.push(Bytes::from(delta));
+        }
+    }
+    if !head.is_empty() {
+        frames.push(Bytes::from(head));
+    }
+    let mut tail = event("content_block_stop", r#"{"type":"content_block_stop","index":0}"#.into());
+    tail.push_str(&event(
+        "message_delta",
+        format!(
+            r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{{"output_tokens":{}}}}}"#,
+            c.chunks
+        ),
+    ));
+    tail.push_str(&event("message_stop", r#"{"type":"message_stop"}"#.into()));
+    frames.push(Bytes::from(tail));
+    (message, frames.into())
 }
 
 /// A response body: a list of pre-built frames, optionally with a delay
@@ -293,6 +368,26 @@ async fn handle(req: Request<Incoming>, canned: Arc<Canned>) -> Result<Response<
                 r
             } else {
                 json(StatusCode::OK, canned.completion.clone())
+            }
+        }
+        (&Method::POST, "/v1/messages") => {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return Ok(error(StatusCode::BAD_REQUEST, "cannot read body")),
+            };
+            let parsed: ChatReq = match serde_json::from_slice(&body) {
+                Ok(p) => p,
+                Err(_) => return Ok(error(StatusCode::BAD_REQUEST, "body is not valid JSON")),
+            };
+            if parsed.stream {
+                let frames = canned.message_events.to_vec();
+                let mut r = Response::new(MockBody::stream(frames, canned.chunk_delay));
+                let h = r.headers_mut();
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                r
+            } else {
+                json(StatusCode::OK, canned.message.clone())
             }
         }
         (&Method::GET, "/v1/models") => json(StatusCode::OK, canned.models.clone()),
