@@ -56,7 +56,7 @@ fn mistakes_exit_2_with_one_line_naming_the_flag_or_field() {
         (vec!["--config", &bad_cfg], "providers[0].base_url"),
         (vec!["config", "check", &bad_cfg], "providers[0].base_url"),
         (vec!["--log-level", "[[["], "--log-level"),
-        (vec!["--redis", "ftp://nope"], "--redis"),
+        (vec!["--redis", "ftp://user:hunter2@nope"], "--redis"),
         (
             vec!["--port", "0", "--redis", "redis://127.0.0.1:1/0"],
             "--redis",
@@ -73,6 +73,7 @@ fn mistakes_exit_2_with_one_line_naming_the_flag_or_field() {
             "{args:?}: `{needle}` not in {err}"
         );
         assert!(!err.contains("panicked"), "{err}");
+        assert!(!err.contains("hunter2"), "a secret was echoed: {err}");
     }
 }
 

@@ -633,11 +633,13 @@ pub fn build(
         {
             Some(r.to_string())
         }
-        Some(r) => {
+        Some(_) => {
             return Err(ConfigError::new(
                 "--redis",
-                format!("`{r}` is not a Redis URL (redis://host:6379/0)"),
-            ))
+                // The value is not echoed: a Redis URL may carry a password.
+                "not a Redis URL (expected redis://host:6379/0, rediss:// or redis+unix://)"
+                    .to_string(),
+            ));
         }
         None => None,
     };

@@ -134,6 +134,9 @@ pub enum DurationValue {
 impl DurationValue {
     fn parse(&self, field: &str) -> Result<Duration, ConfigError> {
         match self {
+            // Zero would make a timer fire continuously (and tokio's
+            // interval refuses it): every duration here must be positive.
+            DurationValue::Secs(0) => Err(ConfigError::new(field, "must be positive")),
             DurationValue::Secs(s) => Ok(Duration::from_secs(*s)),
             DurationValue::Text(t) => parse_duration(t).map_err(|m| ConfigError::new(field, m)),
         }

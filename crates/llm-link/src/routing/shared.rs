@@ -22,7 +22,7 @@ static SHARED: OnceLock<SharedLimits> = OnceLock::new();
 /// Connects (bounded) and installs the process-wide shared limiter.
 pub async fn connect(url: &str, prefix: &str) -> Result<(), String> {
     let client =
-        redis::Client::open(url).map_err(|e| format!("`{url}` is not a Redis URL ({e})"))?;
+        redis::Client::open(url).map_err(|e| format!("not a usable Redis URL ({:?})", e.kind()))?;
     let conn = tokio::time::timeout(Duration::from_secs(3), ConnectionManager::new(client))
         .await
         .map_err(|_| "Redis did not answer within 3s".to_string())?
