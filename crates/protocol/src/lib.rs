@@ -12,4 +12,7 @@ pub mod passthrough;
 pub mod sse;
 pub mod think;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 pub use json::DecodeError;

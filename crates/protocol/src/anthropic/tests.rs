@@ -3,22 +3,15 @@ use super::*;
 use crate::openai;
 use crate::openai::stream::{ChunkDecoder, ChunkEncoder};
 use crate::sse::SseParser;
+use crate::test_support::{self, collect, decode_in_pieces, Collected};
 use bytes::Bytes;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/anthropic/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    test_support::fixture("anthropic", name)
 }
 
 fn openai_fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/openai/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    test_support::fixture("openai", name)
 }
 
 fn ok<T>(r: Result<T, DecodeError>) -> T {
@@ -26,65 +19,11 @@ fn ok<T>(r: Result<T, DecodeError>) -> T {
 }
 
 fn decode_stream(bytes: &[u8], split: usize) -> Vec<StreamEvent> {
-    let mut d = StreamDecoder::new();
-    let mut out = Vec::new();
-    for piece in bytes.chunks(split.max(1)) {
-        out.extend(ok(d.feed(piece)));
-    }
-    out.extend(ok(d.finish()));
-    out
+    decode_in_pieces(StreamDecoder::new(), bytes, split)
 }
 
 fn decode_openai_stream(bytes: &[u8]) -> Vec<StreamEvent> {
-    let mut d = ChunkDecoder::new();
-    let mut out = ok(d.feed(bytes));
-    out.extend(ok(d.finish()));
-    out
-}
-
-/// (content, reasoning, tool calls by index as (id, name, arguments), finish, usage)
-type Collected = (
-    String,
-    String,
-    Vec<(String, String, String)>,
-    Option<FinishReason>,
-    Option<Usage>,
-);
-
-fn collect(events: &[StreamEvent]) -> Collected {
-    let mut content = String::new();
-    let mut reasoning = String::new();
-    let mut calls: Vec<(String, String, String)> = Vec::new();
-    let mut finish = None;
-    let mut usage = None;
-    for ev in events {
-        if let StreamEvent::Chunk(c) = ev {
-            if c.usage.is_some() {
-                usage = c.usage;
-            }
-            for ch in &c.choices {
-                content.push_str(ch.content.as_deref().unwrap_or(""));
-                reasoning.push_str(ch.reasoning.as_deref().unwrap_or(""));
-                for tc in &ch.tool_calls {
-                    let i = tc.index as usize;
-                    if calls.len() <= i {
-                        calls.resize(i + 1, Default::default());
-                    }
-                    if let Some(id) = &tc.id {
-                        calls[i].0 = id.clone();
-                    }
-                    if let Some(n) = &tc.name {
-                        calls[i].1 = n.clone();
-                    }
-                    calls[i].2.push_str(&tc.arguments);
-                }
-                if ch.finish_reason.is_some() {
-                    finish = ch.finish_reason.clone();
-                }
-            }
-        }
-    }
-    (content, reasoning, calls, finish, usage)
+    decode_in_pieces(ChunkDecoder::new(), bytes, bytes.len())
 }
 
 /// Tool arguments compared as JSON, whatever their spacing.

@@ -1,68 +1,14 @@
 use super::stream::{ChunkDecoder, ChunkEncoder};
 use super::*;
 use crate::sse::SseParser;
+use crate::test_support::{self, collect, decode_in_pieces};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/openai/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    test_support::fixture("openai", name)
 }
 
 fn decode_stream(bytes: &[u8], split: usize) -> Vec<StreamEvent> {
-    let mut d = ChunkDecoder::new();
-    let mut out = Vec::new();
-    for piece in bytes.chunks(split.max(1)) {
-        out.extend(d.feed(piece).unwrap_or_else(|e| panic!("{e}")));
-    }
-    out.extend(d.finish().unwrap_or_else(|e| panic!("{e}")));
-    out
-}
-
-/// Collapses a stream into (content, reasoning, tool calls by index, finish, usage).
-type Collected = (
-    String,
-    String,
-    Vec<(String, String, String)>,
-    Option<FinishReason>,
-    Option<Usage>,
-);
-
-fn collect(events: &[StreamEvent]) -> Collected {
-    let mut content = String::new();
-    let mut reasoning = String::new();
-    let mut calls: Vec<(String, String, String)> = Vec::new();
-    let mut finish = None;
-    let mut usage = None;
-    for ev in events {
-        if let StreamEvent::Chunk(c) = ev {
-            if c.usage.is_some() {
-                usage = c.usage;
-            }
-            for ch in &c.choices {
-                content.push_str(ch.content.as_deref().unwrap_or(""));
-                reasoning.push_str(ch.reasoning.as_deref().unwrap_or(""));
-                for tc in &ch.tool_calls {
-                    let i = tc.index as usize;
-                    if calls.len() <= i {
-                        calls.resize(i + 1, Default::default());
-                    }
-                    if let Some(id) = &tc.id {
-                        calls[i].0 = id.clone();
-                    }
-                    if let Some(n) = &tc.name {
-                        calls[i].1 = n.clone();
-                    }
-                    calls[i].2.push_str(&tc.arguments);
-                }
-                if ch.finish_reason.is_some() {
-                    finish = ch.finish_reason.clone();
-                }
-            }
-        }
-    }
-    (content, reasoning, calls, finish, usage)
+    decode_in_pieces(ChunkDecoder::new(), bytes, split)
 }
 
 #[test]
