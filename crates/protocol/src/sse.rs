@@ -15,6 +15,9 @@ pub struct SseEvent {
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: BytesMut,
+    /// Bytes at the start of `buf` already known to hold no `\n`, so a long
+    /// line fed in small pieces is scanned once, not once per piece.
+    scanned: usize,
     event: Option<String>,
     data: Option<String>,
 }
@@ -35,7 +38,9 @@ impl SseParser {
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, SseError> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+        while let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            let pos = self.scanned + pos;
+            self.scanned = 0;
             let line = self.buf.split_to(pos + 1);
             let mut line = &line[..pos];
             if let [rest @ .., b'\r'] = line {
@@ -47,6 +52,7 @@ impl SseParser {
                 out.push(ev);
             }
         }
+        self.scanned = self.buf.len();
         if self.buf.len() > MAX_LINE {
             return Err(SseError("stream line exceeds 16 MiB".into()));
         }
@@ -56,6 +62,7 @@ impl SseParser {
     /// Ends the input: a final event without its blank line still counts.
     pub fn finish(&mut self) -> Option<SseEvent> {
         if !self.buf.is_empty() {
+            self.scanned = 0;
             let rest = self.buf.split();
             if let Ok(line) = std::str::from_utf8(&rest) {
                 let line = line.trim_end_matches('\r').to_string();
@@ -137,6 +144,19 @@ mod tests {
             assert_eq!(evs[1].data, "l1\nl2");
             assert_eq!(evs[2].data, "[DONE]");
         }
+    }
+
+    #[test]
+    fn events_fed_byte_by_byte() {
+        let input = b"event: a\r\ndata: {\"x\":1}\r\n\r\ndata: l1\ndata: l2\n\n";
+        let mut p = SseParser::new();
+        let mut evs = Vec::new();
+        for b in input {
+            evs.extend(p.feed(std::slice::from_ref(b)).unwrap_or_default());
+        }
+        let data: Vec<&str> = evs.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(data, ["{\"x\":1}", "l1\nl2"]);
+        assert_eq!(evs[0].event.as_deref(), Some("a"));
     }
 
     #[test]

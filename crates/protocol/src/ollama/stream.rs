@@ -22,6 +22,9 @@ use serde_json::{json, Map, Value};
 #[derive(Debug, Default)]
 pub struct NdjsonDecoder {
     buf: Vec<u8>,
+    /// Bytes at the start of `buf` already known to hold no `\n`, so a long
+    /// line fed in small pieces is scanned once, not once per piece.
+    scanned: usize,
     splitter: ThinkSplitter,
     calls_seen: u32,
     role_sent: bool,
@@ -39,20 +42,26 @@ impl NdjsonDecoder {
     }
 
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        self.buf.extend_from_slice(bytes);
+        // Taken out so lines can be borrowed from it while `line` runs.
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(bytes);
         let mut out = Vec::new();
+        let mut result = Ok(());
         let mut start = 0;
-        while let Some(pos) = self.buf[start..].iter().position(|b| *b == b'\n') {
-            let end = start + pos;
-            let line = self.buf[start..end].to_vec();
+        let mut from = self.scanned;
+        while let Some(pos) = buf[from..].iter().position(|b| *b == b'\n') {
+            let end = from + pos;
+            result = self.line(&buf[start..end], &mut out);
             start = end + 1;
-            if let Err(e) = self.line(&line, &mut out) {
-                self.buf.drain(..start);
-                return Err(e);
+            from = start;
+            if result.is_err() {
+                break;
             }
         }
-        self.buf.drain(..start);
-        Ok(out)
+        buf.drain(..start);
+        self.scanned = if result.is_ok() { buf.len() } else { 0 };
+        self.buf = buf;
+        result.map(|()| out)
     }
 
     /// Ends the input: decodes a last line without a newline and flushes
@@ -60,6 +69,7 @@ impl NdjsonDecoder {
     pub fn finish(&mut self) -> Result<Vec<StreamEvent>, DecodeError> {
         let mut out = Vec::new();
         let rest = std::mem::take(&mut self.buf);
+        self.scanned = 0;
         self.line(&rest, &mut out)?;
         let tail = self.splitter.finish();
         if !tail.content.is_empty() || !tail.reasoning.is_empty() {
