@@ -166,6 +166,25 @@ pub fn decode_field<T: DeserializeOwned>(key: &str, text: &str) -> Result<T, Dec
     })
 }
 
+/// Why tool-call arguments text is not a JSON object.
+pub(crate) enum ArgumentsError {
+    /// Valid JSON, but not an object.
+    NotAnObject,
+    Invalid(serde_json::Error),
+}
+
+/// Tool-call arguments (JSON text) as an object; blank text is `{}`.
+pub(crate) fn arguments_object(text: &str) -> Result<Map<String, Value>, ArgumentsError> {
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(ArgumentsError::NotAnObject),
+        Err(e) => Err(ArgumentsError::Invalid(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ pub mod stream;
 pub mod wire;
 
 use crate::ir::*;
-use crate::json::{DecodeError, RawObject};
+use crate::json::{arguments_object, ArgumentsError, DecodeError, RawObject};
 use serde_json::{json, Map, Value};
 use wire::*;
 
@@ -675,18 +675,18 @@ fn image_to_wire(img: &Image) -> Value {
 }
 
 fn parse_arguments(i: usize, j: usize, args: &str) -> Result<Value, DecodeError> {
-    let field = || format!("messages[{i}].tool_calls[{j}].function.arguments");
-    if args.trim().is_empty() {
-        return Ok(json!({}));
-    }
-    match serde_json::from_str::<Value>(args) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(DecodeError::new(
-            field(),
-            "must be a JSON object (Anthropic tool inputs are objects)",
-        )),
-        Err(e) => Err(DecodeError::new(field(), format!("is not valid JSON: {e}"))),
-    }
+    arguments_object(args).map(Value::Object).map_err(|e| {
+        let field = format!("messages[{i}].tool_calls[{j}].function.arguments");
+        match e {
+            ArgumentsError::NotAnObject => DecodeError::new(
+                field,
+                "must be a JSON object (Anthropic tool inputs are objects)",
+            ),
+            ArgumentsError::Invalid(e) => {
+                DecodeError::new(field, format!("is not valid JSON: {e}"))
+            }
+        }
+    })
 }
 
 /// Converts the messages: system text apart, the rest as alternating
@@ -1046,13 +1046,9 @@ pub fn message_id(id: &str) -> String {
 /// text that is not a JSON object is kept, not dropped, as
 /// `{"_raw": "<text>"}` so the client can see what the model produced.
 pub fn tool_input(arguments: &str) -> Value {
-    if arguments.trim().is_empty() {
-        return json!({});
-    }
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => json!({ "_raw": arguments }),
-    }
+    arguments_object(arguments)
+        .map(Value::Object)
+        .unwrap_or_else(|_| json!({ "_raw": arguments }))
 }
 
 /// Encodes a response for an Anthropic client: the first choice as

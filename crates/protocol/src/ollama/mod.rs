@@ -21,7 +21,7 @@ pub mod stream;
 pub mod wire;
 
 use crate::ir::*;
-use crate::json::{decode_field, DecodeError, RawObject};
+use crate::json::{arguments_object, decode_field, ArgumentsError, DecodeError, RawObject};
 use crate::think::ThinkSplitter;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -652,19 +652,6 @@ fn build_request(
 // Requests, provider side
 // ---------------------------------------------------------------------------
 
-/// Tool-call arguments (JSON text) as the object Ollama wants; empty text
-/// is `{}`.
-fn arguments_object(text: &str) -> Result<Map<String, Value>, String> {
-    if text.trim().is_empty() {
-        return Ok(Map::new());
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err("must be a JSON object".to_string()),
-        Err(e) => Err(format!("is not valid JSON: {e}")),
-    }
-}
-
 /// Tool-call arguments for an Ollama client: the parsed JSON value when
 /// the text is valid JSON (`{}` when empty), otherwise the text itself as
 /// a JSON string so nothing is lost.
@@ -737,10 +724,13 @@ pub fn encode_chat_request(req: &ChatRequest) -> Result<Value, DecodeError> {
         if !m.tool_calls.is_empty() {
             let mut calls = Vec::with_capacity(m.tool_calls.len());
             for (j, c) in m.tool_calls.iter().enumerate() {
-                let args = arguments_object(&c.arguments).map_err(|msg| {
+                let args = arguments_object(&c.arguments).map_err(|e| {
                     DecodeError::new(
                         format!("messages[{i}].tool_calls[{j}].function.arguments"),
-                        msg,
+                        match e {
+                            ArgumentsError::NotAnObject => "must be a JSON object".to_string(),
+                            ArgumentsError::Invalid(e) => format!("is not valid JSON: {e}"),
+                        },
                     )
                 })?;
                 names_by_id.insert(&c.id, &c.name);
