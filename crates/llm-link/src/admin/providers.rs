@@ -1008,6 +1008,7 @@ async fn test(State(st): State<Arc<AppState>>, Path(id): Path<String>, raw: Byte
         }
     };
     let name = cfg.name.clone();
+    let secrets = secrets_of(&cfg);
     let provider = crate::providers::build(cfg)
         .map_err(|e| AdminError::invalid("provider", format!("cannot build `{name}`: {e}")))?;
     let started = Instant::now();
@@ -1029,6 +1030,11 @@ async fn test(State(st): State<Arc<AppState>>, Path(id): Path<String>, raw: Byte
         }
         Ok(Ok(models)) => (true, "ok".to_string(), "ok", models),
     };
+    // An upstream may echo the key (or a header value) in its error; the
+    // message is stored as the key's `last_error` and returned.
+    let message = secrets
+        .iter()
+        .fold(message, |m, s| m.replace(s.expose(), &s.masked()));
     if let (Some(kid), Some(store)) = (key_id, st.store.as_ref()) {
         // Record the outcome on the key (not a configuration change: no revision bump).
         let mut tx = store.db.begin().await?;
@@ -1057,6 +1063,21 @@ async fn test(State(st): State<Arc<AppState>>, Path(id): Path<String>, raw: Byte
         "models": models,
     }))
     .into_response())
+}
+
+/// The secrets a provider sends upstream (keys and header values), longest
+/// first so a secret containing another is masked whole.
+fn secrets_of(cfg: &ProviderConfig) -> Vec<Secret> {
+    let mut out: Vec<Secret> = cfg
+        .api_key
+        .iter()
+        .cloned()
+        .chain(cfg.meta.keys.iter().map(|k| k.secret.clone()))
+        .chain(cfg.headers.iter().map(|(_, v)| Secret::new(v.clone())))
+        .filter(|s| s.expose().len() >= 8)
+        .collect();
+    out.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
+    out
 }
 
 // ---- keys --------------------------------------------------------------------

@@ -639,11 +639,25 @@ pub async fn persist_key_failures(st: &AppState, store: &Store) -> Result<usize,
     let mut failed: Vec<(i64, String)> = Vec::new();
     for u in rt.router.upstreams() {
         for (i, slot) in u.keys.iter().enumerate() {
-            let Some(id) = u.cfg.meta.keys.get(i).and_then(|k| k.id) else {
+            let Some((id, secret)) = u
+                .cfg
+                .meta
+                .keys
+                .get(i)
+                .and_then(|k| Some((k.id?, &k.secret)))
+            else {
                 continue;
             };
             if let ("disabled", reason) = slot.status() {
-                failed.push((id, reason.unwrap_or_else(|| "refused upstream".into())));
+                // The upstream's words may echo the key: never store it.
+                let reason = reason.map_or_else(
+                    || "refused upstream".into(),
+                    |r| match secret.expose() {
+                        "" => r,
+                        s => r.replace(s, &secret.masked()),
+                    },
+                );
+                failed.push((id, reason));
             }
         }
     }

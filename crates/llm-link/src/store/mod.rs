@@ -185,17 +185,32 @@ pub fn parse_target(database: Option<&str>, data_dir: &Path) -> Result<DbTarget,
     Ok(DbTarget::SqliteFile(PathBuf::from(path)))
 }
 
-/// The URL without its password, for logs and the banner.
+/// The URL without its password, for logs and the banner: the one in the
+/// user-info part and any in the query (`?password=…`, `?sslpassword=…`,
+/// which the PostgreSQL driver reads too).
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("****"));
-            }
-            u.to_string()
-        }
-        Err(_) => "postgres://…".into(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "postgres://…".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("****"));
     }
+    let secret = |k: &str| k.to_ascii_lowercase().contains("password");
+    if u.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    "****".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 fn redact_error(msg: &str) -> String {
@@ -540,6 +555,10 @@ mod tests {
             redact_url("postgres://u:hunter2@h:5432/db"),
             "postgres://u:****@h:5432/db"
         );
+        // The driver also reads a password from the query string.
+        let r = redact_url("postgres://u@h/db?sslmode=require&password=hunter2&sslpassword=x2");
+        assert!(!r.contains("hunter2") && !r.contains("x2"), "{r}");
+        assert!(r.contains("sslmode=require"), "{r}");
     }
 
     #[test]
