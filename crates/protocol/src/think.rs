@@ -6,6 +6,8 @@
 //! asked for it. It works on whole strings and on streams whose tags are
 //! split across chunks.
 
+use crate::ir::{ContentPart, Message, Role};
+
 const OPEN: &str = "<think>";
 const CLOSE: &str = "</think>";
 
@@ -129,6 +131,30 @@ impl ThinkSplitter {
         out.reasoning.push_str(&tail.reasoning);
         out
     }
+}
+
+/// A whole (non-streamed) assistant answer: a `<think>…</think>` prefix of
+/// `text` is moved onto the end of `reasoning`, and empty text or reasoning
+/// is left out.
+pub(crate) fn assistant_message(mut text: String, mut reasoning: Option<String>) -> Message {
+    if text.contains(OPEN) {
+        let split = ThinkSplitter::split_all(&text);
+        if !split.reasoning.is_empty() {
+            reasoning = Some(match reasoning {
+                Some(r) => r + &split.reasoning,
+                None => split.reasoning,
+            });
+            text = split.content;
+        }
+    }
+    let content = if text.is_empty() {
+        Vec::new()
+    } else {
+        vec![ContentPart::Text(text)]
+    };
+    let mut message = Message::new(Role::Assistant, content);
+    message.reasoning = reasoning.filter(|r| !r.is_empty());
+    message
 }
 
 /// Length of the longest suffix of `s` that is a proper prefix of `tag`.

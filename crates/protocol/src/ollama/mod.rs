@@ -22,7 +22,7 @@ pub mod wire;
 
 use crate::ir::*;
 use crate::json::{arguments_object, decode_field, ArgumentsError, DecodeError, RawObject};
-use crate::think::ThinkSplitter;
+use crate::think::assistant_message;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -898,27 +898,10 @@ pub fn decode_chat_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
         )));
     }
     let msg = wire.message.unwrap_or_default();
-    let mut text = msg.content.or(wire.response).unwrap_or_default();
-    let mut reasoning = msg.thinking.or(wire.thinking).filter(|s| !s.is_empty());
-    if text.contains("<think>") {
-        let split = ThinkSplitter::split_all(&text);
-        if !split.reasoning.is_empty() {
-            reasoning = Some(match reasoning {
-                Some(r) => r + &split.reasoning,
-                None => split.reasoning,
-            });
-            text = split.content;
-        }
-    }
-    let mut message = Message::new(
-        Role::Assistant,
-        if text.is_empty() {
-            Vec::new()
-        } else {
-            vec![ContentPart::Text(text)]
-        },
+    let mut message = assistant_message(
+        msg.content.or(wire.response).unwrap_or_default(),
+        msg.thinking.or(wire.thinking),
     );
-    message.reasoning = reasoning;
     message.tool_calls = msg
         .tool_calls
         .unwrap_or_default()

@@ -9,7 +9,7 @@ pub mod wire;
 
 use crate::ir::*;
 use crate::json::{DecodeError, RawObject};
-use crate::think::ThinkSplitter;
+use crate::think::assistant_message;
 use serde_json::{json, Map, Value};
 use wire::*;
 
@@ -528,28 +528,11 @@ pub fn decode_chat_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
         .choices
         .into_iter()
         .map(|c| {
-            let mut reasoning = c.message.reasoning_content.or(c.message.reasoning);
-            let mut text = c.message.content.or(c.message.refusal).unwrap_or_default();
-            if text.contains("<think>") {
-                let split = ThinkSplitter::split_all(&text);
-                if !split.reasoning.is_empty() {
-                    reasoning = Some(match reasoning {
-                        Some(r) => r + &split.reasoning,
-                        None => split.reasoning,
-                    });
-                    text = split.content;
-                }
-            }
-            let mut message = Message::new(
-                Role::Assistant,
-                if text.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![ContentPart::Text(text)]
-                },
+            let mut message = assistant_message(
+                c.message.content.or(c.message.refusal).unwrap_or_default(),
+                c.message.reasoning_content.or(c.message.reasoning),
             );
             message.tool_calls = tool_calls_from_wire(c.message.tool_calls);
-            message.reasoning = reasoning.filter(|r| !r.is_empty());
             Choice {
                 index: c.index,
                 message,
