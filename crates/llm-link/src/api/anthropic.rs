@@ -4,7 +4,6 @@
 
 use super::dispatch::{self, ChatOutcome};
 use super::{body_rejection, new_id, server_timing};
-use crate::auth;
 use crate::error::{AnthropicError, ApiError};
 use crate::providers::presets::Wire;
 use crate::providers::{Endpoint, EventStream, ForwardBody};
@@ -31,6 +30,12 @@ use std::time::{Duration, Instant};
 /// Interval of `ping` events on a translated stream while the upstream is quiet.
 const PING_EVERY: Duration = Duration::from_secs(10);
 
+const SURFACE: super::Surface = super::Surface {
+    error: ApiError::anthropic_response,
+    inband_error,
+    stream_type: "text/event-stream",
+};
+
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/messages", post(messages))
@@ -42,39 +47,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 }
 
 async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let rt = st.runtime();
-    if let Err(e) = auth::check(req.headers(), &rt.auth_keys) {
-        // The body was not read: say the connection closes, so a client
-        // does not reuse it and see a disconnect on its next request.
-        let mut r = e.anthropic_response();
-        r.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-        return r;
-    }
-    drop(rt);
-    next.run(req).await
-}
-
-fn rewrite_model(obj: &RawObject<'_>, body: &Bytes, requested: &str, upstream: &str) -> Bytes {
-    if requested == upstream {
-        return body.clone();
-    }
-    let quoted = serde_json::Value::String(upstream.to_string()).to_string();
-    Bytes::from(obj.with_field("model", &quoted))
-}
-
-fn sse(body: Body) -> Response {
-    let mut r = Response::new(body);
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    r
+    super::require_key(&st, req, next, SURFACE).await
 }
 
 /// An in-band Anthropic `error` event for a forwarded stream that broke off.
@@ -109,7 +82,7 @@ async fn messages(
         &plan,
         Wire::Anthropic,
         Endpoint::Messages,
-        &body,
+        (&obj, &body),
         &model,
         f.stream,
         ir.as_ref(),
@@ -120,29 +93,7 @@ async fn messages(
     let mut r = match res {
         Err(e) => e.anthropic_response(),
         Ok(ChatOutcome::Forwarded(fwd)) => {
-            let timing = server_timing(started.elapsed(), fwd.upstream_time);
-            let mut r = match fwd.body {
-                ForwardBody::Full(b) => Response::new(Body::from(b)),
-                ForwardBody::Stream(s) => sse(Body::from_stream(s.map(|item| {
-                    Ok::<_, Infallible>(match item {
-                        Ok(b) => b,
-                        Err(e) => inband_error(&e),
-                    })
-                }))),
-            };
-            *r.status_mut() = fwd.status;
-            let ct = fwd.content_type.unwrap_or_else(|| {
-                HeaderValue::from_static(if f.stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                })
-            });
-            r.headers_mut().insert(header::CONTENT_TYPE, ct);
-            if let Some(v) = timing {
-                r.headers_mut().insert("server-timing", v);
-            }
-            r
+            super::forwarded_response(fwd, started, f.stream, SURFACE)
         }
         Ok(ChatOutcome::Response(mut resp)) => {
             if resp.id.is_empty() {
@@ -161,7 +112,10 @@ async fn messages(
         }
         Ok(ChatOutcome::Stream(events)) => {
             let enc = StreamEncoder::new(new_id("msg_"), model.clone(), ReasoningOutput::Separate);
-            let mut r = sse(Body::from_stream(encode_stream(events, enc)));
+            let mut r = super::stream_response(
+                Body::from_stream(encode_stream(events, enc)),
+                "text/event-stream",
+            );
             if let Some(v) = server_timing(started.elapsed(), upstream) {
                 r.headers_mut().insert("server-timing", v);
             }
@@ -233,7 +187,7 @@ async fn count_tokens(
     if target.provider.wire() == Wire::Anthropic {
         // Exact: ask Anthropic.
         let req = passthrough::anthropic_messages(&obj, false)?;
-        let out = rewrite_model(&obj, &body, &req.model, &target.upstream_model);
+        let out = dispatch::rewrite_model_in(&obj, &body, &req.model, &target.upstream_model);
         let fwd = target
             .provider
             .forward(Endpoint::CountTokens, out, false, &headers)

@@ -59,14 +59,32 @@ pub fn needs_translation(router: &ModelRouter, plan: &Plan, wire: Wire) -> bool 
         .any(|t| !ups[t.upstream].primary().passthrough_for(wire))
 }
 
-/// The body with only `model` changed (every other byte kept).
+/// The body with only `model` changed (every other byte kept), from its
+/// already parsed top level.
+pub fn rewrite_model_in(
+    obj: &RawObject<'_>,
+    body: &Bytes,
+    requested: &str,
+    upstream: &str,
+) -> Bytes {
+    if requested == upstream {
+        return body.clone();
+    }
+    let quoted = serde_json::Value::String(upstream.to_string()).to_string();
+    Bytes::from(obj.with_field("model", &quoted))
+}
+
+/// As [`rewrite_model_in`], for a body not parsed as a top level yet.
 pub fn rewrite_model(body: &Bytes, requested: &str, upstream: &str) -> Result<Bytes, ApiError> {
     if requested == upstream {
         return Ok(body.clone());
     }
-    let obj = RawObject::parse(body)?;
-    let quoted = serde_json::Value::String(upstream.to_string()).to_string();
-    Ok(Bytes::from(obj.with_field("model", &quoted)))
+    Ok(rewrite_model_in(
+        &RawObject::parse(body)?,
+        body,
+        requested,
+        upstream,
+    ))
 }
 
 /// Waits for a forwarded stream's first bytes; a failure before them is an
@@ -120,7 +138,7 @@ pub async fn chat(
     plan: &Plan,
     client_wire: Wire,
     endpoint: Endpoint,
-    body: &Bytes,
+    (obj, body): (&RawObject<'_>, &Bytes),
     model: &str,
     stream: bool,
     ir: Option<&ChatRequest>,
@@ -129,7 +147,7 @@ pub async fn chat(
     let est = (body.len() / 4) as u64;
     exec::execute(router, plan, est, |a| async move {
         if a.provider.passthrough_for(client_wire) {
-            let out = rewrite_model(body, model, &a.upstream_model)?;
+            let out = rewrite_model_in(obj, body, model, &a.upstream_model);
             let mut fwd = a.provider.forward(endpoint, out, stream, headers).await?;
             fwd.body = match fwd.body {
                 ForwardBody::Stream(s) => ForwardBody::Stream(peek_bytes(s, a.guard).await?),

@@ -53,3 +53,95 @@ pub fn server_timing(total: Duration, upstream: Duration) -> Option<HeaderValue>
     ))
     .ok()
 }
+
+/// What differs between the three client surfaces when answering.
+#[derive(Clone, Copy)]
+pub struct Surface {
+    /// The error in this surface's shape.
+    pub error: fn(&ApiError) -> axum::response::Response,
+    /// An in-band error for a stream that already started.
+    pub inband_error: fn(&ApiError) -> bytes::Bytes,
+    /// Content type of this surface's streams.
+    pub stream_type: &'static str,
+}
+
+/// A streamed response: the content type, and no caching or proxy buffering.
+pub fn stream_response(
+    body: axum::body::Body,
+    content_type: &'static str,
+) -> axum::response::Response {
+    use axum::http::header;
+    let mut r = axum::response::Response::new(body);
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// The client response for a forwarded upstream answer: status and content
+/// type as the upstream sent them, a stream that broke off ending with the
+/// surface's in-band error, and `Server-Timing`.
+pub fn forwarded_response(
+    fwd: crate::providers::Forwarded,
+    started: std::time::Instant,
+    stream: bool,
+    surface: Surface,
+) -> axum::response::Response {
+    use crate::providers::ForwardBody;
+    use axum::http::header;
+    use futures_util::StreamExt;
+    let timing = server_timing(started.elapsed(), fwd.upstream_time);
+    let mut r = match fwd.body {
+        ForwardBody::Full(b) => axum::response::Response::new(axum::body::Body::from(b)),
+        ForwardBody::Stream(s) => {
+            let inband = surface.inband_error;
+            let s = s.map(move |item| {
+                Ok::<_, std::convert::Infallible>(match item {
+                    Ok(b) => b,
+                    Err(e) => inband(&e),
+                })
+            });
+            stream_response(axum::body::Body::from_stream(s), surface.stream_type)
+        }
+    };
+    *r.status_mut() = fwd.status;
+    let default = if stream {
+        surface.stream_type
+    } else {
+        "application/json"
+    };
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        fwd.content_type
+            .unwrap_or_else(|| HeaderValue::from_static(default)),
+    );
+    if let Some(v) = timing {
+        r.headers_mut().insert("server-timing", v);
+    }
+    r
+}
+
+/// Client-key check shared by the model endpoints of every surface; the
+/// rejection is in the surface's error shape.
+pub async fn require_key(
+    st: &crate::state::AppState,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    surface: Surface,
+) -> axum::response::Response {
+    let rejected = crate::auth::check(req.headers(), &st.runtime().auth_keys).err();
+    match rejected {
+        None => next.run(req).await,
+        Some(e) => {
+            // The body was not read: say the connection closes, so a client
+            // does not reuse it and see a disconnect on its next request.
+            let mut r = (surface.error)(&e);
+            r.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            r
+        }
+    }
+}

@@ -5,16 +5,15 @@
 
 use super::dispatch::{self, ChatOutcome, EmbedOutcome};
 use super::{body_rejection, now_secs, server_timing};
-use crate::auth;
 use crate::error::{ApiError, OllamaError};
 use crate::providers::presets::Wire;
-use crate::providers::{Endpoint, EventStream, ForwardBody, Forwarded};
+use crate::providers::{Endpoint, EventStream};
 use crate::routing::{Plan, Target};
 use crate::state::{AppState, Runtime};
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -34,6 +33,16 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// The Ollama API version llm-link answers as (`GET /api/version`): the
 /// surface matches Ollama's API of this version, tools and images included.
 pub const OLLAMA_API_VERSION: &str = "0.9.0";
+
+fn inband_error(e: &ApiError) -> Bytes {
+    error_line(&e.to_string())
+}
+
+const SURFACE: super::Surface = super::Surface {
+    error: ApiError::ollama_response,
+    inband_error,
+    stream_type: "application/x-ndjson",
+};
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -55,19 +64,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 }
 
 async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let rt = st.runtime();
-    if let Err(e) = auth::check(req.headers(), &rt.auth_keys) {
-        // The body was not read: say the connection closes, so a client
-        // does not reuse it and see a disconnect on its next request.
-        let mut r = e.ollama_response();
-        r.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-        return r;
-    }
-    drop(rt);
-    next.run(req).await
+    super::require_key(&st, req, next, SURFACE).await
 }
 
 async fn root() -> &'static str {
@@ -124,50 +121,10 @@ fn not_found(model: &str) -> ApiError {
     ))
 }
 
-fn ndjson(body: Body) -> Response {
-    let mut r = Response::new(body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    r
-}
-
 fn error_line(msg: &str) -> Bytes {
     let mut v = ollama::error_body(msg).to_string().into_bytes();
     v.push(b'\n');
     Bytes::from(v)
-}
-
-fn forwarded(fwd: Forwarded, started: Instant, stream: bool) -> Response {
-    let timing = server_timing(started.elapsed(), fwd.upstream_time);
-    let mut r = match fwd.body {
-        ForwardBody::Full(b) => Response::new(Body::from(b)),
-        ForwardBody::Stream(s) => {
-            let s = s.map(|item| {
-                Ok::<_, Infallible>(match item {
-                    Ok(b) => b,
-                    Err(e) => error_line(&e.to_string()),
-                })
-            });
-            ndjson(Body::from_stream(s))
-        }
-    };
-    *r.status_mut() = fwd.status;
-    let default = if stream {
-        "application/x-ndjson"
-    } else {
-        "application/json"
-    };
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        fwd.content_type
-            .unwrap_or_else(|| HeaderValue::from_static(default)),
-    );
-    if let Some(v) = timing {
-        r.headers_mut().insert("server-timing", v);
-    }
-    r
 }
 
 fn timings(started: Instant, first: Option<Instant>) -> Timings {
@@ -235,7 +192,7 @@ async fn answer(
         &plan,
         Wire::Ollama,
         endpoint,
-        body,
+        (obj, body),
         model,
         f.stream,
         ir.as_ref(),
@@ -244,7 +201,9 @@ async fn answer(
     .await;
     let mut r = match res {
         Err(e) => e.ollama_response(),
-        Ok(ChatOutcome::Forwarded(fwd)) => forwarded(fwd, started, f.stream),
+        Ok(ChatOutcome::Forwarded(fwd)) => {
+            super::forwarded_response(fwd, started, f.stream, SURFACE)
+        }
         Ok(ChatOutcome::Response(resp)) => {
             let t = timings(started, None);
             let v = if generate {
@@ -260,7 +219,10 @@ async fn answer(
         }
         Ok(ChatOutcome::Stream(events)) => {
             let enc = ChatStreamEncoder::new(model.to_string(), now_rfc3339(), reasoning, generate);
-            ndjson(Body::from_stream(encode_stream(events, enc, started)))
+            super::stream_response(
+                Body::from_stream(encode_stream(events, enc, started)),
+                "application/x-ndjson",
+            )
         }
     };
     dispatch::annotate(&mut r, &plan, &log);
@@ -413,7 +375,7 @@ async fn embed_common(
     .await;
     let mut r = match res {
         Err(e) => e.ollama_response(),
-        Ok(EmbedOutcome::Forwarded(fwd)) => forwarded(fwd, started, false),
+        Ok(EmbedOutcome::Forwarded(fwd)) => super::forwarded_response(fwd, started, false, SURFACE),
         Ok(EmbedOutcome::Response(mut resp)) => {
             resp.model = req.model.clone();
             if legacy {

@@ -7,15 +7,14 @@
 
 use super::dispatch::{self, ChatOutcome, EmbedOutcome};
 use super::{body_rejection, new_id, now_secs, server_timing};
-use crate::auth;
 use crate::error::{ApiError, OpenAiError};
 use crate::providers::presets::Wire;
-use crate::providers::{Endpoint, EventStream, ForwardBody, Forwarded};
+use crate::providers::{Endpoint, EventStream, ForwardBody};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,6 +30,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
+const SURFACE: super::Surface = super::Surface {
+    error: ApiError::openai_response,
+    inband_error,
+    stream_type: "text/event-stream",
+};
+
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
@@ -42,19 +47,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 }
 
 async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let rt = st.runtime();
-    if let Err(e) = auth::check(req.headers(), &rt.auth_keys) {
-        // The body was not read: say the connection closes, so a client
-        // does not reuse it and see a disconnect on its next request.
-        let mut r = e.openai_response();
-        r.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-        return r;
-    }
-    drop(rt);
-    next.run(req).await
+    super::require_key(&st, req, next, SURFACE).await
 }
 
 type Body_ = Result<Bytes, BytesRejection>;
@@ -87,7 +80,7 @@ async fn chat_completions(
         &plan,
         Wire::OpenAi,
         Endpoint::ChatCompletions,
-        &body,
+        (&obj, &body),
         &model,
         f.stream,
         ir.as_ref(),
@@ -97,7 +90,9 @@ async fn chat_completions(
     let upstream = t0.elapsed();
     let mut r = match res {
         Err(e) => e.openai_response(),
-        Ok(ChatOutcome::Forwarded(fwd)) => forwarded(fwd, started, f.stream),
+        Ok(ChatOutcome::Forwarded(fwd)) => {
+            super::forwarded_response(fwd, started, f.stream, SURFACE)
+        }
         Ok(ChatOutcome::Response(mut resp)) => {
             if resp.id.is_empty() {
                 resp.id = new_id("chatcmpl-");
@@ -122,7 +117,10 @@ async fn chat_completions(
                 include_usage,
                 reasoning,
             );
-            let mut r = sse_response(Body::from_stream(encode_openai_stream(events, enc)));
+            let mut r = super::stream_response(
+                Body::from_stream(encode_openai_stream(events, enc)),
+                "text/event-stream",
+            );
             if let Some(v) = server_timing(started.elapsed(), upstream) {
                 r.headers_mut().insert("server-timing", v);
             }
@@ -173,58 +171,10 @@ fn encode_openai_stream(
     )
 }
 
-fn sse_response(body: Body) -> Response {
-    let mut r = Response::new(body);
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    r
-}
-
 /// An in-band OpenAI error event for a forwarded stream that broke off.
-fn inband_error(e: &ApiError) -> Bytes {
+pub(crate) fn inband_error(e: &ApiError) -> Bytes {
     let body = openai::error_body(&e.to_string(), e.openai_type(), Some(e.code()), None);
     llm_link_protocol::sse::data_event(body.to_string().as_bytes())
-}
-
-/// Builds the client response from a forwarded upstream answer.
-fn forwarded(fwd: Forwarded, started: Instant, stream: bool) -> Response {
-    let timing = server_timing(started.elapsed(), fwd.upstream_time);
-    let mut r = match fwd.body {
-        ForwardBody::Full(b) => Response::new(Body::from(b)),
-        ForwardBody::Stream(s) => {
-            let s = s.map(|item| {
-                Ok::<_, Infallible>(match item {
-                    Ok(b) => b,
-                    Err(e) => inband_error(&e),
-                })
-            });
-            if stream {
-                sse_response(Body::from_stream(s))
-            } else {
-                Response::new(Body::from_stream(s))
-            }
-        }
-    };
-    *r.status_mut() = fwd.status;
-    let default_type = if stream {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        fwd.content_type
-            .unwrap_or_else(|| HeaderValue::from_static(default_type)),
-    );
-    if let Some(v) = timing {
-        r.headers_mut().insert("server-timing", v);
-    }
-    r
 }
 
 async fn completions(
@@ -268,7 +218,7 @@ async fn completions(
                     item
                 })));
             }
-            forwarded(fwd, started, stream)
+            super::forwarded_response(fwd, started, stream, SURFACE)
         }
     };
     dispatch::annotate(&mut r, &plan, &log);
@@ -300,7 +250,7 @@ async fn embeddings(
     .await;
     let mut r = match res {
         Err(e) => e.openai_response(),
-        Ok(EmbedOutcome::Forwarded(fwd)) => forwarded(fwd, started, false),
+        Ok(EmbedOutcome::Forwarded(fwd)) => super::forwarded_response(fwd, started, false, SURFACE),
         Ok(EmbedOutcome::Response(mut resp)) => {
             if resp.model.is_empty() {
                 resp.model = req.model.clone();

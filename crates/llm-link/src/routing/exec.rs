@@ -138,7 +138,7 @@ where
     let ups = router.upstreams();
     let mut log = RouteLog::default();
     // (upstream index, upstream model) in the order to try.
-    let mut candidates: Vec<(usize, String)> = Vec::new();
+    let mut candidates: Vec<(usize, &str)> = Vec::new();
     for route in &plan.chain {
         for i in route.order(ups) {
             let t = &route.targets[i];
@@ -146,7 +146,7 @@ where
                 .iter()
                 .any(|(u, m)| *u == t.upstream && *m == t.model)
             {
-                candidates.push((t.upstream, t.model.clone()));
+                candidates.push((t.upstream, &t.model));
             }
         }
     }
@@ -235,7 +235,7 @@ where
                 let guard = InflightGuard::new(up.clone(), permit);
                 let a = Attempt {
                     provider: up.instances[key].clone(),
-                    upstream_model: model.clone(),
+                    upstream_model: model.to_string(),
                     guard,
                 };
                 let remaining = deadline.saturating_duration_since(Instant::now());

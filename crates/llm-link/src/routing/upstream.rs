@@ -213,39 +213,39 @@ impl Upstream {
         }
     }
 
-    /// Picks a key by the pool's strategy among the usable ones.
+    /// Picks a key by the pool's strategy among the usable ones (without
+    /// allocating: this runs on every request).
     pub fn pick_key(&self) -> Result<usize, NoKey> {
-        let usable: Vec<usize> = (0..self.keys.len())
-            .filter(|&i| self.keys[i].usable())
-            .collect();
-        if usable.is_empty() {
+        let usable = || (0..self.keys.len()).filter(|&i| self.keys[i].usable());
+        let Some(first) = usable().next() else {
             let soonest = self
                 .keys
                 .iter()
-                .filter_map(|k| {
-                    let disabled = lock(&k.disabled).is_some();
-                    (!disabled).then(|| k.cooling_left()).flatten()
-                })
+                .filter(|k| lock(&k.disabled).is_none())
+                .filter_map(KeySlot::cooling_left)
                 .min();
             return Err(match soonest {
                 Some(d) => NoKey::Cooling(d),
                 None => NoKey::Unusable,
             });
-        }
+        };
         let pick = match self.key_strategy {
-            KeyStrategy::Single => usable[0],
+            KeyStrategy::Single => first,
             KeyStrategy::RoundRobin => {
-                usable[self.rr.fetch_add(1, Ordering::Relaxed) % usable.len()]
+                let n = usable().count();
+                usable()
+                    .nth(self.rr.fetch_add(1, Ordering::Relaxed) % n)
+                    .unwrap_or(first)
             }
-            KeyStrategy::LeastUsed => *usable
-                .iter()
-                .min_by_key(|&&i| self.keys[i].used.load(Ordering::Relaxed))
-                .unwrap_or(&usable[0]),
+            KeyStrategy::LeastUsed => usable()
+                .min_by_key(|&i| self.keys[i].used.load(Ordering::Relaxed))
+                .unwrap_or(first),
             KeyStrategy::Weighted => {
-                let total: i64 = usable.iter().map(|&i| i64::from(self.keys[i].weight)).sum();
-                let mut best = usable[0];
+                // Smooth weighted round robin over the usable keys.
+                let total: i64 = usable().map(|i| i64::from(self.keys[i].weight)).sum();
+                let mut best = first;
                 let mut best_w = i64::MIN;
-                for &i in &usable {
+                for i in usable() {
                     let mut c = lock(&self.keys[i].current);
                     *c += i64::from(self.keys[i].weight);
                     if *c > best_w {
