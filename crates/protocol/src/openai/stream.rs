@@ -8,6 +8,7 @@ use crate::sse::{data_event, SseParser};
 use crate::think::ThinkSplitter;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashSet};
 
 /// Decodes an upstream's SSE stream of chat chunks into [`StreamEvent`]s.
 ///
@@ -16,7 +17,8 @@ use serde_json::{json, Map, Value};
 #[derive(Debug, Default)]
 pub struct ChunkDecoder {
     sse: SseParser,
-    splitters: Vec<ThinkSplitter>,
+    /// Per choice index; a map, as the index is the upstream's to choose.
+    splitters: BTreeMap<u32, ThinkSplitter>,
     done: bool,
 }
 
@@ -46,11 +48,11 @@ impl ChunkDecoder {
             self.event(&ev.data, &mut out)?;
         }
         let mut tail = ChatChunk::default();
-        for (i, s) in self.splitters.iter_mut().enumerate() {
+        for (&index, s) in self.splitters.iter_mut() {
             let split = s.finish();
             if !split.content.is_empty() || !split.reasoning.is_empty() {
                 tail.choices.push(ChoiceDelta {
-                    index: i as u32,
+                    index,
                     content: (!split.content.is_empty()).then_some(split.content),
                     reasoning: (!split.reasoning.is_empty()).then_some(split.reasoning),
                     ..ChoiceDelta::default()
@@ -66,14 +68,6 @@ impl ChunkDecoder {
             out.insert(pos, StreamEvent::Chunk(tail));
         }
         Ok(out)
-    }
-
-    fn splitter(&mut self, index: u32) -> &mut ThinkSplitter {
-        let i = index as usize;
-        if self.splitters.len() <= i {
-            self.splitters.resize_with(i + 1, ThinkSplitter::new);
-        }
-        &mut self.splitters[i]
     }
 
     fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
@@ -113,7 +107,7 @@ impl ChunkDecoder {
                 .reasoning_content
                 .or(d.reasoning)
                 .filter(|s| !s.is_empty());
-            let splitter = self.splitter(c.index);
+            let splitter = self.splitters.entry(c.index).or_default();
             let mut split = match &d.content {
                 Some(t) => splitter.push(t),
                 None => Default::default(),
@@ -174,9 +168,10 @@ pub struct ChunkEncoder {
     model: String,
     include_usage: bool,
     reasoning: ReasoningOutput,
-    role_sent: Vec<bool>,
-    /// Inline reasoning: whether `<think>` was opened and not yet closed, per choice.
-    think_open: Vec<bool>,
+    /// Choice indexes whose role has been sent.
+    role_sent: HashSet<u32>,
+    /// Inline reasoning: choice indexes with `<think>` opened and not yet closed.
+    think_open: HashSet<u32>,
     usage: Option<Usage>,
     finished: bool,
 }
@@ -195,8 +190,8 @@ impl ChunkEncoder {
             model,
             include_usage,
             reasoning,
-            role_sent: Vec::new(),
-            think_open: Vec::new(),
+            role_sent: HashSet::new(),
+            think_open: HashSet::new(),
             usage: None,
             finished: false,
         }
@@ -209,13 +204,6 @@ impl ChunkEncoder {
     /// Usage seen so far (the last report wins).
     pub fn usage(&self) -> Option<Usage> {
         self.usage
-    }
-
-    fn flag(v: &mut Vec<bool>, i: usize) -> &mut bool {
-        if v.len() <= i {
-            v.resize(i + 1, false);
-        }
-        &mut v[i]
     }
 
     fn frame(&self, choices: Vec<Value>, usage: Option<Value>) -> Bytes {
@@ -238,12 +226,9 @@ impl ChunkEncoder {
         }
         let mut choices = Vec::with_capacity(chunk.choices.len());
         for c in &chunk.choices {
-            let i = c.index as usize;
             let mut delta = Map::new();
-            let role_sent = Self::flag(&mut self.role_sent, i);
-            if !*role_sent {
+            if self.role_sent.insert(c.index) {
                 delta.insert("role".into(), json!("assistant"));
-                *role_sent = true;
             }
             let mut text = String::new();
             match (self.reasoning, &c.reasoning) {
@@ -251,10 +236,8 @@ impl ChunkEncoder {
                     delta.insert("reasoning_content".into(), json!(r));
                 }
                 (ReasoningOutput::Inline, Some(r)) if !r.is_empty() => {
-                    let open = Self::flag(&mut self.think_open, i);
-                    if !*open {
+                    if self.think_open.insert(c.index) {
                         text.push_str("<think>");
-                        *open = true;
                     }
                     text.push_str(r);
                 }
@@ -263,12 +246,11 @@ impl ChunkEncoder {
             let has_more = c.content.as_deref().is_some_and(|s| !s.is_empty())
                 || !c.tool_calls.is_empty()
                 || c.finish_reason.is_some();
-            if has_more && self.reasoning == ReasoningOutput::Inline {
-                let open = Self::flag(&mut self.think_open, i);
-                if *open {
-                    text.push_str("</think>\n\n");
-                    *open = false;
-                }
+            if has_more
+                && self.reasoning == ReasoningOutput::Inline
+                && self.think_open.remove(&c.index)
+            {
+                text.push_str("</think>\n\n");
             }
             if let Some(t) = &c.content {
                 text.push_str(t);

@@ -422,3 +422,18 @@ fn top_k_only_where_the_host_takes_it() {
     };
     assert_eq!(encode_chat_request(&req, opts)["top_k"], 40);
 }
+
+#[test]
+fn huge_choice_index_is_not_an_allocation() {
+    let body = b"data: {\"choices\":[{\"index\":4294967295,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    let events = decode_stream(body, body.len());
+    let mut enc = ChunkEncoder::new("id".into(), 0, "m".into(), false, ReasoningOutput::Inline);
+    let mut sent = 0;
+    for ev in &events {
+        if let StreamEvent::Chunk(c) = ev {
+            assert_eq!(c.choices[0].index, u32::MAX);
+            sent += enc.encode(c).map_or(0, |b| b.len());
+        }
+    }
+    assert!(sent > 0);
+}
