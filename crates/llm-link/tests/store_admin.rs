@@ -693,6 +693,17 @@ async fn app_mappings(engine: Engine) {
     assert!(gw.state.runtime().catalog.app("zed").is_none());
     assert_eq!(admin.get("/api/apps?enabled=false").await.1["total"], 1);
     assert_eq!(admin.post("/api/apps", json!({"name": "zed"})).await.0, 409);
+    // PostgreSQL text cannot hold a NUL: the caller's mistake, not a 500.
+    let (s, e) = admin
+        .put("/api/apps/zed", json!({"description": "a\u{0}b"}))
+        .await;
+    assert_eq!((s, field(&e)), (400, "description"), "{e}");
+    let (s, e) = admin
+        .put("/api/apps/zed", json!({"targets": ["ok", "a\u{0}b"]}))
+        .await;
+    assert_eq!((s, field(&e)), (400, "targets[1]"), "{e}");
+    assert_eq!(admin.get("/api/apps/z%00d").await.0, 404);
+    assert_eq!(admin.get("/api/providers/z%00d").await.0, 404);
     assert_eq!(admin.delete("/api/apps/zed").await.0, 200);
     assert_eq!(admin.get("/api/apps/zed").await.0, 404);
 }

@@ -250,7 +250,9 @@ async fn update(
             format!("an app mapping named `{}` exists", row.app_name),
         ));
     }
-    w.tx.update_app(&row).await?;
+    if !w.tx.update_app(&row).await? {
+        return Err(AdminError::not_found(format!("no app mapping `{id}`")));
+    }
     w.tx.audit(
         &actor(who),
         "app.update",
@@ -270,7 +272,9 @@ async fn remove(
     let store = rest::store(&st)?;
     let row = find(store, &id).await?;
     let mut w = begin(store).await?;
-    w.tx.delete_app(row.id).await?;
+    if !w.tx.delete_app(row.id).await? {
+        return Err(AdminError::not_found(format!("no app mapping `{id}`")));
+    }
     w.tx.audit(
         &actor(who),
         "app.delete",

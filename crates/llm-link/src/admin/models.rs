@@ -472,7 +472,9 @@ async fn update(
     {
         return Err(conflict_model_id(&row));
     }
-    w.tx.update_model(&row).await?;
+    if !w.tx.update_model(&row).await? {
+        return Err(AdminError::not_found(format!("no model {id}")));
+    }
     let mut hints = Vec::new();
     if let Some(list) = &b.api_keys {
         // The list replaces the model's keys; `{id}` items keep (and may update) a key.
@@ -530,7 +532,9 @@ async fn remove(
     let store = rest::store(&st)?;
     let row = find(store, &id).await?;
     let mut w = begin(store).await?;
-    w.tx.delete_model(row.id).await?;
+    if !w.tx.delete_model(row.id).await? {
+        return Err(AdminError::not_found(format!("no model {id}")));
+    }
     w.tx.audit(
         &actor(who),
         "llm_model.delete",

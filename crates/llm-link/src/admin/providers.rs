@@ -1155,7 +1155,9 @@ async fn update_key(
     let mut key = key_of(store, &row, &key_id).await?;
     let changed = patch_key(store, "", &mut key, &b)?;
     let mut w = begin(store).await?;
-    w.tx.update_key(&key).await?;
+    if !w.tx.update_key(&key).await? {
+        return Err(AdminError::not_found(format!("no key {key_id}")));
+    }
     w.tx.audit(
         &actor(who),
         "provider_key.update",
@@ -1176,7 +1178,9 @@ async fn remove_key(
     let row = find_db(&st, &id).await?;
     let key = key_of(store, &row, &key_id).await?;
     let mut w = begin(store).await?;
-    w.tx.delete_key(key.id).await?;
+    if !w.tx.delete_key(key.id).await? {
+        return Err(AdminError::not_found(format!("no key {key_id}")));
+    }
     w.tx.audit(
         &actor(who),
         "provider_key.delete",

@@ -155,7 +155,7 @@ pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> AdminResult<T> {
             "the body must be a JSON object",
         ));
     }
-    llm_link_protocol::json::decode_field::<T>("", text).map_err(|e| {
+    let decoded = llm_link_protocol::json::decode_field::<T>("", text).map_err(|e| {
         let mut field = e.field.trim_start_matches('.').to_string();
         let mut message = e.message.clone();
         // serde names an unknown field in its message; the path may not.
@@ -173,7 +173,45 @@ pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> AdminResult<T> {
             field = "body".into();
         }
         AdminError::invalid(field, message)
-    })
+    })?;
+    // PostgreSQL text cannot hold a NUL (it would be a 500 at insert time);
+    // in JSON one can only come as the escape `\u0000`.
+    if text.contains("\\u0000") {
+        if let Some(field) = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| nul_at(&v, String::new()))
+        {
+            return Err(AdminError::invalid(
+                field,
+                "must not contain a NUL character",
+            ));
+        }
+    }
+    Ok(decoded)
+}
+
+/// The path of the first string (or object key) holding a NUL.
+fn nul_at(v: &Value, at: String) -> Option<String> {
+    match v {
+        Value::String(s) => s.contains('\0').then_some(at),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_at(x, format!("{at}[{i}]"))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            let at = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if k.contains('\0') {
+                Some(at)
+            } else {
+                nul_at(x, at)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// `Some(None)` for an explicit `null`, `None` when absent (with `#[serde(default)]`).

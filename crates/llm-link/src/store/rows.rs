@@ -397,6 +397,10 @@ impl Tx {
     }
 
     pub async fn provider_by_name(&mut self, name: &str) -> Result<Option<ProviderRow>> {
+        if name.contains('\0') {
+            // No stored name holds one (PostgreSQL text cannot).
+            return Ok(None);
+        }
         let sql = format!("SELECT {PROVIDER_COLS} FROM providers WHERE name = $1");
         on!(self, |c| {
             sqlx::query(&sql)
@@ -778,6 +782,10 @@ impl Tx {
     }
 
     pub async fn app_by_name(&mut self, name: &str) -> Result<Option<AppRow>> {
+        if name.contains('\0') {
+            // No stored name holds one (PostgreSQL text cannot).
+            return Ok(None);
+        }
         let sql = format!("SELECT {APP_COLS} FROM app_mappings WHERE app_name = $1");
         on!(self, |c| {
             sqlx::query(&sql)
