@@ -6,7 +6,7 @@ use super::presets::Wire;
 use super::{BoxFuture, Endpoint, EventStream, Forwarded, Provider};
 use crate::config::ProviderConfig;
 use crate::error::ApiError;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use bytes::Bytes;
 use llm_link_protocol::anthropic::{self, stream::StreamDecoder};
 use llm_link_protocol::ir::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse};
@@ -26,35 +26,14 @@ pub struct AnthropicProvider {
 
 impl AnthropicProvider {
     pub fn new(cfg: ProviderConfig) -> Result<AnthropicProvider, String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            "anthropic-version",
-            HeaderValue::from_static(anthropic::ANTHROPIC_VERSION),
-        );
-        if let Some(key) = &cfg.api_key {
-            let mut v = HeaderValue::from_str(key.expose()).map_err(|_| {
-                format!(
-                    "provider `{}`: the API key has characters not allowed in a header",
-                    cfg.name
-                )
-            })?;
-            v.set_sensitive(true);
-            headers.insert("x-api-key", v);
-        }
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("provider `{}`: bad header name `{k}`", cfg.name))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| format!("provider `{}`: bad value for header `{k}`", cfg.name))?;
-            headers.insert(name, value);
-        }
-        let client = http::client(&cfg, headers.clone())?;
-        let urls = http::Urls::new(
-            &cfg.base_url,
+        let auth = match &cfg.api_key {
+            Some(key) => http::Auth::Header("x-api-key", key.expose()),
+            None => http::Auth::None,
+        };
+        let (client, urls) = http::setup(
+            &cfg,
+            auth,
+            &[("anthropic-version", anthropic::ANTHROPIC_VERSION)],
             &["/v1/messages", "/v1/messages/count_tokens", "/v1/models"],
             http::join_root,
         )?;

@@ -48,6 +48,62 @@ pub fn join_url(base: &str, path: &str) -> String {
     }
 }
 
+/// How an adapter presents its key.
+pub enum Auth<'a> {
+    None,
+    /// `Authorization: Bearer <key>`.
+    Bearer(&'a str),
+    /// The key as the value of this header (Anthropic's `x-api-key`).
+    Header(&'static str, &'a str),
+}
+
+/// The pooled client and parsed endpoint URLs of one provider: JSON content
+/// type, the key (marked sensitive, so it never shows in debug output),
+/// fixed protocol headers and the provider's configured extra headers.
+pub fn setup(
+    cfg: &ProviderConfig,
+    auth: Auth<'_>,
+    fixed: &[(&'static str, &'static str)],
+    paths: &[&'static str],
+    join: fn(&str, &str) -> String,
+) -> Result<(reqwest::Client, Urls), String> {
+    use axum::http::{HeaderName, HeaderValue};
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (k, v) in fixed {
+        headers.insert(*k, HeaderValue::from_static(v));
+    }
+    let key = match auth {
+        Auth::None => None,
+        Auth::Bearer(k) => Some((axum::http::header::AUTHORIZATION, format!("Bearer {k}"))),
+        Auth::Header(name, k) => Some((HeaderName::from_static(name), k.to_string())),
+    };
+    if let Some((name, value)) = key {
+        let mut v = HeaderValue::from_str(&value).map_err(|_| {
+            format!(
+                "provider `{}`: the API key has characters not allowed in a header",
+                cfg.name
+            )
+        })?;
+        v.set_sensitive(true);
+        headers.insert(name, v);
+    }
+    for (k, v) in &cfg.headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("provider `{}`: bad header name `{k}`", cfg.name))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| format!("provider `{}`: bad value for header `{k}`", cfg.name))?;
+        headers.insert(name, value);
+    }
+    Ok((
+        client(cfg, headers)?,
+        Urls::new(&cfg.base_url, paths, join)?,
+    ))
+}
+
 /// Every endpoint URL of one provider, parsed once (parsing a URL per request
 /// showed up in profiles).
 #[derive(Debug, Clone, Default)]

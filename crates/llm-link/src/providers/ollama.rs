@@ -7,7 +7,7 @@ use super::presets::Wire;
 use super::{BoxFuture, Endpoint, EventStream, Forwarded, Provider};
 use crate::config::ProviderConfig;
 use crate::error::ApiError;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use bytes::Bytes;
 use llm_link_protocol::ir::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse};
 use llm_link_protocol::ollama::{self, stream::NdjsonDecoder};
@@ -20,32 +20,16 @@ pub struct OllamaProvider {
 
 impl OllamaProvider {
     pub fn new(cfg: ProviderConfig) -> Result<OllamaProvider, String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(key) = &cfg.api_key {
-            let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    format!(
-                        "provider `{}`: the API key has characters not allowed in a header",
-                        cfg.name
-                    )
-                })?;
-            v.set_sensitive(true);
-            headers.insert(axum::http::header::AUTHORIZATION, v);
-        }
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("provider `{}`: bad header name `{k}`", cfg.name))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| format!("provider `{}`: bad value for header `{k}`", cfg.name))?;
-            headers.insert(name, value);
-        }
-        let client = http::client(&cfg, headers.clone())?;
-        let urls = http::Urls::new(
-            &cfg.base_url,
+        // No key by default; one configured is sent as a Bearer token (for
+        // an Ollama behind an authenticating proxy).
+        let auth = match &cfg.api_key {
+            Some(key) => http::Auth::Bearer(key.expose()),
+            None => http::Auth::None,
+        };
+        let (client, urls) = http::setup(
+            &cfg,
+            auth,
+            &[],
             &[
                 "/api/chat",
                 "/api/generate",

@@ -7,7 +7,7 @@ use super::presets::KeyStyle;
 use super::{BoxFuture, Endpoint, EventStream, Forwarded, Provider};
 use crate::config::ProviderConfig;
 use crate::error::ApiError;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use bytes::Bytes;
 use llm_link_protocol::ir::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse};
 use llm_link_protocol::openai::{self, stream::ChunkDecoder, RequestOptions};
@@ -20,32 +20,14 @@ pub struct OpenAiProvider {
 
 impl OpenAiProvider {
     pub fn new(cfg: ProviderConfig) -> Result<OpenAiProvider, String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let (Some(key), KeyStyle::Bearer) = (&cfg.api_key, cfg.preset.key_style) {
-            let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    format!(
-                        "provider `{}`: the API key has characters not allowed in a header",
-                        cfg.name
-                    )
-                })?;
-            v.set_sensitive(true);
-            headers.insert(axum::http::header::AUTHORIZATION, v);
-        }
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("provider `{}`: bad header name `{k}`", cfg.name))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| format!("provider `{}`: bad value for header `{k}`", cfg.name))?;
-            headers.insert(name, value);
-        }
-        let client = http::client(&cfg, headers.clone())?;
-        let urls = http::Urls::new(
-            &cfg.base_url,
+        let auth = match (&cfg.api_key, cfg.preset.key_style) {
+            (Some(key), KeyStyle::Bearer) => http::Auth::Bearer(key.expose()),
+            _ => http::Auth::None,
+        };
+        let (client, urls) = http::setup(
+            &cfg,
+            auth,
+            &[],
             &[
                 "/chat/completions",
                 "/completions",
