@@ -230,7 +230,8 @@ pub struct Usage {
 
 impl Usage {
     pub fn total_tokens(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        // Saturating: both counts are whatever number the upstream sent.
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 }
 

@@ -953,9 +953,12 @@ pub fn stop_reason_for(reason: Option<&FinishReason>, has_tool_calls: bool) -> &
 /// `input_tokens` excludes both), `cached_tokens` = `cache_read_input_tokens`.
 pub(crate) fn usage_from_wire(u: &WireUsage) -> Usage {
     Usage {
-        prompt_tokens: u.input_tokens.unwrap_or(0)
-            + u.cache_read_input_tokens.unwrap_or(0)
-            + u.cache_creation_input_tokens.unwrap_or(0),
+        // Saturating: the counts are whatever numbers the upstream sent.
+        prompt_tokens: u
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(u.cache_read_input_tokens.unwrap_or(0))
+            .saturating_add(u.cache_creation_input_tokens.unwrap_or(0)),
         completion_tokens: u.output_tokens.unwrap_or(0),
         cached_tokens: u.cache_read_input_tokens,
         reasoning_tokens: None,

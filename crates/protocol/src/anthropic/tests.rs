@@ -1746,3 +1746,16 @@ fn encoder_handles_text_after_tools_and_inline_reasoning() {
     let checked = check_sequence(&out);
     assert_eq!(checked.blocks[0].1, "<think>plan</think>\n\n");
 }
+
+#[test]
+fn huge_usage_counts_saturate() {
+    let u = WireUsage {
+        input_tokens: Some(u64::MAX),
+        output_tokens: Some(u64::MAX),
+        cache_creation_input_tokens: Some(1),
+        cache_read_input_tokens: Some(1),
+    };
+    let usage = usage_from_wire(&u);
+    assert_eq!(usage.prompt_tokens, u64::MAX);
+    assert_eq!(usage.total_tokens(), u64::MAX);
+}
