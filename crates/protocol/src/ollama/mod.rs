@@ -969,6 +969,23 @@ fn text_and_thinking(message: &Message, reasoning: ReasoningOutput) -> (String, 
     }
 }
 
+/// The first choice of a whole answer (an empty message when there is
+/// none), with its `done_reason`.
+fn first_choice(resp: &ChatResponse) -> (Option<&Message>, &'static str) {
+    let choice = resp.choices.first();
+    (
+        choice.map(|c| &c.message),
+        done_reason(choice.and_then(|c| c.finish_reason.as_ref())),
+    )
+}
+
+/// The fields that end a whole answer: `done_reason`, `done` and metrics.
+fn put_done(o: &mut Map<String, Value>, reason: &str, resp: &ChatResponse, timings: Timings) {
+    o.insert("done_reason".into(), json!(reason));
+    o.insert("done".into(), Value::Bool(true));
+    put_metrics(o, timings, resp.usage);
+}
+
 /// Encodes a non-streamed `/api/chat` answer for an Ollama client.
 pub fn encode_chat_response(
     resp: &ChatResponse,
@@ -977,29 +994,23 @@ pub fn encode_chat_response(
     timings: Timings,
     reasoning: ReasoningOutput,
 ) -> Value {
-    let choice = resp.choices.first();
-    let empty = Message::new(Role::Assistant, Vec::new());
-    let message = choice.map(|c| &c.message).unwrap_or(&empty);
-    let (text, thinking) = text_and_thinking(message, reasoning);
+    let (message, reason) = first_choice(resp);
+    let (text, thinking) =
+        message.map_or((String::new(), None), |m| text_and_thinking(m, reasoning));
     let mut m = Map::new();
     m.insert("role".into(), json!("assistant"));
     m.insert("content".into(), json!(text));
     if let Some(t) = thinking {
         m.insert("thinking".into(), json!(t));
     }
-    if !message.tool_calls.is_empty() {
-        m.insert("tool_calls".into(), tool_calls_to_wire(&message.tool_calls));
+    if let Some(calls) = message.map(|m| &m.tool_calls).filter(|c| !c.is_empty()) {
+        m.insert("tool_calls".into(), tool_calls_to_wire(calls));
     }
     let mut o = Map::new();
     o.insert("model".into(), json!(model));
     o.insert("created_at".into(), json!(created_at));
     o.insert("message".into(), Value::Object(m));
-    o.insert(
-        "done_reason".into(),
-        json!(done_reason(choice.and_then(|c| c.finish_reason.as_ref()))),
-    );
-    o.insert("done".into(), Value::Bool(true));
-    put_metrics(&mut o, timings, resp.usage);
+    put_done(&mut o, reason, resp, timings);
     Value::Object(o)
 }
 
@@ -1012,10 +1023,9 @@ pub fn encode_generate_response(
     timings: Timings,
     reasoning: ReasoningOutput,
 ) -> Value {
-    let choice = resp.choices.first();
-    let empty = Message::new(Role::Assistant, Vec::new());
-    let message = choice.map(|c| &c.message).unwrap_or(&empty);
-    let (text, thinking) = text_and_thinking(message, reasoning);
+    let (message, reason) = first_choice(resp);
+    let (text, thinking) =
+        message.map_or((String::new(), None), |m| text_and_thinking(m, reasoning));
     let mut o = Map::new();
     o.insert("model".into(), json!(model));
     o.insert("created_at".into(), json!(created_at));
@@ -1023,12 +1033,7 @@ pub fn encode_generate_response(
     if let Some(t) = thinking {
         o.insert("thinking".into(), json!(t));
     }
-    o.insert(
-        "done_reason".into(),
-        json!(done_reason(choice.and_then(|c| c.finish_reason.as_ref()))),
-    );
-    o.insert("done".into(), Value::Bool(true));
-    put_metrics(&mut o, timings, resp.usage);
+    put_done(&mut o, reason, resp, timings);
     Value::Object(o)
 }
 
