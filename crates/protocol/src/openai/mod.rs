@@ -611,18 +611,23 @@ pub fn error_body(message: &str, kind: &str, code: Option<&str>, param: Option<&
 /// its shape (`{"error":{"message"}}`, `{"error":"…"}`, `{"message":"…"}`).
 pub fn upstream_error_message(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
-    let pick = |v: &Value| -> Option<String> {
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Object(o) => o
-                .get("message")
-                .or_else(|| o.get("msg"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            _ => None,
-        }
-    };
-    v.get("error").and_then(pick).or_else(|| pick(&v))
+    v.get("error")
+        .and_then(error_value_message)
+        .or_else(|| error_value_message(&v))
+}
+
+/// The message of one error value: the string itself, or an object's
+/// `message` (or `msg`).
+pub(crate) fn error_value_message(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o
+            .get("message")
+            .or_else(|| o.get("msg"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    }
 }
 
 /// Decodes an embeddings request (validation and translation).

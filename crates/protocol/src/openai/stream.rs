@@ -1,7 +1,7 @@
 //! Streamed chat completions (`chat.completion.chunk` over SSE).
 
 use super::wire::{WireChunk, WireToolCall};
-use super::{upstream_error_message, usage_from_wire, usage_to_wire};
+use super::{error_value_message, usage_from_wire, usage_to_wire};
 use crate::ir::*;
 use crate::json::DecodeError;
 use crate::sse::{data_event, SseParser};
@@ -83,7 +83,7 @@ impl ChunkDecoder {
         let wire: WireChunk = serde_json::from_str(data)
             .map_err(|e| DecodeError::body(format!("malformed stream chunk: {e}")))?;
         if let Some(err) = &wire.error {
-            let message = upstream_error_message(json!({ "error": err }).to_string().as_bytes())
+            let message = error_value_message(err)
                 .unwrap_or_else(|| "upstream reported an error".to_string());
             let kind = err
                 .get("type")
