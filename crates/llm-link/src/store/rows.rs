@@ -282,6 +282,133 @@ pub struct Snapshot {
     pub apps: Vec<AppRow>,
 }
 
+// ---- writes -----------------------------------------------------------------
+//
+// A `*_COLS` list is `id`, the written columns, then `created_at, updated_at`.
+// An insert writes all but `id`; an update all but `id`, `created_at` and the
+// columns named fixed, ending `WHERE id = $n`. Each `bind_*!` binds the
+// columns between `id` (or the fixed ones) and `created_at`, in list order.
+
+/// `INSERT INTO table (cols but id) VALUES ($1, …) RETURNING id`.
+fn insert_sql(table: &str, cols: &str) -> String {
+    let cols: Vec<&str> = cols.split(", ").filter(|c| *c != "id").collect();
+    let values: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}) RETURNING id",
+        cols.join(", "),
+        values.join(", ")
+    )
+}
+
+/// `UPDATE table SET c = $1, … WHERE id = $n`, leaving out `id`,
+/// `created_at` and `fixed`.
+fn update_sql(table: &str, cols: &str, fixed: &[&str]) -> String {
+    let set: Vec<String> = cols
+        .split(", ")
+        .filter(|c| !matches!(*c, "id" | "created_at") && !fixed.contains(c))
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    format!(
+        "UPDATE {table} SET {} WHERE id = ${}",
+        set.join(", "),
+        set.len() + 1
+    )
+}
+
+/// A key's owner, set at insert only.
+const KEY_OWNER: &[&str] = &["provider_id", "llm_model_id"];
+
+macro_rules! bind_provider {
+    ($q:expr, $p:expr, $models:expr) => {
+        $q.bind(&$p.name)
+            .bind(&$p.kind)
+            .bind(&$p.base_url)
+            .bind(&$p.description)
+            .bind($p.enabled)
+            .bind($p.priority)
+            .bind($p.weight)
+            .bind($models)
+            .bind(&$p.default_model)
+            .bind($p.forward_any_model)
+            .bind($p.passthrough)
+            .bind(&$p.key_usage_mode)
+            .bind($p.connect_timeout_ms)
+            .bind($p.first_byte_timeout_ms)
+            .bind($p.idle_timeout_ms)
+            .bind($p.max_concurrency)
+            .bind($p.rpm_limit)
+            .bind($p.tpm_limit)
+            .bind(&$p.headers)
+    };
+}
+
+macro_rules! bind_key {
+    ($q:expr, $k:expr) => {
+        $q.bind(&$k.label)
+            .bind(&$k.secret)
+            .bind(&$k.hint)
+            .bind(&$k.status)
+            .bind($k.weight)
+            .bind($k.cooling_until)
+            .bind(&$k.last_error)
+            .bind($k.last_error_at)
+            .bind($k.last_used_at)
+    };
+}
+
+macro_rules! bind_model {
+    ($q:expr, $m:expr) => {
+        $q.bind(&$m.name)
+            .bind(&$m.model_id)
+            .bind(&$m.provider)
+            .bind(&$m.model_type)
+            .bind(&$m.description)
+            .bind(&$m.status)
+            .bind(&$m.base_url)
+            .bind(&$m.upstream_model)
+            .bind(&$m.auth_type)
+            .bind(&$m.key_usage_mode)
+            .bind($m.context_window)
+            .bind($m.max_tokens)
+            .bind($m.supports_vision)
+            .bind($m.supports_tools)
+            .bind($m.input_price)
+            .bind($m.output_price)
+            .bind($m.rpm_limit)
+            .bind($m.tpm_limit)
+    };
+}
+
+/// An app row's JSON columns, encoded once for either engine.
+struct AppJson {
+    targets: String,
+    chain: String,
+    retry: String,
+}
+
+impl AppJson {
+    fn of(a: &AppRow) -> AppJson {
+        AppJson {
+            targets: to_json(&a.targets),
+            chain: to_json(&a.fallback_chain),
+            retry: to_json(&a.retry_config),
+        }
+    }
+}
+
+macro_rules! bind_app {
+    ($q:expr, $a:expr, $j:expr) => {
+        $q.bind(&$a.app_name)
+            .bind(&$a.description)
+            .bind($a.enabled)
+            .bind(&$a.routing_rule)
+            .bind(&$j.targets)
+            .bind(&$j.chain)
+            .bind(&$j.retry)
+    };
+}
+
 impl Tx {
     // ---- settings -------------------------------------------------------
 
@@ -415,78 +542,30 @@ impl Tx {
 
     /// Inserts `p` (its `id` is ignored) and returns the new id.
     pub async fn insert_provider(&mut self, p: &ProviderRow) -> Result<i64> {
-        let models = to_json(&p.models);
+        let (sql, models) = (insert_sql("providers", PROVIDER_COLS), to_json(&p.models));
         on!(self, |c| {
-            Ok(sqlx::query(
-                "INSERT INTO providers (name, kind, base_url, description, enabled, priority, weight, models, \
-                 default_model, forward_any_model, passthrough, key_usage_mode, connect_timeout_ms, \
-                 first_byte_timeout_ms, idle_timeout_ms, max_concurrency, rpm_limit, tpm_limit, headers, \
-                 created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-                 RETURNING id",
-            )
-            .bind(&p.name)
-            .bind(&p.kind)
-            .bind(&p.base_url)
-            .bind(&p.description)
-            .bind(p.enabled)
-            .bind(p.priority)
-            .bind(p.weight)
-            .bind(&models)
-            .bind(&p.default_model)
-            .bind(p.forward_any_model)
-            .bind(p.passthrough)
-            .bind(&p.key_usage_mode)
-            .bind(p.connect_timeout_ms)
-            .bind(p.first_byte_timeout_ms)
-            .bind(p.idle_timeout_ms)
-            .bind(p.max_concurrency)
-            .bind(p.rpm_limit)
-            .bind(p.tpm_limit)
-            .bind(&p.headers)
-            .bind(p.created_at)
-            .bind(p.updated_at)
-            .fetch_one(&mut *c)
-            .await?
-            .i64("id")?)
+            Ok(bind_provider!(sqlx::query(&sql), p, &models)
+                .bind(p.created_at)
+                .bind(p.updated_at)
+                .fetch_one(&mut *c)
+                .await?
+                .i64("id")?)
         })
     }
 
     /// Writes every column of `p` (by id); false when no such row.
     pub async fn update_provider(&mut self, p: &ProviderRow) -> Result<bool> {
-        let models = to_json(&p.models);
+        let (sql, models) = (
+            update_sql("providers", PROVIDER_COLS, &[]),
+            to_json(&p.models),
+        );
         let n = on!(self, |c| {
-            sqlx::query(
-                "UPDATE providers SET name = $1, kind = $2, base_url = $3, description = $4, enabled = $5, \
-                 priority = $6, weight = $7, models = $8, default_model = $9, forward_any_model = $10, \
-                 passthrough = $11, key_usage_mode = $12, connect_timeout_ms = $13, first_byte_timeout_ms = $14, \
-                 idle_timeout_ms = $15, max_concurrency = $16, rpm_limit = $17, tpm_limit = $18, headers = $19, \
-                 updated_at = $20 WHERE id = $21",
-            )
-            .bind(&p.name)
-            .bind(&p.kind)
-            .bind(&p.base_url)
-            .bind(&p.description)
-            .bind(p.enabled)
-            .bind(p.priority)
-            .bind(p.weight)
-            .bind(&models)
-            .bind(&p.default_model)
-            .bind(p.forward_any_model)
-            .bind(p.passthrough)
-            .bind(&p.key_usage_mode)
-            .bind(p.connect_timeout_ms)
-            .bind(p.first_byte_timeout_ms)
-            .bind(p.idle_timeout_ms)
-            .bind(p.max_concurrency)
-            .bind(p.rpm_limit)
-            .bind(p.tpm_limit)
-            .bind(&p.headers)
-            .bind(p.updated_at)
-            .bind(p.id)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
+            bind_provider!(sqlx::query(&sql), p, &models)
+                .bind(p.updated_at)
+                .bind(p.id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
         });
         Ok(n == 1)
     }
@@ -559,53 +638,28 @@ impl Tx {
     }
 
     pub async fn insert_key(&mut self, k: &KeyRow) -> Result<i64> {
+        let sql = insert_sql("provider_keys", KEY_COLS);
         on!(self, |c| {
-            Ok(sqlx::query(
-                "INSERT INTO provider_keys (provider_id, llm_model_id, label, secret, hint, status, weight, \
-                 cooling_until, last_error, last_error_at, last_used_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-            )
-            .bind(k.provider_id)
-            .bind(k.llm_model_id)
-            .bind(&k.label)
-            .bind(&k.secret)
-            .bind(&k.hint)
-            .bind(&k.status)
-            .bind(k.weight)
-            .bind(k.cooling_until)
-            .bind(&k.last_error)
-            .bind(k.last_error_at)
-            .bind(k.last_used_at)
-            .bind(k.created_at)
-            .bind(k.updated_at)
-            .fetch_one(&mut *c)
-            .await?
-            .i64("id")?)
+            let q = sqlx::query(&sql).bind(k.provider_id).bind(k.llm_model_id);
+            Ok(bind_key!(q, k)
+                .bind(k.created_at)
+                .bind(k.updated_at)
+                .fetch_one(&mut *c)
+                .await?
+                .i64("id")?)
         })
     }
 
     /// Writes a key's mutable columns (not its owner).
     pub async fn update_key(&mut self, k: &KeyRow) -> Result<bool> {
+        let sql = update_sql("provider_keys", KEY_COLS, KEY_OWNER);
         let n = on!(self, |c| {
-            sqlx::query(
-                "UPDATE provider_keys SET label = $1, secret = $2, hint = $3, status = $4, weight = $5, \
-                 cooling_until = $6, last_error = $7, last_error_at = $8, last_used_at = $9, updated_at = $10 \
-                 WHERE id = $11",
-            )
-            .bind(&k.label)
-            .bind(&k.secret)
-            .bind(&k.hint)
-            .bind(&k.status)
-            .bind(k.weight)
-            .bind(k.cooling_until)
-            .bind(&k.last_error)
-            .bind(k.last_error_at)
-            .bind(k.last_used_at)
-            .bind(k.updated_at)
-            .bind(k.id)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
+            bind_key!(sqlx::query(&sql), k)
+                .bind(k.updated_at)
+                .bind(k.id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
         });
         Ok(n == 1)
     }
@@ -673,72 +727,26 @@ impl Tx {
     }
 
     pub async fn insert_model(&mut self, m: &ModelRow) -> Result<i64> {
+        let sql = insert_sql("llm_models", MODEL_COLS);
         on!(self, |c| {
-            Ok(sqlx::query(
-                "INSERT INTO llm_models (name, model_id, provider, type, description, status, base_url, \
-                 upstream_model, auth_type, key_usage_mode, context_window, max_tokens, supports_vision, \
-                 supports_tools, input_price, output_price, rpm_limit, tpm_limit, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-                 RETURNING id",
-            )
-            .bind(&m.name)
-            .bind(&m.model_id)
-            .bind(&m.provider)
-            .bind(&m.model_type)
-            .bind(&m.description)
-            .bind(&m.status)
-            .bind(&m.base_url)
-            .bind(&m.upstream_model)
-            .bind(&m.auth_type)
-            .bind(&m.key_usage_mode)
-            .bind(m.context_window)
-            .bind(m.max_tokens)
-            .bind(m.supports_vision)
-            .bind(m.supports_tools)
-            .bind(m.input_price)
-            .bind(m.output_price)
-            .bind(m.rpm_limit)
-            .bind(m.tpm_limit)
-            .bind(m.created_at)
-            .bind(m.updated_at)
-            .fetch_one(&mut *c)
-            .await?
-            .i64("id")?)
+            Ok(bind_model!(sqlx::query(&sql), m)
+                .bind(m.created_at)
+                .bind(m.updated_at)
+                .fetch_one(&mut *c)
+                .await?
+                .i64("id")?)
         })
     }
 
     pub async fn update_model(&mut self, m: &ModelRow) -> Result<bool> {
+        let sql = update_sql("llm_models", MODEL_COLS, &[]);
         let n = on!(self, |c| {
-            sqlx::query(
-                "UPDATE llm_models SET name = $1, model_id = $2, provider = $3, type = $4, description = $5, \
-                 status = $6, base_url = $7, upstream_model = $8, auth_type = $9, key_usage_mode = $10, \
-                 context_window = $11, max_tokens = $12, supports_vision = $13, supports_tools = $14, \
-                 input_price = $15, output_price = $16, rpm_limit = $17, tpm_limit = $18, updated_at = $19 \
-                 WHERE id = $20",
-            )
-            .bind(&m.name)
-            .bind(&m.model_id)
-            .bind(&m.provider)
-            .bind(&m.model_type)
-            .bind(&m.description)
-            .bind(&m.status)
-            .bind(&m.base_url)
-            .bind(&m.upstream_model)
-            .bind(&m.auth_type)
-            .bind(&m.key_usage_mode)
-            .bind(m.context_window)
-            .bind(m.max_tokens)
-            .bind(m.supports_vision)
-            .bind(m.supports_tools)
-            .bind(m.input_price)
-            .bind(m.output_price)
-            .bind(m.rpm_limit)
-            .bind(m.tpm_limit)
-            .bind(m.updated_at)
-            .bind(m.id)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
+            bind_model!(sqlx::query(&sql), m)
+                .bind(m.updated_at)
+                .bind(m.id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
         });
         Ok(n == 1)
     }
@@ -799,55 +807,26 @@ impl Tx {
     }
 
     pub async fn insert_app(&mut self, a: &AppRow) -> Result<i64> {
-        let (targets, chain, retry) = (
-            to_json(&a.targets),
-            to_json(&a.fallback_chain),
-            to_json(&a.retry_config),
-        );
+        let (sql, json) = (insert_sql("app_mappings", APP_COLS), AppJson::of(a));
         on!(self, |c| {
-            Ok(sqlx::query(
-                "INSERT INTO app_mappings (app_name, description, enabled, routing_rule, targets, \
-                 fallback_chain, retry_config, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-            )
-            .bind(&a.app_name)
-            .bind(&a.description)
-            .bind(a.enabled)
-            .bind(&a.routing_rule)
-            .bind(&targets)
-            .bind(&chain)
-            .bind(&retry)
-            .bind(a.created_at)
-            .bind(a.updated_at)
-            .fetch_one(&mut *c)
-            .await?
-            .i64("id")?)
+            Ok(bind_app!(sqlx::query(&sql), a, json)
+                .bind(a.created_at)
+                .bind(a.updated_at)
+                .fetch_one(&mut *c)
+                .await?
+                .i64("id")?)
         })
     }
 
     pub async fn update_app(&mut self, a: &AppRow) -> Result<bool> {
-        let (targets, chain, retry) = (
-            to_json(&a.targets),
-            to_json(&a.fallback_chain),
-            to_json(&a.retry_config),
-        );
+        let (sql, json) = (update_sql("app_mappings", APP_COLS, &[]), AppJson::of(a));
         let n = on!(self, |c| {
-            sqlx::query(
-                "UPDATE app_mappings SET app_name = $1, description = $2, enabled = $3, routing_rule = $4, \
-                 targets = $5, fallback_chain = $6, retry_config = $7, updated_at = $8 WHERE id = $9",
-            )
-            .bind(&a.app_name)
-            .bind(&a.description)
-            .bind(a.enabled)
-            .bind(&a.routing_rule)
-            .bind(&targets)
-            .bind(&chain)
-            .bind(&retry)
-            .bind(a.updated_at)
-            .bind(a.id)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
+            bind_app!(sqlx::query(&sql), a, json)
+                .bind(a.updated_at)
+                .bind(a.id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
         });
         Ok(n == 1)
     }
@@ -919,5 +898,33 @@ impl Tx {
             models: self.models().await?,
             apps: self.apps().await?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn write_sql_follows_the_column_lists() {
+        assert_eq!(
+            insert_sql("app_mappings", APP_COLS),
+            "INSERT INTO app_mappings (app_name, description, enabled, routing_rule, targets, \
+             fallback_chain, retry_config, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"
+        );
+        assert_eq!(
+            update_sql("provider_keys", KEY_COLS, KEY_OWNER),
+            "UPDATE provider_keys SET label = $1, secret = $2, hint = $3, status = $4, weight = $5, \
+             cooling_until = $6, last_error = $7, last_error_at = $8, last_used_at = $9, updated_at = $10 \
+             WHERE id = $11"
+        );
+        assert!(insert_sql("providers", PROVIDER_COLS).ends_with("$20, $21) RETURNING id"));
+        assert!(update_sql("providers", PROVIDER_COLS, &[])
+            .ends_with("headers = $19, updated_at = $20 WHERE id = $21"));
+        assert!(insert_sql("llm_models", MODEL_COLS).ends_with("$19, $20) RETURNING id"));
+        assert!(update_sql("llm_models", MODEL_COLS, &[])
+            .ends_with("tpm_limit = $18, updated_at = $19 WHERE id = $20"));
     }
 }
