@@ -357,21 +357,19 @@ impl ServeArgs {
 /// Writes a line to stdout; a closed stdout (`llm-link providers | head`, a
 /// host that stopped reading) is not an error worth dying for.
 pub fn say(line: impl AsRef<str>) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = out
-        .write_all(line.as_ref().as_bytes())
-        .and_then(|_| out.write_all(b"\n"))
-        .and_then(|_| out.flush());
+    write_line(std::io::stdout().lock(), line.as_ref());
 }
 
 /// Writes a line to stderr, never panicking when nobody reads it.
 pub fn esay(line: impl AsRef<str>) {
-    use std::io::Write;
-    let mut err = std::io::stderr().lock();
-    let _ = err
-        .write_all(line.as_ref().as_bytes())
-        .and_then(|_| err.write_all(b"\n"));
+    write_line(std::io::stderr().lock(), line.as_ref());
+}
+
+fn write_line(mut w: impl std::io::Write, line: &str) {
+    let _ = w
+        .write_all(line.as_bytes())
+        .and_then(|_| w.write_all(b"\n"))
+        .and_then(|_| w.flush());
 }
 
 /// A user mistake: one line on stderr, exit 2.

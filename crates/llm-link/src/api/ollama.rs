@@ -8,7 +8,7 @@ use super::{body_rejection, now_secs, server_timing};
 use crate::error::{ApiError, OllamaError};
 use crate::providers::presets::Wire;
 use crate::providers::{Endpoint, EventStream};
-use crate::routing::{Plan, Target};
+use crate::routing::Target;
 use crate::state::{AppState, Runtime};
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
@@ -105,11 +105,19 @@ fn now_rfc3339() -> String {
 /// Resolves an Ollama model name; a `:latest` tag that is not part of a
 /// declared name is ignored, as Ollama clients add it on their own.
 fn resolve(rt: &Runtime, model: &str) -> Result<Target, ApiError> {
-    match rt.router.resolve(model) {
-        Err(ApiError::ModelNotFound(_)) if model.ends_with(":latest") => rt
-            .router
-            .resolve(model.trim_end_matches(":latest"))
-            .map_err(|_| not_found(model)),
+    by_ollama_name(model, |m| rt.router.resolve(m))
+}
+
+/// Looks a model up by `model`, then without a `:latest` tag that Ollama
+/// clients add on their own; "not found" in Ollama's words.
+fn by_ollama_name<T>(
+    model: &str,
+    find: impl Fn(&str) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match find(model) {
+        Err(ApiError::ModelNotFound(_)) if model.ends_with(":latest") => {
+            find(model.trim_end_matches(":latest")).map_err(|_| not_found(model))
+        }
         Err(ApiError::ModelNotFound(_)) => Err(not_found(model)),
         other => other,
     }
@@ -139,18 +147,6 @@ fn timings(started: Instant, first: Option<Instant>) -> Timings {
 }
 
 /// Shared by `/api/chat` and `/api/generate` once the request is decoded.
-/// The routing plan for an Ollama model name (`:latest` tolerated).
-fn plan_for(rt: &Runtime, model: &str) -> Result<Plan, ApiError> {
-    match rt.router.plan(model) {
-        Err(ApiError::ModelNotFound(_)) if model.ends_with(":latest") => rt
-            .router
-            .plan(model.trim_end_matches(":latest"))
-            .map_err(|_| not_found(model)),
-        Err(ApiError::ModelNotFound(_)) => Err(not_found(model)),
-        other => other,
-    }
-}
-
 async fn answer(
     st: &AppState,
     headers: &HeaderMap,
@@ -161,16 +157,7 @@ async fn answer(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let rt = st.runtime();
-    let plan = match headers
-        .get("x-llm-link-app")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| st.app.clone())
-        .and_then(|a| rt.catalog.app(&a).cloned())
-    {
-        Some(m) => rt.router.plan_app(&m, model)?,
-        None => plan_for(&rt, model)?,
-    };
+    let plan = by_ollama_name(model, |m| dispatch::plan(st, &rt, headers, m))?;
     let generate = endpoint == Endpoint::OllamaGenerate;
     let f = if generate {
         passthrough::ollama_generate(obj)?
@@ -361,7 +348,7 @@ async fn embed_common(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let rt = st.runtime();
-    let plan = plan_for(&rt, &req.model)?;
+    let plan = by_ollama_name(&req.model, |m| rt.router.plan(m))?;
     let (res, log) = dispatch::embed(
         &rt.router,
         &plan,
