@@ -87,6 +87,15 @@ impl<'a> RawObject<'a> {
             .ok_or_else(|| DecodeError::new(key, "this field is required"))
     }
 
+    /// The required, non-blank `model` field every request names.
+    pub fn require_model(&self) -> Result<String, DecodeError> {
+        let model: String = self.require("model")?;
+        if model.trim().is_empty() {
+            return Err(DecodeError::new("model", "must not be empty"));
+        }
+        Ok(model)
+    }
+
     /// Every field not in `known`, as JSON values.
     pub fn rest(&self, known: &[&str]) -> Map<String, Value> {
         self.fields

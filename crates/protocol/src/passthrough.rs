@@ -23,14 +23,6 @@ struct RoleOnly {
     role: String,
 }
 
-fn model(obj: &RawObject<'_>) -> Result<String, DecodeError> {
-    let model: String = obj.require("model")?;
-    if model.trim().is_empty() {
-        return Err(DecodeError::new("model", "must not be empty"));
-    }
-    Ok(model)
-}
-
 fn messages(obj: &RawObject<'_>, roles: &[&str], allow_empty: bool) -> Result<(), DecodeError> {
     let msgs: Vec<RoleOnly> = obj.require("messages")?;
     if msgs.is_empty() && !allow_empty {
@@ -68,7 +60,7 @@ fn range(obj: &RawObject<'_>, key: &str, lo: f64, hi: f64) -> Result<(), DecodeE
 
 /// `/v1/chat/completions` bound for an OpenAI-compatible upstream.
 pub fn openai_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
-    let model = model(obj)?;
+    let model = obj.require_model()?;
     messages(
         obj,
         &[
@@ -103,7 +95,7 @@ pub fn anthropic_messages(
     obj: &RawObject<'_>,
     require_max_tokens: bool,
 ) -> Result<Forwardable, DecodeError> {
-    let model = model(obj)?;
+    let model = obj.require_model()?;
     if require_max_tokens {
         let _: u32 = obj.require("max_tokens")?;
     } else {
@@ -123,7 +115,7 @@ pub fn anthropic_messages(
 
 /// `/api/chat` bound for an Ollama upstream (streams unless told not to).
 pub fn ollama_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
-    let model = model(obj)?;
+    let model = obj.require_model()?;
     messages(obj, &["system", "user", "assistant", "tool"], false)?;
     obj.get::<serde_json::Map<String, Value>>("options")?;
     obj.get::<Vec<Value>>("tools")?;
@@ -135,7 +127,7 @@ pub fn ollama_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
 
 /// `/api/generate` bound for an Ollama upstream.
 pub fn ollama_generate(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
-    let model = model(obj)?;
+    let model = obj.require_model()?;
     obj.get::<String>("prompt")?;
     obj.get::<String>("system")?;
     obj.get::<Vec<String>>("images")?;

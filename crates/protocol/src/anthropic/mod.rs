@@ -88,10 +88,7 @@ pub fn decode_request_object(
     obj: &RawObject<'_>,
     require_max_tokens: bool,
 ) -> Result<ChatRequest, DecodeError> {
-    let model: String = obj.require("model")?;
-    if model.trim().is_empty() {
-        return Err(DecodeError::new("model", "must not be empty"));
-    }
+    let model = obj.require_model()?;
     let max_tokens: Option<u32> = obj.get("max_tokens")?;
     if require_max_tokens && max_tokens.is_none() {
         return Err(DecodeError::new(

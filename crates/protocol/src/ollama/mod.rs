@@ -380,14 +380,6 @@ fn decode_think(obj: &RawObject<'_>) -> Result<ReasoningOutput, DecodeError> {
     }
 }
 
-fn decode_model(obj: &RawObject<'_>) -> Result<String, DecodeError> {
-    let model: String = obj.require("model")?;
-    if model.trim().is_empty() {
-        return Err(DecodeError::new("model", "must not be empty"));
-    }
-    Ok(model)
-}
-
 fn decode_tools(obj: &RawObject<'_>) -> Result<Vec<Tool>, DecodeError> {
     let Some(wire_tools) = obj.get::<Vec<WireTool>>("tools")? else {
         return Ok(Vec::new());
@@ -552,7 +544,7 @@ fn messages_to_ir(wire: Vec<WireMessage>) -> Result<Vec<Message>, DecodeError> {
 /// here; a server that wants to honour it checks for it first.
 pub fn decode_chat_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let obj = RawObject::parse(body)?;
-    let model = decode_model(&obj)?;
+    let model = obj.require_model()?;
     let wire_messages: Vec<WireMessage> = obj.require("messages")?;
     if wire_messages.is_empty() {
         return Err(DecodeError::new(
@@ -571,7 +563,7 @@ pub fn decode_chat_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
 /// in `extra`.
 pub fn decode_generate_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let obj = RawObject::parse(body)?;
-    let model = decode_model(&obj)?;
+    let model = obj.require_model()?;
     let prompt: String = obj.get("prompt")?.unwrap_or_default();
     let images: Vec<String> = obj.get("images")?.unwrap_or_default();
     if prompt.is_empty() && images.is_empty() {
@@ -1050,7 +1042,7 @@ pub fn error_body(message: &str) -> Value {
 /// `keep_alive` are kept in `extra`.
 pub fn decode_embed_request(body: &[u8]) -> Result<EmbeddingRequest, DecodeError> {
     let obj = RawObject::parse(body)?;
-    let model = decode_model(&obj)?;
+    let model = obj.require_model()?;
     let input = match obj.require::<Value>("input")? {
         Value::String(s) => vec![s],
         Value::Array(items) => items
@@ -1086,7 +1078,7 @@ pub fn decode_embed_request(body: &[u8]) -> Result<EmbeddingRequest, DecodeError
 /// Decodes a client's legacy `/api/embeddings` body (`prompt`, one text).
 pub fn decode_embeddings_legacy_request(body: &[u8]) -> Result<EmbeddingRequest, DecodeError> {
     let obj = RawObject::parse(body)?;
-    let model = decode_model(&obj)?;
+    let model = obj.require_model()?;
     let prompt: String = obj.require("prompt")?;
     if prompt.is_empty() {
         return Err(DecodeError::new(

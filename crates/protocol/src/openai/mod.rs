@@ -48,10 +48,7 @@ pub fn decode_chat_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
 
 /// As [`decode_chat_request`], for an already parsed top level.
 pub fn decode_chat_object(obj: &RawObject<'_>) -> Result<ChatRequest, DecodeError> {
-    let model: String = obj.require("model")?;
-    if model.trim().is_empty() {
-        return Err(DecodeError::new("model", "must not be empty"));
-    }
+    let model = obj.require_model()?;
     let wire_messages: Vec<WireMessage> = obj.require("messages")?;
     if wire_messages.is_empty() {
         return Err(DecodeError::new(
@@ -633,10 +630,7 @@ pub(crate) fn error_value_message(v: &Value) -> Option<String> {
 /// Decodes an embeddings request (validation and translation).
 pub fn decode_embedding_request(body: &[u8]) -> Result<EmbeddingRequest, DecodeError> {
     let obj = RawObject::parse(body)?;
-    let model: String = obj.require("model")?;
-    if model.trim().is_empty() {
-        return Err(DecodeError::new("model", "must not be empty"));
-    }
+    let model = obj.require_model()?;
     let input = match obj.require::<WireEmbeddingInput>("input")? {
         WireEmbeddingInput::One(s) => EmbeddingInput::Text(vec![s]),
         WireEmbeddingInput::Many(v) => EmbeddingInput::Text(v),
@@ -703,10 +697,7 @@ pub fn encode_embedding_response(resp: &EmbeddingResponse) -> Value {
 
 /// Validates a legacy `/v1/completions` body; returns the model name.
 pub fn validate_completion_request(obj: &RawObject<'_>) -> Result<String, DecodeError> {
-    let model: String = obj.require("model")?;
-    if model.trim().is_empty() {
-        return Err(DecodeError::new("model", "must not be empty"));
-    }
+    let model = obj.require_model()?;
     let _prompt: WirePrompt = obj.require("prompt")?;
     let _max: Option<u32> = obj.get("max_tokens")?;
     let _stream: Option<bool> = obj.get("stream")?;
