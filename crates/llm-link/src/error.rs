@@ -216,14 +216,8 @@ impl From<DecodeError> for ApiError {
 /// Handlers of the OpenAI surface return this so errors render in its shape.
 pub struct OpenAiError(pub ApiError);
 
-impl From<ApiError> for OpenAiError {
-    fn from(e: ApiError) -> Self {
-        OpenAiError(e)
-    }
-}
-
-impl From<DecodeError> for OpenAiError {
-    fn from(e: DecodeError) -> Self {
+impl<E: Into<ApiError>> From<E> for OpenAiError {
+    fn from(e: E) -> Self {
         OpenAiError(e.into())
     }
 }
