@@ -149,30 +149,37 @@ impl<'a> RawObject<'a> {
 /// Decodes `text` as `T`, naming `key` plus the inner path in errors.
 pub fn decode_field<T: DeserializeOwned>(key: &str, text: &str) -> Result<T, DecodeError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let inner = e.path().to_string();
-        let field = if inner == "." || inner.is_empty() {
-            key.to_string()
-        } else if inner.starts_with('[') {
-            format!("{key}{inner}")
-        } else {
-            format!("{key}.{inner}")
-        };
-        let msg = e.into_inner().to_string();
-        // serde_json appends " at line L column C"; the path says more.
-        let msg = match msg.rfind(" at line ") {
-            Some(i) => msg[..i].to_string(),
-            None => msg,
-        };
-        // Name the missing field itself, not its parent.
-        if let Some(name) = msg
-            .strip_prefix("missing field `")
-            .and_then(|r| r.strip_suffix('`'))
-        {
-            return DecodeError::new(format!("{field}.{name}"), "this field is required");
-        }
-        DecodeError::new(field, msg)
-    })
+    serde_path_to_error::deserialize(de).map_err(|e| path_error(key, e))
+}
+
+/// A decoding failure as a [`DecodeError`] whose field is `key` plus the
+/// path inside it (`messages[0].role`); a missing field is named itself.
+pub(crate) fn path_error(
+    key: &str,
+    e: serde_path_to_error::Error<serde_json::Error>,
+) -> DecodeError {
+    let inner = e.path().to_string();
+    let field = if inner == "." || inner.is_empty() {
+        key.to_string()
+    } else if inner.starts_with('[') || key.is_empty() {
+        format!("{key}{inner}")
+    } else {
+        format!("{key}.{inner}")
+    };
+    let msg = e.into_inner().to_string();
+    // serde_json appends " at line L column C"; the path says more.
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    };
+    // Name the missing field itself, not its parent.
+    if let Some(name) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return DecodeError::new(format!("{field}.{name}"), "this field is required");
+    }
+    DecodeError::new(field, msg)
 }
 
 /// Why tool-call arguments text is not a JSON object.

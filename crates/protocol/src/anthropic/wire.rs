@@ -262,22 +262,5 @@ pub enum WireStreamEvent {
 /// Decodes `value` as `T`, naming `path` plus the inner path in errors (the
 /// `Value` counterpart of [`crate::json::decode_field`]).
 pub fn from_value<T: DeserializeOwned>(path: &str, value: Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.path().to_string();
-        let field = if inner == "." || inner.is_empty() {
-            path.to_string()
-        } else if inner.starts_with('[') || path.is_empty() {
-            format!("{path}{inner}")
-        } else {
-            format!("{path}.{inner}")
-        };
-        let msg = e.into_inner().to_string();
-        if let Some(name) = msg
-            .strip_prefix("missing field `")
-            .and_then(|r| r.strip_suffix('`'))
-        {
-            return DecodeError::new(format!("{field}.{name}"), "this field is required");
-        }
-        DecodeError::new(field, msg)
-    })
+    serde_path_to_error::deserialize(value).map_err(|e| crate::json::path_error(path, e))
 }
