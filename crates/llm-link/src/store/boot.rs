@@ -179,16 +179,8 @@ pub async fn open(
     for (name, why) in &layer.inactive {
         tracing::warn!("database provider {name} is not serving: {why}");
     }
-    let store = Arc::new(Store {
-        db,
-        key,
-        location,
-        apply_lock: tokio::sync::Mutex::new(()),
-        applied_revision: AtomicI64::new(snap.revision),
-        admin: AdminAuth::new(hash),
-    });
     Ok(Some(Opened {
-        store,
+        store: new_store(db, key, location, snap.revision, hash),
         layer,
         new_admin_token,
         key_source,
@@ -216,17 +208,25 @@ pub async fn open_with_key(
         .map_err(|e| e.to_string())?;
     tx.rollback().await.map_err(|e| e.to_string())?;
     let layer = db_layer(&snap, &key);
-    Ok((
-        Arc::new(Store {
-            db,
-            key,
-            location,
-            apply_lock: tokio::sync::Mutex::new(()),
-            applied_revision: AtomicI64::new(snap.revision),
-            admin: AdminAuth::new(hash),
-        }),
-        layer,
-    ))
+    Ok((new_store(db, key, location, snap.revision, hash), layer))
+}
+
+/// The store as opened at `revision`, with the stored admin token hash.
+fn new_store(
+    db: Db,
+    key: MasterKey,
+    location: Location,
+    revision: i64,
+    hash: Option<String>,
+) -> Arc<Store> {
+    Arc::new(Store {
+        db,
+        key,
+        location,
+        apply_lock: tokio::sync::Mutex::new(()),
+        applied_revision: AtomicI64::new(revision),
+        admin: AdminAuth::new(hash),
+    })
 }
 
 impl Location {

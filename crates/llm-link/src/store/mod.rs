@@ -309,17 +309,18 @@ impl Db {
                     .map_err(|e| redact_error(&e.to_string()))?
                     .application_name("llm-link")
                     .disable_statement_logging();
+                let refused = |e: sqlx::Error| {
+                    format!(
+                        "cannot connect to {}: {}",
+                        redact_url(url),
+                        redact_error(&e.to_string())
+                    )
+                };
                 // One direct attempt first: a refused connection is reported
                 // at once and as such, not as a pool timeout 10 s later.
                 let probe = <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts)
                     .await
-                    .map_err(|e| {
-                        format!(
-                            "cannot connect to {}: {}",
-                            redact_url(url),
-                            redact_error(&e.to_string())
-                        )
-                    })?;
+                    .map_err(refused)?;
                 let _ = sqlx::Connection::close(probe).await;
                 let pool = PoolOptions::<sqlx::Postgres>::new()
                     .max_connections(8)
@@ -327,13 +328,7 @@ impl Db {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
                     .await
-                    .map_err(|e| {
-                        format!(
-                            "cannot connect to {}: {}",
-                            redact_url(url),
-                            redact_error(&e.to_string())
-                        )
-                    })?;
+                    .map_err(refused)?;
                 let db = Db::Postgres(pool);
                 // sqlx takes an advisory lock, so replicas starting together are fine.
                 db.migrate().await.map_err(|e| e.to_string())?;
