@@ -11,6 +11,7 @@ use crate::json::DecodeError;
 use crate::think::ThinkSplitter;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// Decodes an Ollama upstream's NDJSON `/api/chat` stream into
 /// [`StreamEvent`]s. Lines may be split anywhere across [`feed`](Self::feed)
@@ -171,7 +172,6 @@ impl NdjsonDecoder {
 /// A tool call being put together from fragments.
 #[derive(Debug, Clone, Default)]
 struct PendingCall {
-    index: u32,
     name: String,
     arguments: String,
 }
@@ -199,7 +199,8 @@ pub struct ChatStreamEncoder {
     generate: bool,
     /// Inline reasoning: `<think>` was opened and not yet closed.
     think_open: bool,
-    pending: Vec<PendingCall>,
+    /// By tool-call index.
+    pending: BTreeMap<u32, PendingCall>,
     usage: Option<Usage>,
     finish_reason: Option<FinishReason>,
     finished: bool,
@@ -218,7 +219,7 @@ impl ChatStreamEncoder {
             reasoning,
             generate,
             think_open: false,
-            pending: Vec::new(),
+            pending: BTreeMap::new(),
             usage: None,
             finish_reason: None,
             finished: false,
@@ -270,12 +271,11 @@ impl ChatStreamEncoder {
 
     /// Sends the buffered tool calls, one line each.
     fn flush_calls(&mut self, out: &mut Vec<u8>) {
-        let mut calls = std::mem::take(&mut self.pending);
+        let calls = std::mem::take(&mut self.pending);
         if self.generate {
             return;
         }
-        calls.sort_by_key(|c| c.index);
-        for c in calls {
+        for c in calls.into_values() {
             let mut o = self.head(&self.created_at);
             o.insert(
                 "message".into(),
@@ -328,17 +328,7 @@ impl ChatStreamEncoder {
                 out.extend_from_slice(&self.text_line(&text, thinking));
             }
             for tc in &c.tool_calls {
-                let pos = match self.pending.iter().position(|p| p.index == tc.index) {
-                    Some(pos) => pos,
-                    None => {
-                        self.pending.push(PendingCall {
-                            index: tc.index,
-                            ..PendingCall::default()
-                        });
-                        self.pending.len() - 1
-                    }
-                };
-                let p = &mut self.pending[pos];
+                let p = self.pending.entry(tc.index).or_default();
                 if let Some(n) = tc.name.as_deref().filter(|n| !n.is_empty()) {
                     p.name = n.to_string();
                 }
