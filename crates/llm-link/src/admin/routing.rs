@@ -44,7 +44,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<Value> {
                 })
                 .collect();
             json!({
-                "name": u.name,
+                "name": &*u.name,
                 "kind": u.cfg.preset.kind,
                 "breaker": breaker,
                 "breaker_opened": opened,

@@ -7,6 +7,7 @@ use super::upstream::{InflightGuard, NoKey, Upstream, DEFAULT_COOLDOWN};
 use super::{ModelRouter, Plan};
 use crate::error::ApiError;
 use crate::providers::Provider;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::{Arc, Weak};
@@ -24,11 +25,11 @@ pub struct Attempt {
 /// What happened to one candidate.
 #[derive(Debug, Clone)]
 pub struct Step {
-    pub provider: String,
+    pub provider: Arc<str>,
     pub model: String,
     pub key: Option<usize>,
     /// `ok`, or why routing moved on.
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     pub millis: u64,
 }
 
@@ -44,11 +45,11 @@ impl RouteLog {
         u: &Upstream,
         model: &str,
         key: Option<usize>,
-        outcome: impl Into<String>,
+        outcome: impl Into<Cow<'static, str>>,
         millis: u64,
     ) {
         self.steps.push(Step {
-            provider: u.name.clone(),
+            provider: Arc::clone(&u.name),
             model: model.to_string(),
             key,
             outcome: outcome.into(),

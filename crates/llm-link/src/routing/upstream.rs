@@ -102,7 +102,8 @@ impl TokenBucket {
 }
 
 pub struct Upstream {
-    pub name: String,
+    /// Shared with every routing log entry of every request (no copy).
+    pub name: std::sync::Arc<str>,
     pub cfg: ProviderConfig,
     /// One adapter per key (the key baked into its client), or one without.
     pub instances: Vec<Arc<dyn Provider>>,
@@ -153,7 +154,7 @@ impl Upstream {
         }
         let meta = &cfg.meta;
         Ok(Upstream {
-            name: cfg.name.clone(),
+            name: std::sync::Arc::from(cfg.name.as_str()),
             key_strategy: KeyStrategy::parse(&meta.key_usage),
             breaker: Breaker::new(meta.breaker),
             inflight: AtomicU32::new(0),
