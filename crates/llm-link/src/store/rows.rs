@@ -409,7 +409,50 @@ macro_rules! bind_app {
     };
 }
 
+/// Runs a SELECT once per engine and maps every row.
+macro_rules! select_all {
+    ($tx:expr, $sql:expr, $map:expr $(, $b:expr)*) => {
+        on!($tx, |c| {
+            sqlx::query($sql)
+                $(.bind($b))*
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map($map)
+                .collect()
+        })
+    };
+}
+
+/// Runs a SELECT once per engine and maps the row, if any.
+macro_rules! select_one {
+    ($tx:expr, $sql:expr, $map:expr $(, $b:expr)*) => {
+        on!($tx, |c| {
+            sqlx::query($sql)
+                $(.bind($b))*
+                .fetch_optional(&mut *c)
+                .await?
+                .as_ref()
+                .map($map)
+                .transpose()
+        })
+    };
+}
+
 impl Tx {
+    /// Deletes row `id` of `table`; false when there is none.
+    async fn delete_id(&mut self, table: &str, id: i64) -> Result<bool> {
+        let sql = format!("DELETE FROM {table} WHERE id = $1");
+        let n = on!(self, |c| {
+            sqlx::query(&sql)
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     // ---- settings -------------------------------------------------------
 
     pub async fn setting(&mut self, key: &str) -> Result<Option<String>> {
@@ -500,27 +543,12 @@ impl Tx {
 
     pub async fn providers(&mut self) -> Result<Vec<ProviderRow>> {
         let sql = format!("SELECT {PROVIDER_COLS} FROM providers ORDER BY priority DESC, id");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(provider)
-                .collect()
-        })
+        select_all!(self, &sql, provider)
     }
 
     pub async fn provider(&mut self, id: i64) -> Result<Option<ProviderRow>> {
         let sql = format!("SELECT {PROVIDER_COLS} FROM providers WHERE id = $1");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .bind(id)
-                .fetch_optional(&mut *c)
-                .await?
-                .as_ref()
-                .map(provider)
-                .transpose()
-        })
+        select_one!(self, &sql, provider, id)
     }
 
     pub async fn provider_by_name(&mut self, name: &str) -> Result<Option<ProviderRow>> {
@@ -529,15 +557,7 @@ impl Tx {
             return Ok(None);
         }
         let sql = format!("SELECT {PROVIDER_COLS} FROM providers WHERE name = $1");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .bind(name)
-                .fetch_optional(&mut *c)
-                .await?
-                .as_ref()
-                .map(provider)
-                .transpose()
-        })
+        select_one!(self, &sql, provider, name)
     }
 
     /// Inserts `p` (its `id` is ignored) and returns the new id.
@@ -572,69 +592,31 @@ impl Tx {
 
     /// Deletes a provider and (cascade) its keys; false when no such row.
     pub async fn delete_provider(&mut self, id: i64) -> Result<bool> {
-        let n = on!(self, |c| {
-            sqlx::query("DELETE FROM providers WHERE id = $1")
-                .bind(id)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-        });
-        Ok(n == 1)
+        self.delete_id("providers", id).await
     }
 
     // ---- keys -----------------------------------------------------------
 
     pub async fn keys(&mut self) -> Result<Vec<KeyRow>> {
         let sql = format!("SELECT {KEY_COLS} FROM provider_keys ORDER BY id");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(key)
-                .collect()
-        })
+        select_all!(self, &sql, key)
     }
 
     pub async fn provider_keys(&mut self, provider_id: i64) -> Result<Vec<KeyRow>> {
         let sql =
             format!("SELECT {KEY_COLS} FROM provider_keys WHERE provider_id = $1 ORDER BY id");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .bind(provider_id)
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(key)
-                .collect()
-        })
+        select_all!(self, &sql, key, provider_id)
     }
 
     pub async fn model_keys(&mut self, llm_model_id: i64) -> Result<Vec<KeyRow>> {
         let sql =
             format!("SELECT {KEY_COLS} FROM provider_keys WHERE llm_model_id = $1 ORDER BY id");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .bind(llm_model_id)
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(key)
-                .collect()
-        })
+        select_all!(self, &sql, key, llm_model_id)
     }
 
     pub async fn key(&mut self, id: i64) -> Result<Option<KeyRow>> {
         let sql = format!("SELECT {KEY_COLS} FROM provider_keys WHERE id = $1");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .bind(id)
-                .fetch_optional(&mut *c)
-                .await?
-                .as_ref()
-                .map(key)
-                .transpose()
-        })
+        select_one!(self, &sql, key, id)
     }
 
     pub async fn insert_key(&mut self, k: &KeyRow) -> Result<i64> {
@@ -665,14 +647,7 @@ impl Tx {
     }
 
     pub async fn delete_key(&mut self, id: i64) -> Result<bool> {
-        let n = on!(self, |c| {
-            sqlx::query("DELETE FROM provider_keys WHERE id = $1")
-                .bind(id)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-        });
-        Ok(n == 1)
+        self.delete_id("provider_keys", id).await
     }
 
     /// Replaces the ciphertext of a key (master key rotation).
@@ -703,27 +678,12 @@ impl Tx {
 
     pub async fn models(&mut self) -> Result<Vec<ModelRow>> {
         let sql = format!("SELECT {MODEL_COLS} FROM llm_models ORDER BY id");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(model)
-                .collect()
-        })
+        select_all!(self, &sql, model)
     }
 
     pub async fn model(&mut self, id: i64) -> Result<Option<ModelRow>> {
         let sql = format!("SELECT {MODEL_COLS} FROM llm_models WHERE id = $1");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .bind(id)
-                .fetch_optional(&mut *c)
-                .await?
-                .as_ref()
-                .map(model)
-                .transpose()
-        })
+        select_one!(self, &sql, model, id)
     }
 
     pub async fn insert_model(&mut self, m: &ModelRow) -> Result<i64> {
@@ -752,41 +712,19 @@ impl Tx {
     }
 
     pub async fn delete_model(&mut self, id: i64) -> Result<bool> {
-        let n = on!(self, |c| {
-            sqlx::query("DELETE FROM llm_models WHERE id = $1")
-                .bind(id)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-        });
-        Ok(n == 1)
+        self.delete_id("llm_models", id).await
     }
 
     // ---- app mappings ---------------------------------------------------
 
     pub async fn apps(&mut self) -> Result<Vec<AppRow>> {
         let sql = format!("SELECT {APP_COLS} FROM app_mappings ORDER BY id");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(app)
-                .collect()
-        })
+        select_all!(self, &sql, app)
     }
 
     pub async fn app(&mut self, id: i64) -> Result<Option<AppRow>> {
         let sql = format!("SELECT {APP_COLS} FROM app_mappings WHERE id = $1");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .bind(id)
-                .fetch_optional(&mut *c)
-                .await?
-                .as_ref()
-                .map(app)
-                .transpose()
-        })
+        select_one!(self, &sql, app, id)
     }
 
     pub async fn app_by_name(&mut self, name: &str) -> Result<Option<AppRow>> {
@@ -795,15 +733,7 @@ impl Tx {
             return Ok(None);
         }
         let sql = format!("SELECT {APP_COLS} FROM app_mappings WHERE app_name = $1");
-        on!(self, |c| {
-            sqlx::query(&sql)
-                .bind(name)
-                .fetch_optional(&mut *c)
-                .await?
-                .as_ref()
-                .map(app)
-                .transpose()
-        })
+        select_one!(self, &sql, app, name)
     }
 
     pub async fn insert_app(&mut self, a: &AppRow) -> Result<i64> {
@@ -832,14 +762,7 @@ impl Tx {
     }
 
     pub async fn delete_app(&mut self, id: i64) -> Result<bool> {
-        let n = on!(self, |c| {
-            sqlx::query("DELETE FROM app_mappings WHERE id = $1")
-                .bind(id)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-        });
-        Ok(n == 1)
+        self.delete_id("app_mappings", id).await
     }
 
     // ---- audit log ------------------------------------------------------
