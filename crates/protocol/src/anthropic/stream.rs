@@ -302,7 +302,6 @@ pub struct StreamEncoder {
     next_block: u32,
     open: Option<Open>,
     tools: BTreeMap<u32, ToolState>,
-    any_tool: bool,
     think_open: bool,
     finish_reason: Option<FinishReason>,
     usage: Option<Usage>,
@@ -321,7 +320,6 @@ impl StreamEncoder {
             next_block: 0,
             open: None,
             tools: BTreeMap::new(),
-            any_tool: false,
             think_open: false,
             finish_reason: None,
             usage: None,
@@ -557,7 +555,6 @@ impl StreamEncoder {
                 .unwrap_or_else(|| format!("toolu_{}_{next}", self.id.trim_start_matches("msg_")));
             let name = tool.name.clone().unwrap_or_default();
             let buf = std::mem::take(&mut tool.buf);
-            self.any_tool = true;
             let index = self.open_block(
                 out,
                 json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
@@ -631,7 +628,8 @@ impl StreamEncoder {
             json!({
                 "type": "message_delta",
                 "delta": {
-                    "stop_reason": stop_reason_for(self.finish_reason.as_ref(), self.any_tool),
+                    // Every tool seen has been sent by now (advance_tools above).
+                    "stop_reason": stop_reason_for(self.finish_reason.as_ref(), !self.tools.is_empty()),
                     "stop_sequence": null,
                 },
                 "usage": usage,
