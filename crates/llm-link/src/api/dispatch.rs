@@ -5,7 +5,7 @@
 
 use crate::error::ApiError;
 use crate::providers::presets::Wire;
-use crate::providers::{ByteStream, Endpoint, EventStream, ForwardBody, Forwarded};
+use crate::providers::{Endpoint, EventStream, ForwardBody, Forwarded};
 use crate::routing::exec::{self, RouteLog};
 use crate::routing::upstream::InflightGuard;
 use crate::routing::{ModelRouter, Plan};
@@ -87,12 +87,18 @@ pub fn rewrite_model(body: &Bytes, requested: &str, upstream: &str) -> Result<By
     ))
 }
 
-/// Waits for a forwarded stream's first bytes; a failure before them is an
-/// ordinary (retryable) error. The guard lives as long as the body.
-async fn peek_bytes(mut s: ByteStream, guard: InflightGuard) -> Result<ByteStream, ApiError> {
-    let first = match s.next().await {
-        Some(Ok(b)) => b,
-        Some(Err(e)) => return Err(e),
+/// Waits for a stream's first item: a failure before it is an ordinary
+/// (retryable) error; after it the stream is the client's. `first` may turn
+/// the first item into an error too (an in-band upstream error event). The
+/// guard lives as long as the body.
+async fn peek<T: Send + 'static>(
+    mut s: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T, ApiError>> + Send>>,
+    guard: InflightGuard,
+    first: fn(T) -> Result<T, ApiError>,
+) -> Result<std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T, ApiError>> + Send>>, ApiError>
+{
+    let head = match s.next().await {
+        Some(item) => first(item?)?,
         None => {
             return Err(ApiError::BadGateway(
                 "the provider closed the stream without sending anything".into(),
@@ -104,30 +110,19 @@ async fn peek_bytes(mut s: ByteStream, guard: InflightGuard) -> Result<ByteStrea
         item
     });
     Ok(Box::pin(
-        futures_util::stream::once(async move { Ok(first) }).chain(rest),
+        futures_util::stream::once(async move { Ok(head) }).chain(rest),
     ))
 }
 
-/// As [`peek_bytes`], for decoded events: an in-band error as the very first
-/// event also counts as a failure before the start.
-async fn peek_events(mut s: EventStream, guard: InflightGuard) -> Result<EventStream, ApiError> {
-    let first = match s.next().await {
-        Some(Ok(StreamEvent::Error(e))) => return Err(ApiError::BadGateway(e.message)),
-        Some(Ok(ev)) => ev,
-        Some(Err(e)) => return Err(e),
-        None => {
-            return Err(ApiError::BadGateway(
-                "the provider closed the stream without sending anything".into(),
-            ))
-        }
-    };
-    let rest = s.map(move |item| {
-        let _held = &guard;
-        item
-    });
-    Ok(Box::pin(
-        futures_util::stream::once(async move { Ok(first) }).chain(rest),
-    ))
+fn bytes_start(b: Bytes) -> Result<Bytes, ApiError> {
+    Ok(b)
+}
+
+fn event_start(ev: StreamEvent) -> Result<StreamEvent, ApiError> {
+    match ev {
+        StreamEvent::Error(e) => Err(ApiError::BadGateway(e.message)),
+        ev => Ok(ev),
+    }
 }
 
 /// Runs a chat-like request (`/v1/chat/completions`, `/v1/messages`,
@@ -150,7 +145,7 @@ pub async fn chat(
             let out = rewrite_model_in(obj, body, model, &a.upstream_model);
             let mut fwd = a.provider.forward(endpoint, out, stream, headers).await?;
             fwd.body = match fwd.body {
-                ForwardBody::Stream(s) => ForwardBody::Stream(peek_bytes(s, a.guard).await?),
+                ForwardBody::Stream(s) => ForwardBody::Stream(peek(s, a.guard, bytes_start).await?),
                 full => full,
             };
             return Ok(ChatOutcome::Forwarded(fwd));
@@ -161,7 +156,9 @@ pub async fn chat(
         req.model = a.upstream_model.clone();
         if stream {
             let events = a.provider.chat_stream(req).await?;
-            Ok(ChatOutcome::Stream(peek_events(events, a.guard).await?))
+            Ok(ChatOutcome::Stream(
+                peek(events, a.guard, event_start).await?,
+            ))
         } else {
             Ok(ChatOutcome::Response(a.provider.chat(req).await?))
         }

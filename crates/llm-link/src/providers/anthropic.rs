@@ -61,14 +61,6 @@ impl AnthropicProvider {
         let v = anthropic::encode_messages_request(req, DEFAULT_MAX_TOKENS)?;
         Ok(Bytes::from(v.to_string()))
     }
-
-    fn malformed(&self, what: &str, e: impl std::fmt::Display) -> ApiError {
-        tracing::warn!(provider = %self.cfg.name, error = %e, "malformed upstream {what}");
-        ApiError::BadGateway(format!(
-            "provider `{}` sent a malformed {what}",
-            self.cfg.name
-        ))
-    }
 }
 
 impl Provider for AnthropicProvider {
@@ -101,7 +93,8 @@ impl Provider for AnthropicProvider {
             let body = self.encode(&req)?;
             let resp = http::send(&self.cfg, self.post(Endpoint::Messages, body, None)?).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
-            anthropic::decode_messages_response(&bytes).map_err(|e| self.malformed("response", e))
+            anthropic::decode_messages_response(&bytes)
+                .map_err(|e| http::malformed(&self.cfg, "response", e))
         })
     }
 
@@ -132,8 +125,8 @@ impl Provider for AnthropicProvider {
             let req = self.client.get(self.urls.get("/v1/models")?);
             let resp = http::send(&self.cfg, req).await?;
             let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
-            let v: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| self.malformed("model list", e))?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| http::malformed(&self.cfg, "model list", e))?;
             Ok(v.get("data")
                 .and_then(|d| d.as_array())
                 .map(|items| {

@@ -183,6 +183,13 @@ pub async fn forward(
     })
 }
 
+/// An upstream answer that did not decode: logged in full, reported to the
+/// client without the details.
+pub fn malformed(cfg: &ProviderConfig, what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(provider = %cfg.name, error = %e, "malformed upstream {what}");
+    ApiError::BadGateway(format!("provider `{}` sent a malformed {what}", cfg.name))
+}
+
 /// Removes a secret from upstream text before it can reach a client or log.
 pub fn scrub(text: &str, key: Option<&Secret>) -> String {
     let mut t: String = text.chars().take(500).collect();

@@ -45,14 +45,6 @@ impl OllamaProvider {
     fn post(&self, endpoint: Endpoint, body: Bytes) -> Result<reqwest::RequestBuilder, ApiError> {
         Ok(self.client.post(self.urls.get(endpoint.path())?).body(body))
     }
-
-    fn malformed(&self, what: &str, e: impl std::fmt::Display) -> ApiError {
-        tracing::warn!(provider = %self.cfg.name, error = %e, "malformed upstream {what}");
-        ApiError::BadGateway(format!(
-            "provider `{}` sent a malformed {what}",
-            self.cfg.name
-        ))
-    }
 }
 
 impl Provider for OllamaProvider {
@@ -84,7 +76,8 @@ impl Provider for OllamaProvider {
             let body = Bytes::from(ollama::encode_chat_request(&req)?.to_string());
             let resp = http::send(&self.cfg, self.post(Endpoint::OllamaChat, body)?).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
-            ollama::decode_chat_response(&bytes).map_err(|e| self.malformed("response", e))
+            ollama::decode_chat_response(&bytes)
+                .map_err(|e| http::malformed(&self.cfg, "response", e))
         })
     }
 
@@ -108,7 +101,7 @@ impl Provider for OllamaProvider {
             let resp = http::send(&self.cfg, self.post(Endpoint::OllamaEmbed, body)?).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             ollama::decode_embed_response(&bytes)
-                .map_err(|e| self.malformed("embedding response", e))
+                .map_err(|e| http::malformed(&self.cfg, "embedding response", e))
         })
     }
 
@@ -117,7 +110,8 @@ impl Provider for OllamaProvider {
             let req = self.client.get(self.urls.get("/api/tags")?);
             let resp = http::send(&self.cfg, req).await?;
             let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
-            ollama::decode_tags_response(&bytes).map_err(|e| self.malformed("model list", e))
+            ollama::decode_tags_response(&bytes)
+                .map_err(|e| http::malformed(&self.cfg, "model list", e))
         })
     }
 }

@@ -54,14 +54,6 @@ impl OpenAiProvider {
         );
         Bytes::from(wire.to_string())
     }
-
-    fn malformed(&self, what: &str, e: impl std::fmt::Display) -> ApiError {
-        tracing::warn!(provider = %self.cfg.name, error = %e, "malformed upstream {what}");
-        ApiError::BadGateway(format!(
-            "provider `{}` sent a malformed {what}",
-            self.cfg.name
-        ))
-    }
 }
 
 impl Provider for OpenAiProvider {
@@ -94,7 +86,8 @@ impl Provider for OpenAiProvider {
             let rb = self.post(Endpoint::ChatCompletions, self.encode(&req))?;
             let resp = http::send(&self.cfg, rb).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
-            openai::decode_chat_response(&bytes).map_err(|e| self.malformed("response", e))
+            openai::decode_chat_response(&bytes)
+                .map_err(|e| http::malformed(&self.cfg, "response", e))
         })
     }
 
@@ -118,7 +111,7 @@ impl Provider for OpenAiProvider {
             let resp = http::send(&self.cfg, self.post(Endpoint::Embeddings, body)?).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             openai::decode_embedding_response(&bytes)
-                .map_err(|e| self.malformed("embedding response", e))
+                .map_err(|e| http::malformed(&self.cfg, "embedding response", e))
         })
     }
 
@@ -127,8 +120,8 @@ impl Provider for OpenAiProvider {
             let req = self.client.get(self.urls.get("/models")?);
             let resp = http::send(&self.cfg, req).await?;
             let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
-            let v: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| self.malformed("model list", e))?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| http::malformed(&self.cfg, "model list", e))?;
             let ids = v
                 .get("data")
                 .and_then(|d| d.as_array())
