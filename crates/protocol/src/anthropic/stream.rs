@@ -274,7 +274,88 @@ struct ToolState {
     buf: String,
     /// All arguments seen, to tell when the JSON is complete.
     args: String,
+    end: JsonEnd,
     phase: Phase,
+}
+
+/// Whether text fed piece by piece is one complete JSON value, without
+/// re-parsing all of it on every piece: an object or array is scanned
+/// incrementally and parsed once, when its outermost bracket closes.
+#[derive(Debug, Clone, Default)]
+struct JsonEnd {
+    /// `Some(true)` when the value is an object or array, `Some(false)` for
+    /// anything else (checked by parsing the whole text each time).
+    container: Option<bool>,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    /// Set once the outermost bracket has closed: whether the text is valid
+    /// JSON. Text after that can only be whitespace or make it invalid.
+    closed: Option<bool>,
+}
+
+impl JsonEnd {
+    /// Scans `added`, which has just been appended to `all`.
+    fn push(&mut self, all: &str, added: &str) {
+        let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        let mut just_closed = false;
+        for b in added.bytes() {
+            if self.closed.is_some() {
+                if !ws(b) {
+                    self.closed = Some(false);
+                    return;
+                }
+                continue;
+            }
+            match self.container {
+                None if ws(b) => continue,
+                None => {
+                    let container = matches!(b, b'{' | b'[');
+                    self.container = Some(container);
+                    if !container {
+                        return;
+                    }
+                    self.depth = 1;
+                    continue;
+                }
+                Some(false) => return,
+                Some(true) => {}
+            }
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        self.closed = Some(true);
+                        just_closed = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if just_closed && self.closed == Some(true) {
+            // Only whitespace follows the close, so this is the value alone.
+            self.closed = Some(serde_json::from_str::<serde::de::IgnoredAny>(all).is_ok());
+        }
+    }
+
+    fn complete(&self, all: &str) -> bool {
+        match self.container {
+            Some(true) => self.closed == Some(true),
+            _ => serde_json::from_str::<serde::de::IgnoredAny>(all).is_ok(),
+        }
+    }
 }
 
 /// Encodes [`ChatChunk`]s as an Anthropic stream for a client.
@@ -490,6 +571,7 @@ impl StreamEncoder {
             name: None,
             buf: String::new(),
             args: String::new(),
+            end: JsonEnd::default(),
             phase: Phase::Pending,
         });
         if tool.phase == Phase::Pending {
@@ -501,6 +583,7 @@ impl StreamEncoder {
             }
         }
         tool.args.push_str(&d.arguments);
+        tool.end.push(&tool.args, &d.arguments);
         match tool.phase {
             Phase::Pending => tool.buf.push_str(&d.arguments),
             Phase::Open => {
@@ -534,9 +617,7 @@ impl StreamEncoder {
             };
             match self.open {
                 Some(Open::Tool(_, t)) => {
-                    let complete = self.tools.get(&t).is_some_and(|s| {
-                        serde_json::from_str::<serde::de::IgnoredAny>(&s.args).is_ok()
-                    });
+                    let complete = self.tools.get(&t).is_some_and(|s| s.end.complete(&s.args));
                     if !(all || complete) {
                         return;
                     }
@@ -654,5 +735,45 @@ impl StreamEncoder {
             "error",
             super::error_body(kind, &e.message).to_string().as_bytes(),
         )
+    }
+}
+
+#[cfg(test)]
+mod json_end_tests {
+    use super::JsonEnd;
+
+    #[test]
+    fn agrees_with_serde_whatever_the_pieces() {
+        let cases = [
+            r#"{"a": "x}]\\\"{", "b": [1, {"c": null}]}"#,
+            r#"  [1, 2, [3]]  "#,
+            r#"{"a": 1} x"#,
+            r#"{"a" 1}"#,
+            r#"{]"#,
+            r#"{"a": {}"#,
+            r#"42"#,
+            r#""é{""#,
+            "",
+            "\u{c}{}",
+        ];
+        for text in cases {
+            let want = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+            for size in 1..=text.len().max(1) {
+                let mut end = JsonEnd::default();
+                let mut all = String::new();
+                let mut rest = text;
+                while !rest.is_empty() {
+                    let mut n = size.min(rest.len());
+                    while !rest.is_char_boundary(n) {
+                        n += 1;
+                    }
+                    let (piece, tail) = rest.split_at(n);
+                    all.push_str(piece);
+                    end.push(&all, piece);
+                    rest = tail;
+                }
+                assert_eq!(end.complete(&all), want, "{text:?} in pieces of {size}");
+            }
+        }
     }
 }
