@@ -98,14 +98,22 @@ impl StreamDecoder {
         if data.is_empty() {
             return Ok(());
         }
-        let mut value: Value = serde_json::from_str(data)
-            .map_err(|e| DecodeError::body(format!("malformed stream event: {e}")))?;
-        if let (Some(o), Some(name)) = (value.as_object_mut(), name) {
-            if !o.contains_key("type") {
-                o.insert("type".into(), Value::String(name.to_string()));
+        // Events carry their `type`: decode them straight away. Only one
+        // without it (typed by its `event:` line) or a bad one goes through
+        // a `Value`, to add the type or name the bad field.
+        let ev: WireStreamEvent = match serde_json::from_str(data) {
+            Ok(ev) => ev,
+            Err(_) => {
+                let mut value: Value = serde_json::from_str(data)
+                    .map_err(|e| DecodeError::body(format!("malformed stream event: {e}")))?;
+                if let (Some(o), Some(name)) = (value.as_object_mut(), name) {
+                    if !o.contains_key("type") {
+                        o.insert("type".into(), Value::String(name.to_string()));
+                    }
+                }
+                from_value("event", value)?
             }
-        }
-        let ev: WireStreamEvent = from_value("event", value)?;
+        };
         match ev {
             WireStreamEvent::MessageStart { message } => {
                 self.id = Some(message.id).filter(|s| !s.is_empty());
