@@ -10,10 +10,11 @@ use super::rest::{
     self, actor, begin, body, check_name, check_range, duration_text, ident, nullable, Actor,
     AdminError, AdminResult, DurationIn, Ident,
 };
-use crate::config::{Origin, ProviderConfig, Secret};
+use crate::config::{Config, Origin, ProviderConfig, Secret};
 use crate::error::ApiError;
 use crate::providers::presets;
 use crate::state::AppState;
+use crate::store::live::DbLayer;
 use crate::store::rows::{KeyRow, ModelSpecRow, ProviderRow};
 use crate::store::{now_ms, rfc3339, Store};
 use axum::extract::{Path, Query, State};
@@ -608,19 +609,20 @@ fn timeouts_json(c: Option<i64>, f: Option<i64>, i: Option<i64>) -> Value {
 }
 
 /// Whether a database provider is serving, and why not.
-fn activity(st: &AppState, name: &str, enabled: bool) -> (bool, Option<String>) {
+fn activity(db: &DbLayer, name: &str, enabled: bool) -> (bool, Option<String>) {
     if !enabled {
         return (false, Some("disabled".into()));
     }
-    let db = st.layers.db();
     if let Some((_, why)) = db.inactive.iter().find(|(n, _)| n == name) {
         return (false, Some(why.clone()));
     }
     (db.providers.iter().any(|p| p.name == name), None)
 }
 
-fn provider_json(st: &AppState, store: &Store, p: &ProviderRow, keys: &[KeyRow]) -> Value {
-    let (active, why) = activity(st, &p.name, p.enabled);
+/// `db`: the database layer being served (`st.layers.db()`, taken once
+/// per answer: it clones every provider).
+fn provider_json(db: &DbLayer, store: &Store, p: &ProviderRow, keys: &[KeyRow]) -> Value {
+    let (active, why) = activity(db, &p.name, p.enabled);
     json!({
         "id": p.id,
         "name": p.name,
@@ -651,8 +653,10 @@ fn provider_json(st: &AppState, store: &Store, p: &ProviderRow, keys: &[KeyRow])
 }
 
 /// A file / command-line / environment provider, read-only.
-fn base_json(st: &AppState, p: &ProviderConfig) -> Value {
-    let served = st.layers.composed().is_ok_and(|c| {
+/// `composed`: the configuration being served (`st.layers.composed()`,
+/// composed once per answer).
+fn base_json(composed: Option<&Config>, p: &ProviderConfig) -> Value {
+    let served = composed.is_some_and(|c| {
         c.providers
             .iter()
             .any(|q| q.name == p.name && q.origin == p.origin)
@@ -758,21 +762,23 @@ async fn list(
         }
     }
     let mut out = Vec::new();
+    let composed = st.layers.composed().ok();
     for p in st.layers.base().providers {
-        out.push(base_json(&st, &p));
+        out.push(base_json(composed.as_ref(), &p));
     }
     if let Some(store) = &st.store {
         let mut tx = store.db.begin_read().await?;
         let rows = tx.providers().await?;
         let keys = tx.keys().await?;
         tx.rollback().await?;
+        let db = st.layers.db();
         for p in &rows {
             let ks: Vec<KeyRow> = keys
                 .iter()
                 .filter(|k| k.provider_id == Some(p.id))
                 .cloned()
                 .collect();
-            out.push(provider_json(&st, store, p, &ks));
+            out.push(provider_json(&db, store, p, &ks));
         }
     }
     out.retain(|v| {
@@ -791,13 +797,15 @@ async fn list(
 
 async fn read(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> AdminResult {
     match find(&st, &id).await? {
-        Found::Base(p) => Ok(Json(base_json(&st, &p)).into_response()),
+        Found::Base(p) => {
+            Ok(Json(base_json(st.layers.composed().ok().as_ref(), &p)).into_response())
+        }
         Found::Db(r) => {
             let store = rest::store(&st)?;
             let mut tx = store.db.begin_read().await?;
             let keys = tx.provider_keys(r.id).await?;
             tx.rollback().await?;
-            Ok(Json(provider_json(&st, store, &r, &keys)).into_response())
+            Ok(Json(provider_json(&st.layers.db(), store, &r, &keys)).into_response())
         }
     }
 }
@@ -810,7 +818,11 @@ async fn respond(st: &AppState, store: &Store, id: i64, status: StatusCode) -> A
         .ok_or_else(|| AdminError::not_found(format!("no provider {id}")))?;
     let keys = tx.provider_keys(id).await?;
     tx.rollback().await?;
-    Ok((status, Json(provider_json(st, store, &row, &keys))).into_response())
+    Ok((
+        status,
+        Json(provider_json(&st.layers.db(), store, &row, &keys)),
+    )
+        .into_response())
 }
 
 async fn create(
