@@ -3,7 +3,7 @@
 //! body `{"error":{"message","field","type"}}`, body and query parsing that
 //! name the bad field, and the write helper that audits, commits and swaps.
 
-use crate::config::{ConfigError, Secret};
+use crate::config::ConfigError;
 use crate::state::AppState;
 use crate::store::live::{FinishError, Write};
 use crate::store::{Store, StoreError};
@@ -341,11 +341,6 @@ pub fn actor(req_actor: Option<axum::Extension<Actor>>) -> String {
 /// Starts an admin write (apply lock + transaction, revision bumped).
 pub async fn begin(store: &Store) -> AdminResult<Write<'_>> {
     Ok(Write::begin(store).await?)
-}
-
-/// A masked secret for responses.
-pub fn mask(s: &Secret) -> String {
-    s.masked()
 }
 
 /// `10s`, `1500ms`: the shortest exact form of a duration in milliseconds.

@@ -22,7 +22,7 @@ use super::rows::{AppRow, KeyRow, ModelRow, ProviderRow, Snapshot};
 use super::{Store, Tx};
 use crate::config::{
     Config, ConfigError, FileConfig, ModelEntry, Origin, PoolKey, ProviderConfig, ProviderMeta,
-    Secret, Timeouts,
+    Timeouts,
 };
 use crate::providers::presets;
 use crate::state::{AppState, Runtime};
@@ -756,9 +756,4 @@ pub fn spawn_poller(st: Arc<AppState>, every: Duration) {
             }
         }
     });
-}
-
-/// A provider's key pool with its secret, for `POST /api/providers/{id}/test`.
-pub fn secret_of(key: &KeyRow, master: &MasterKey) -> super::Result<Secret> {
-    Ok(master.decrypt(&key.secret)?)
 }

@@ -92,20 +92,6 @@ impl Location {
             Location::Postgres(u) => format!("PostgreSQL {u}"),
         }
     }
-
-    pub fn engine(&self) -> &'static str {
-        match self {
-            Location::SqliteFile(_) | Location::SqliteMemory => "sqlite",
-            Location::Postgres(_) => "postgres",
-        }
-    }
-
-    pub fn sqlite_path(&self) -> Option<&Path> {
-        match self {
-            Location::SqliteFile(p) => Some(p),
-            _ => None,
-        }
-    }
 }
 
 /// What `--database` asks for.
@@ -376,13 +362,6 @@ impl Db {
         match self {
             Db::Sqlite(p) => p.close().await,
             Db::Postgres(p) => p.close().await,
-        }
-    }
-
-    pub fn engine(&self) -> &'static str {
-        match self {
-            Db::Sqlite(_) => "sqlite",
-            Db::Postgres(_) => "postgres",
         }
     }
 }

@@ -502,16 +502,6 @@ impl Tx {
         Ok(n == 1)
     }
 
-    pub async fn delete_setting(&mut self, key: &str) -> Result<()> {
-        on!(self, |c| {
-            sqlx::query("DELETE FROM settings WHERE key = $1")
-                .bind(key)
-                .execute(&mut *c)
-                .await?;
-        });
-        Ok(())
-    }
-
     /// Increments the configuration revision (replicas poll it) and returns
     /// the new value. Call it first in a write transaction.
     pub async fn bump_revision(&mut self) -> Result<i64> {
