@@ -307,6 +307,15 @@ pub struct ServeArgs {
         help_heading = "Server"
     )]
     pub shutdown_timeout: Option<String>,
+    /// Serving threads, each with its own event loop and upstream connection pools [default: one per CPU core]
+    #[arg(
+        long,
+        env = "LLM_LINK_WORKERS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=1024),
+        help_heading = "Server"
+    )]
+    pub workers: Option<u16>,
 
     #[command(flatten)]
     pub store: StoreArgs,

@@ -23,7 +23,16 @@ pub fn run(args: ServeArgs) -> ExitCode {
     if let Err(e) = init_logging(&cfg) {
         return usage_error(e);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    // Serving threads are fixed for the life of the process; upstream client
+    // sets are sized from this, so it is set before any state is built.
+    crate::workers::configure(
+        args.workers
+            .map(usize::from)
+            .unwrap_or_else(crate::workers::default_count),
+    );
+    // The control runtime: accepting, signals, storage polling, file watch.
+    // Requests are served on the worker threads (crate::workers).
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -185,7 +194,7 @@ async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        res = crate::serve_on(listener, state) => {
+        res = crate::workers::serve(listener, crate::app(state), shutdown.clone()) => {
             if let Err(e) = res {
                 esay(format!("error: server failed: {e}"));
                 return ExitCode::FAILURE;

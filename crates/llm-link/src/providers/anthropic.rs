@@ -20,7 +20,7 @@ const FORWARDED_HEADERS: &[&str] = &["anthropic-beta", "anthropic-version"];
 
 pub struct AnthropicProvider {
     cfg: ProviderConfig,
-    client: reqwest::Client,
+    client: super::http::Clients,
     urls: http::Urls,
 }
 
@@ -45,12 +45,14 @@ impl AnthropicProvider {
         endpoint: Endpoint,
         body: Bytes,
         client_headers: Option<&HeaderMap>,
-    ) -> Result<reqwest::RequestBuilder, ApiError> {
-        let mut rb = self.client.post(self.urls.get(endpoint.path())?).body(body);
+    ) -> Result<http::UpRequest, ApiError> {
+        let mut rb =
+            http::UpRequest::new(axum::http::Method::POST, self.urls.get(endpoint.path())?)
+                .body(body);
         if let Some(ch) = client_headers {
             for name in FORWARDED_HEADERS {
                 if let Some(v) = ch.get(*name) {
-                    rb = rb.header(*name, v.clone());
+                    rb = rb.header(axum::http::HeaderName::from_static(name), v.clone());
                 }
             }
         }
@@ -79,7 +81,7 @@ impl Provider for AnthropicProvider {
             .then(|| self.post(endpoint, body, Some(client_headers)));
         Box::pin(async move {
             match req {
-                Some(req) => http::forward(&self.cfg, req?, stream).await,
+                Some(req) => http::forward(&self.cfg, &self.client, req?, stream).await,
                 None => Err(ApiError::Internal(format!(
                     "{endpoint:?} cannot be forwarded to an Anthropic provider"
                 ))),
@@ -91,7 +93,12 @@ impl Provider for AnthropicProvider {
         Box::pin(async move {
             req.stream = false;
             let body = self.encode(&req)?;
-            let resp = http::send(&self.cfg, self.post(Endpoint::Messages, body, None)?).await?;
+            let resp = http::send(
+                &self.cfg,
+                &self.client,
+                self.post(Endpoint::Messages, body, None)?,
+            )
+            .await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             anthropic::decode_messages_response(&bytes)
                 .map_err(|e| http::malformed(&self.cfg, "response", e))
@@ -102,7 +109,12 @@ impl Provider for AnthropicProvider {
         Box::pin(async move {
             req.stream = true;
             let body = self.encode(&req)?;
-            let resp = http::send(&self.cfg, self.post(Endpoint::Messages, body, None)?).await?;
+            let resp = http::send(
+                &self.cfg,
+                &self.client,
+                self.post(Endpoint::Messages, body, None)?,
+            )
+            .await?;
             Ok(super::stream::decode_events(
                 http::idle_stream(&self.cfg, resp),
                 StreamDecoder::new(),
@@ -122,8 +134,8 @@ impl Provider for AnthropicProvider {
 
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
         Box::pin(async move {
-            let req = self.client.get(self.urls.get("/v1/models")?);
-            let resp = http::send(&self.cfg, req).await?;
+            let req = http::UpRequest::new(axum::http::Method::GET, self.urls.get("/v1/models")?);
+            let resp = http::send(&self.cfg, &self.client, req).await?;
             let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
             let v: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| http::malformed(&self.cfg, "model list", e))?;

@@ -2,31 +2,50 @@
 //! on the first byte and between chunks, and the mapping of upstream
 //! failures to client-safe errors.
 
+pub use super::client::UpRequest;
+use super::client::{Options, Target, UpBody, UpClient, UpError};
 use super::ByteStream;
 use crate::config::{ProviderConfig, Secret};
 use crate::error::ApiError;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Response, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use std::time::Duration;
 
 /// Largest upstream body read into memory (non-streamed answers, errors).
 pub const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// A keep-alive, pooled client for one provider; `headers` (auth, version)
-/// go on every request without being copied per request.
-pub fn client(cfg: &ProviderConfig, headers: HeaderMap) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .connect_timeout(cfg.timeouts.connect)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .tcp_keepalive(Duration::from_secs(30))
-        .user_agent(concat!("llm-link/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("provider `{}`: cannot build HTTP client: {e}", cfg.name))
+/// One provider's upstream clients, one per serving thread
+/// ([`crate::workers`]): a pooled upstream connection is then always driven
+/// by the thread whose request uses it, so no request wakes another thread.
+#[derive(Clone)]
+pub struct Clients(std::sync::Arc<[UpClient]>);
+
+impl Clients {
+    /// The client of the calling serving thread.
+    pub fn get(&self) -> &UpClient {
+        let i = crate::workers::index() % self.0.len().max(1);
+        &self.0[i]
+    }
+}
+
+/// The clients for one provider; `headers` (auth, version) go on every
+/// request without being copied per request.
+pub fn client(cfg: &ProviderConfig, headers: HeaderMap) -> Result<Clients, String> {
+    let base = Target::parse(cfg.base_url.trim_end_matches('/'))
+        .map_err(|e| format!("provider `{}`: {e}", cfg.name))?;
+    let opts = Options {
+        connect_timeout: cfg.timeouts.connect,
+        headers,
+    };
+    let n = crate::workers::count();
+    let mut all = Vec::with_capacity(n);
+    for _ in 0..n {
+        all.push(
+            UpClient::new(&base.uri, &opts).map_err(|e| format!("provider `{}`: {e}", cfg.name))?,
+        );
+    }
+    Ok(Clients(all.into()))
 }
 
 /// Joins a base URL and an endpoint path exactly once: a base that already
@@ -66,7 +85,7 @@ pub fn setup(
     fixed: &[(&'static str, &'static str)],
     paths: &[&'static str],
     join: fn(&str, &str) -> String,
-) -> Result<(reqwest::Client, Urls), String> {
+) -> Result<(Clients, Urls), String> {
     use axum::http::{HeaderName, HeaderValue};
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -107,7 +126,7 @@ pub fn setup(
 /// Every endpoint URL of one provider, parsed once (parsing a URL per request
 /// showed up in profiles).
 #[derive(Debug, Clone, Default)]
-pub struct Urls(std::collections::HashMap<&'static str, reqwest::Url>);
+pub struct Urls(std::collections::HashMap<&'static str, Target>);
 
 impl Urls {
     /// `paths` are joined with `join` (OpenAI-style or root-style).
@@ -119,17 +138,14 @@ impl Urls {
         let mut map = std::collections::HashMap::new();
         for p in paths {
             let full = join(base, p);
-            let url = reqwest::Url::parse(&full)
-                .map_err(|e| format!("`{full}` is not a valid URL: {e}"))?;
-            map.insert(*p, url);
+            map.insert(*p, Target::parse(&full)?);
         }
         Ok(Urls(map))
     }
 
-    pub fn get(&self, path: &str) -> Result<reqwest::Url, ApiError> {
+    pub fn get(&self, path: &str) -> Result<&Target, ApiError> {
         self.0
             .get(path)
-            .cloned()
             .ok_or_else(|| ApiError::Internal(format!("no URL for {path}")))
     }
 }
@@ -153,14 +169,22 @@ pub fn join_root(base: &str, path: &str) -> String {
     format!("{base}{path}")
 }
 
+/// The data frames of a response body (trailers are dropped).
+fn body_stream(
+    resp: Response<UpBody>,
+) -> impl futures_util::Stream<Item = Result<Bytes, UpError>> + Send + Unpin {
+    http_body_util::BodyDataStream::new(resp.into_body())
+}
+
 /// Sends a same-format request and wraps the answer for forwarding.
 pub async fn forward(
     cfg: &ProviderConfig,
-    req: reqwest::RequestBuilder,
+    clients: &Clients,
+    req: UpRequest,
     stream: bool,
 ) -> Result<super::Forwarded, ApiError> {
     let started = std::time::Instant::now();
-    let resp = send(cfg, req).await?;
+    let resp = send(cfg, clients, req).await?;
     let status = resp.status();
     let content_type = resp
         .headers()
@@ -202,7 +226,7 @@ pub fn scrub(text: &str, key: Option<&Secret>) -> String {
     t
 }
 
-fn classify_send_error(provider: &str, e: &reqwest::Error) -> ApiError {
+fn classify_send_error(provider: &str, e: &UpError) -> ApiError {
     if e.is_timeout() {
         ApiError::Timeout(format!("provider `{provider}` did not answer in time"))
     } else if e.is_connect() {
@@ -216,9 +240,10 @@ fn classify_send_error(provider: &str, e: &reqwest::Error) -> ApiError {
 /// maps non-2xx answers to errors.
 pub async fn send(
     cfg: &ProviderConfig,
-    req: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, ApiError> {
-    let resp = match tokio::time::timeout(cfg.timeouts.first_byte, req.send()).await {
+    clients: &Clients,
+    req: UpRequest,
+) -> Result<Response<UpBody>, ApiError> {
+    let resp = match tokio::time::timeout(cfg.timeouts.first_byte, clients.get().send(req)).await {
         Err(_) => {
             return Err(ApiError::Timeout(format!(
                 "provider `{}` did not start answering within {}s",
@@ -296,10 +321,11 @@ pub fn map_status(
 /// Reads a whole body, with the idle timeout between chunks and a size cap.
 pub async fn read_limited(
     cfg: &ProviderConfig,
-    resp: reqwest::Response,
+    resp: Response<UpBody>,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    let mut stream = resp.bytes_stream();
+    let mut stream = body_stream(resp);
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     loop {
         match tokio::time::timeout(cfg.timeouts.idle, stream.next()).await {
@@ -309,7 +335,19 @@ pub async fn read_limited(
                     cfg.name
                 )))
             }
-            Ok(None) => return Ok(buf.freeze()),
+            Ok(None) => {
+                // A body that came in one piece is passed on without a copy.
+                return Ok(match first {
+                    Some(b) if buf.is_empty() => b,
+                    Some(b) => {
+                        let mut all = BytesMut::with_capacity(b.len() + buf.len());
+                        all.extend_from_slice(&b);
+                        all.extend_from_slice(&buf);
+                        all.freeze()
+                    }
+                    None => buf.freeze(),
+                });
+            }
             Ok(Some(Err(e))) => {
                 tracing::warn!(provider = %cfg.name, error = %e, "upstream body failed");
                 return Err(ApiError::BadGateway(format!(
@@ -318,13 +356,18 @@ pub async fn read_limited(
                 )));
             }
             Ok(Some(Ok(chunk))) => {
-                if buf.len() + chunk.len() > limit {
+                let have = buf.len() + first.as_ref().map_or(0, Bytes::len);
+                if have + chunk.len() > limit {
                     return Err(ApiError::BadGateway(format!(
                         "provider `{}` sent an answer larger than {limit} bytes",
                         cfg.name
                     )));
                 }
-                buf.extend_from_slice(&chunk);
+                if first.is_none() && buf.is_empty() {
+                    first = Some(chunk);
+                } else {
+                    buf.extend_from_slice(&chunk);
+                }
             }
         }
     }
@@ -332,10 +375,10 @@ pub async fn read_limited(
 
 /// The body as a stream that fails when the upstream goes quiet for longer
 /// than the idle timeout. Dropping it closes the upstream connection.
-pub fn idle_stream(cfg: &ProviderConfig, resp: reqwest::Response) -> ByteStream {
+pub fn idle_stream(cfg: &ProviderConfig, resp: Response<UpBody>) -> ByteStream {
     let idle = cfg.timeouts.idle;
     let name = cfg.name.clone();
-    let inner = resp.bytes_stream();
+    let inner = body_stream(resp);
     Box::pin(futures_util::stream::unfold(
         (inner, false),
         move |(mut inner, done)| {

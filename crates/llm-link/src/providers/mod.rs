@@ -2,6 +2,7 @@
 //! and the preset table of every kind.
 
 pub mod anthropic;
+pub mod client;
 pub mod http;
 pub mod ollama;
 pub mod openai;

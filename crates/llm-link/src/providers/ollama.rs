@@ -14,7 +14,7 @@ use llm_link_protocol::ollama::{self, stream::NdjsonDecoder};
 
 pub struct OllamaProvider {
     cfg: ProviderConfig,
-    client: reqwest::Client,
+    client: super::http::Clients,
     urls: http::Urls,
 }
 
@@ -42,8 +42,11 @@ impl OllamaProvider {
         Ok(OllamaProvider { cfg, client, urls })
     }
 
-    fn post(&self, endpoint: Endpoint, body: Bytes) -> Result<reqwest::RequestBuilder, ApiError> {
-        Ok(self.client.post(self.urls.get(endpoint.path())?).body(body))
+    fn post(&self, endpoint: Endpoint, body: Bytes) -> Result<http::UpRequest, ApiError> {
+        Ok(
+            http::UpRequest::new(axum::http::Method::POST, self.urls.get(endpoint.path())?)
+                .body(body),
+        )
     }
 }
 
@@ -62,7 +65,7 @@ impl Provider for OllamaProvider {
         let req = (endpoint.wire() == Wire::Ollama).then(|| self.post(endpoint, body));
         Box::pin(async move {
             match req {
-                Some(req) => http::forward(&self.cfg, req?, stream).await,
+                Some(req) => http::forward(&self.cfg, &self.client, req?, stream).await,
                 None => Err(ApiError::Internal(format!(
                     "{endpoint:?} cannot be forwarded to an Ollama provider"
                 ))),
@@ -74,7 +77,12 @@ impl Provider for OllamaProvider {
         Box::pin(async move {
             req.stream = false;
             let body = Bytes::from(ollama::encode_chat_request(&req)?.to_string());
-            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaChat, body)?).await?;
+            let resp = http::send(
+                &self.cfg,
+                &self.client,
+                self.post(Endpoint::OllamaChat, body)?,
+            )
+            .await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             ollama::decode_chat_response(&bytes)
                 .map_err(|e| http::malformed(&self.cfg, "response", e))
@@ -85,7 +93,12 @@ impl Provider for OllamaProvider {
         Box::pin(async move {
             req.stream = true;
             let body = Bytes::from(ollama::encode_chat_request(&req)?.to_string());
-            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaChat, body)?).await?;
+            let resp = http::send(
+                &self.cfg,
+                &self.client,
+                self.post(Endpoint::OllamaChat, body)?,
+            )
+            .await?;
             Ok(super::stream::decode_events(
                 http::idle_stream(&self.cfg, resp),
                 NdjsonDecoder::new(),
@@ -98,7 +111,12 @@ impl Provider for OllamaProvider {
         Box::pin(async move {
             ollama::validate_embed_request(&req)?;
             let body = Bytes::from(ollama::encode_embed_request(&req).to_string());
-            let resp = http::send(&self.cfg, self.post(Endpoint::OllamaEmbed, body)?).await?;
+            let resp = http::send(
+                &self.cfg,
+                &self.client,
+                self.post(Endpoint::OllamaEmbed, body)?,
+            )
+            .await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             ollama::decode_embed_response(&bytes)
                 .map_err(|e| http::malformed(&self.cfg, "embedding response", e))
@@ -107,8 +125,8 @@ impl Provider for OllamaProvider {
 
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
         Box::pin(async move {
-            let req = self.client.get(self.urls.get("/api/tags")?);
-            let resp = http::send(&self.cfg, req).await?;
+            let req = http::UpRequest::new(axum::http::Method::GET, self.urls.get("/api/tags")?);
+            let resp = http::send(&self.cfg, &self.client, req).await?;
             let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
             ollama::decode_tags_response(&bytes)
                 .map_err(|e| http::malformed(&self.cfg, "model list", e))

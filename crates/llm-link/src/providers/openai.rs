@@ -14,7 +14,7 @@ use llm_link_protocol::openai::{self, stream::ChunkDecoder, RequestOptions};
 
 pub struct OpenAiProvider {
     cfg: ProviderConfig,
-    client: reqwest::Client,
+    client: super::http::Clients,
     urls: http::Urls,
 }
 
@@ -39,8 +39,11 @@ impl OpenAiProvider {
         Ok(OpenAiProvider { cfg, client, urls })
     }
 
-    fn post(&self, endpoint: Endpoint, body: Bytes) -> Result<reqwest::RequestBuilder, ApiError> {
-        Ok(self.client.post(self.urls.get(endpoint.path())?).body(body))
+    fn post(&self, endpoint: Endpoint, body: Bytes) -> Result<http::UpRequest, ApiError> {
+        Ok(
+            http::UpRequest::new(axum::http::Method::POST, self.urls.get(endpoint.path())?)
+                .body(body),
+        )
     }
 
     fn encode(&self, req: &ChatRequest) -> Bytes {
@@ -72,7 +75,7 @@ impl Provider for OpenAiProvider {
             (endpoint.wire() == super::presets::Wire::OpenAi).then(|| self.post(endpoint, body));
         Box::pin(async move {
             match req {
-                Some(req) => http::forward(&self.cfg, req?, stream).await,
+                Some(req) => http::forward(&self.cfg, &self.client, req?, stream).await,
                 None => Err(ApiError::Internal(format!(
                     "{endpoint:?} cannot be forwarded to an OpenAI provider"
                 ))),
@@ -84,7 +87,7 @@ impl Provider for OpenAiProvider {
         Box::pin(async move {
             req.stream = false;
             let rb = self.post(Endpoint::ChatCompletions, self.encode(&req))?;
-            let resp = http::send(&self.cfg, rb).await?;
+            let resp = http::send(&self.cfg, &self.client, rb).await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             openai::decode_chat_response(&bytes)
                 .map_err(|e| http::malformed(&self.cfg, "response", e))
@@ -95,7 +98,7 @@ impl Provider for OpenAiProvider {
         Box::pin(async move {
             req.stream = true;
             let rb = self.post(Endpoint::ChatCompletions, self.encode(&req))?;
-            let resp = http::send(&self.cfg, rb).await?;
+            let resp = http::send(&self.cfg, &self.client, rb).await?;
             let bytes = http::idle_stream(&self.cfg, resp);
             Ok(super::stream::decode_events(
                 bytes,
@@ -108,7 +111,12 @@ impl Provider for OpenAiProvider {
     fn embed(&self, req: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse, ApiError>> {
         Box::pin(async move {
             let body = Bytes::from(openai::encode_embedding_request(&req).to_string());
-            let resp = http::send(&self.cfg, self.post(Endpoint::Embeddings, body)?).await?;
+            let resp = http::send(
+                &self.cfg,
+                &self.client,
+                self.post(Endpoint::Embeddings, body)?,
+            )
+            .await?;
             let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
             openai::decode_embedding_response(&bytes)
                 .map_err(|e| http::malformed(&self.cfg, "embedding response", e))
@@ -117,8 +125,8 @@ impl Provider for OpenAiProvider {
 
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
         Box::pin(async move {
-            let req = self.client.get(self.urls.get("/models")?);
-            let resp = http::send(&self.cfg, req).await?;
+            let req = http::UpRequest::new(axum::http::Method::GET, self.urls.get("/models")?);
+            let resp = http::send(&self.cfg, &self.client, req).await?;
             let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
             let v: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| http::malformed(&self.cfg, "model list", e))?;

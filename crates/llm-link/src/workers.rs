@@ -1,0 +1,247 @@
+//! Thread-per-core serving.
+//!
+//! The binary serves HTTP on N worker threads, each running its own
+//! single-threaded tokio runtime. One acceptor (on the control runtime)
+//! hands every new connection to the worker with the fewest open
+//! connections; from then on the connection, its handler tasks and the
+//! upstream connections they use live on that one thread. Upstream HTTP
+//! clients are kept per worker ([`crate::providers::http::Clients`]), so a
+//! proxied request never wakes another thread: with a shared work-stealing
+//! pool each request crossed threads several times, which on a small
+//! machine cost more CPU than the proxying itself (see bench/README.md).
+//!
+//! Handlers may still spawn tasks and use `spawn_blocking`; both stay on
+//! the worker's runtime. Tests drive [`crate::serve_on`] instead, which
+//! runs on whatever runtime calls it.
+
+use axum::extract::connect_info::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+thread_local! {
+    static INDEX: Cell<usize> = const { Cell::new(0) };
+    /// Requests this serving thread has started and not yet answered.
+    static INFLIGHT: Cell<usize> = const { Cell::new(0) };
+    static SPIN_WAKE: std::rc::Rc<tokio::sync::Notify> = std::rc::Rc::new(tokio::sync::Notify::new());
+}
+
+/// How long a serving thread keeps polling for the upstream's answer
+/// instead of sleeping, per burst of requests. Sleeping costs a wake-up
+/// (tens of microseconds on a virtual machine) on every answer; polling
+/// costs CPU only while a request waits.
+const SPIN_BUDGET: std::time::Duration = std::time::Duration::from_micros(250);
+
+/// Counts a request on this thread for as long as it is alive.
+struct Inflight;
+
+impl Inflight {
+    fn enter() -> Inflight {
+        let was = INFLIGHT.with(|c| {
+            let v = c.get();
+            c.set(v + 1);
+            v
+        });
+        if was == 0 {
+            SPIN_WAKE.with(|n| n.notify_one());
+        }
+        Inflight
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        INFLIGHT.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+/// Busy-polls the event loop while requests wait: each `yield_now` makes
+/// the scheduler check for ready I/O without blocking. Stops after
+/// [`SPIN_BUDGET`] per burst, and sleeps while nothing is in flight.
+async fn spinner() {
+    let wake = SPIN_WAKE.with(|n| n.clone());
+    loop {
+        if INFLIGHT.with(Cell::get) == 0 {
+            wake.notified().await;
+            continue;
+        }
+        let started = std::time::Instant::now();
+        while INFLIGHT.with(Cell::get) > 0 && started.elapsed() < SPIN_BUDGET {
+            tokio::task::yield_now().await;
+        }
+        if INFLIGHT.with(Cell::get) > 0 {
+            // A long wait (a slow upstream, a stream): sleep until the
+            // thread next goes from idle to busy.
+            while INFLIGHT.with(Cell::get) > 0 {
+                wake.notified().await;
+            }
+        }
+    }
+}
+static COUNT: AtomicUsize = AtomicUsize::new(1);
+
+/// How many serving threads this process runs (1 outside the binary).
+pub fn count() -> usize {
+    COUNT.load(Ordering::Relaxed).max(1)
+}
+
+/// The serving thread this code runs on (0 on any other thread).
+pub fn index() -> usize {
+    INDEX.with(Cell::get)
+}
+
+/// The default worker count: one per available core.
+pub fn default_count() -> usize {
+    std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+}
+
+fn spin_enabled() -> bool {
+    std::env::var("LLM_LINK_SPIN")
+        .map(|v| v != "0")
+        .unwrap_or(true)
+}
+
+/// Sets the worker count before any state (and so any upstream client
+/// set) is built.
+pub fn configure(n: usize) {
+    COUNT.store(n.max(1), Ordering::Relaxed);
+}
+
+struct Worker {
+    tx: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    open: Arc<AtomicUsize>,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Serves `app` on `listener` with [`count`] worker threads until
+/// `shutdown` is cancelled and every open connection has finished its
+/// in-flight requests. Must be called from a tokio runtime (the acceptor
+/// runs there).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let n = count();
+    let mut workers = Vec::with_capacity(n);
+    for i in 0..n {
+        workers.push(start(i, app.clone(), shutdown.clone(), spin_enabled())?);
+    }
+    let mut next = 0usize;
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            res = listener.accept() => match res {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: keep serving the connections we
+                    // have; a short pause keeps the loop from spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        // Fewest open connections first; ties rotate.
+        let pick = (0..n)
+            .map(|k| (next + k) % n)
+            .min_by_key(|&k| workers[k].open.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        next = (pick + 1) % n;
+        let w = &workers[pick];
+        w.open.fetch_add(1, Ordering::Relaxed);
+        if w.tx.send((stream, peer)).is_err() {
+            w.open.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("serving thread {pick} is gone; dropping a connection");
+        }
+    }
+    drop(listener);
+    for w in workers {
+        drop(w.tx);
+        let _ = w.done.await;
+    }
+    Ok(())
+}
+
+fn start(
+    i: usize,
+    app: Router,
+    shutdown: CancellationToken,
+    spin: bool,
+) -> std::io::Result<Worker> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let open = Arc::new(AtomicUsize::new(0));
+    let counter = open.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(format!("llm-link-w{i}"))
+        .spawn(move || {
+            INDEX.with(|c| c.set(i));
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+                let builder = auto::Builder::new(TokioExecutor::new());
+                if spin {
+                    tokio::task::spawn_local(spinner());
+                }
+                loop {
+                    let (stream, peer) = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        got = rx.recv() => match got {
+                            Some(c) => c,
+                            None => break,
+                        },
+                    };
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            counter.fetch_sub(1, Ordering::Relaxed);
+                            tracing::warn!("cannot adopt a connection: {e}");
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let router = app.clone();
+                    let svc = hyper::service::service_fn(
+                        move |mut req: hyper::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(ConnectInfo(peer));
+                            let mut router = router.clone();
+                            async move {
+                                let _busy = Inflight::enter();
+                                tower::Service::call(&mut router, req.map(axum::body::Body::new))
+                                    .await
+                            }
+                        },
+                    );
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    let counter = counter.clone();
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                        counter.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                // No new connections; let the open ones finish what they
+                // are doing (the caller bounds this with its grace period).
+                graceful.shutdown().await;
+            });
+            let _ = done_tx.send(());
+        })?;
+    Ok(Worker { tx, open, done })
+}
