@@ -76,7 +76,7 @@ enum Command {
 #[derive(Debug, Clone, Default, Args)]
 pub struct StoreArgs {
     /// Database URL: a SQLite file path or sqlite://PATH (default: llm-link.db in the
-    /// data dir), postgres://… for shared mode, or `none`
+    /// data dir), postgres://… for shared mode, or `none` (then usage is not recorded)
     #[arg(
         long,
         env = "LLM_LINK_DATABASE",

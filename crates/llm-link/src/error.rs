@@ -46,6 +46,11 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The error's [`ApiError::code`], attached to every error response (the
+/// usage finalizer records it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::BadRequest {
@@ -135,6 +140,7 @@ impl ApiError {
                 resp.headers_mut().insert("retry-after", v);
             }
         }
+        resp.extensions_mut().insert(ErrorCode(self.code()));
         resp
     }
 }
@@ -158,6 +164,7 @@ impl ApiError {
                 resp.headers_mut().insert("retry-after", v);
             }
         }
+        resp.extensions_mut().insert(ErrorCode(self.code()));
         resp
     }
 
@@ -170,6 +177,7 @@ impl ApiError {
                 resp.headers_mut().insert("retry-after", v);
             }
         }
+        resp.extensions_mut().insert(ErrorCode(self.code()));
         resp
     }
 }

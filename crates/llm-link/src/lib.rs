@@ -15,6 +15,7 @@ pub mod routing;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod usage;
 pub mod workers;
 
 pub use state::AppState;

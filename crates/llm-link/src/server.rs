@@ -161,13 +161,14 @@ async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
             extra.push(format!(
                 "admin API:   http://{addr}/api/{{providers,apps,v1/llm-models,audit}} (admin token)"
             ));
+            extra.push(format!("usage:       recorded in the database; GET http://{addr}/api/v1/llm/usage (admin token)"));
             if let Some(t) = &o.new_admin_token {
                 extra.push(format!(
                     "admin token: {t}  (shown once; stored hashed; `llm-link key reset-admin-token` makes a new one)"
                 ));
             }
         }
-        None => extra.push("storage:     none (--database none): providers come from flags and the config file only".into()),
+        None => extra.push("storage:     none (--database none): providers come from flags and the config file only; usage is not recorded".into()),
     }
     let shown = state.layers.composed().unwrap_or_else(|_| cfg.clone());
     // Armed before the start-up lines, so a signal sent as soon as the host
@@ -189,6 +190,7 @@ async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
     });
     print_banner(&shown, &state, addr, &extra);
     let grace = cfg.shutdown_timeout;
+    let usage = state.usage.clone();
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(grace).await;
@@ -204,6 +206,8 @@ async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
             tracing::warn!("requests still running after {}s; closing them", grace.as_secs_f64());
         }
     }
+    // Usage rows still queued go in before the pool closes.
+    usage.flush_and_close().await;
     // Closing the pool checkpoints SQLite's WAL into the main file.
     if let Some(o) = &opened {
         o.store.db.close().await;

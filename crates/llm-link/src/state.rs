@@ -61,6 +61,8 @@ pub struct AppState {
     pub layers: crate::store::live::Layers,
     /// The database, when there is one (admin API, live apply).
     pub store: Option<Arc<crate::store::Store>>,
+    /// Where usage rows go (disabled without a database).
+    pub usage: crate::usage::Recorder,
 }
 
 impl AppState {
@@ -76,6 +78,12 @@ impl AppState {
     ) -> Result<Arc<AppState>, crate::config::ConfigError> {
         let layers = crate::store::live::Layers::new(cfg.clone(), db);
         let runtime = layers.runtime()?;
+        let usage = match &store {
+            Some(s) if tokio::runtime::Handle::try_current().is_ok() => {
+                crate::usage::Recorder::start(crate::usage::db::DbSink(s.db.clone()))
+            }
+            _ => crate::usage::Recorder::disabled(),
+        };
         Ok(Arc::new(AppState {
             runtime: ArcSwap::from_pointee(runtime),
             body_limit: cfg.body_limit,
@@ -92,6 +100,7 @@ impl AppState {
             shutdown: tokio_util::sync::CancellationToken::new(),
             layers,
             store,
+            usage,
         }))
     }
 

@@ -1,7 +1,7 @@
 //! The built binary with storage: the data dir, the start-up lines, backup
 //! and restore (round trip, refused while serving, bad files), retention,
-//! `key rotate-master`, a wrong master key, the config file watch, and
-//! `--database none`.
+//! `key rotate-master`, a wrong master key, the config file watch,
+//! `--database none`, and usage rows flushed at shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -486,4 +486,39 @@ async fn without_a_database() {
     let (code, _, err) = run(&data, &["--database", "mysql://x"]);
     assert_eq!(code, 2);
     assert!(err.starts_with("error: --database:"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_rows_queued_at_sigterm_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let m = mock().await;
+    let upstream = format!("{}/v1", m.base);
+    let args = [
+        "--provider",
+        "openai-compatible",
+        "--base-url",
+        upstream.as_str(),
+        "--model",
+        "mock-model",
+    ];
+    let envs = [("LLM_LINK_ADMIN_TOKEN", TOKEN)];
+    let srv = Server::start(&data, &args, &envs);
+    assert!(
+        srv.stdout.contains("usage:       recorded in the database"),
+        "{}",
+        srv.stdout
+    );
+    for _ in 0..20 {
+        assert_eq!(chat_status(&srv.base, "mock-model").await, 200);
+    }
+    // At once: the rows are still in the writer's queue (it writes every
+    // 250 ms); a graceful stop must write them before the process exits.
+    srv.stop();
+    let srv = Server::start(&data, &args, &envs);
+    let (s, v) = admin(&srv.base, reqwest::Method::GET, "/api/v1/llm/usage", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["summary"]["requests"], 20, "{v}");
+    assert_eq!(v["summary"]["input_tokens"], 140, "{v}");
+    srv.stop();
 }

@@ -11,6 +11,7 @@ pub mod openai;
 pub mod passthrough;
 pub mod sse;
 pub mod think;
+pub mod usage;
 
 #[cfg(test)]
 pub(crate) mod test_support;

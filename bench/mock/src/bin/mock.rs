@@ -16,7 +16,9 @@
 //!   `--chunks` `content_block_delta`s, `content_block_stop`,
 //!   `message_delta`, `message_stop`), with `--chunk-delay-ms` between
 //!   content deltas.
-//! - `GET /v1/models`, `GET /health`.
+//! - `GET /v1/models`, `GET /health`, `GET /stats` (`{"chat_requests": n}`:
+//!   chat and messages requests answered so far, for the harness to check
+//!   what a gateway forwarded).
 //!
 //! Prints `mock listening on http://HOST:PORT` once bound (`--port 0` picks
 //! a free port).
@@ -34,6 +36,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -100,6 +103,8 @@ struct Canned {
     /// then one frame per delta, then the closing events as one frame.
     message_events: Arc<[Bytes]>,
     chunk_delay: Option<Duration>,
+    /// Chat and messages requests answered.
+    chat_requests: AtomicU64,
 }
 
 const CREATED: u64 = 1_700_000_000;
@@ -180,6 +185,7 @@ fn build(c: &Config) -> Canned {
         done: Bytes::from_static(b"data: [DONE]\n\n"),
         models,
         chunk_delay: c.chunk_delay,
+        chat_requests: AtomicU64::new(0),
     }
 }
 
@@ -343,7 +349,11 @@ fn error(status: StatusCode, msg: &'static str) -> Response<MockBody> {
 }
 
 async fn handle(req: Request<Incoming>, canned: Arc<Canned>) -> Result<Response<MockBody>, Infallible> {
-    let resp = match (req.method(), req.uri().path()) {
+    let path = req.uri().path();
+    if req.method() == Method::POST && (path == "/v1/chat/completions" || path == "/v1/messages") {
+        canned.chat_requests.fetch_add(1, Ordering::Relaxed);
+    }
+    let resp = match (req.method(), path) {
         (&Method::POST, "/v1/chat/completions") => {
             let body = match req.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
@@ -392,6 +402,10 @@ async fn handle(req: Request<Incoming>, canned: Arc<Canned>) -> Result<Response<
         }
         (&Method::GET, "/v1/models") => json(StatusCode::OK, canned.models.clone()),
         (&Method::GET, "/health") => json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#)),
+        (&Method::GET, "/stats") => {
+            let n = canned.chat_requests.load(Ordering::Relaxed);
+            json(StatusCode::OK, Bytes::from(format!(r#"{{"chat_requests":{n}}}"#)))
+        }
         _ => error(StatusCode::NOT_FOUND, "no such route on the mock"),
     };
     Ok(resp)

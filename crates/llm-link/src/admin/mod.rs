@@ -14,12 +14,13 @@ use axum::Router;
 use std::sync::Arc;
 
 /// `/api/providers`, `/api/apps`, `/api/v1/llm-models`, `/api/audit`,
-/// behind the admin token.
+/// `/api/v1/llm/usage`, behind the admin token.
 pub fn store_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .merge(providers::routes())
         .merge(models::routes())
         .merge(apps::routes())
+        .merge(crate::usage::query::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             rest::require_admin,

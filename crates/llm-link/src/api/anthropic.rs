@@ -43,6 +43,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/anthropic/v1/messages", post(messages))
         .route("/anthropic/v1/messages/count_tokens", post(count_tokens))
         .route("/anthropic/v1/models", axum::routing::get(list_models))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::usage::meter,
+        ))
         .route_layer(middleware::from_fn_with_state(state, require_key))
 }
 
@@ -77,7 +81,7 @@ async fn messages(
         None
     };
     let t0 = Instant::now();
-    let (res, log) = dispatch::chat(
+    let (mut res, log) = dispatch::chat(
         &rt.router,
         &plan,
         Wire::Anthropic,
@@ -90,6 +94,8 @@ async fn messages(
     )
     .await;
     let upstream = t0.elapsed();
+    let note =
+        crate::usage::Note::new(&st, &rt, &model, &log, f.stream).chat(&mut res, Wire::Anthropic);
     let mut r = match res {
         Err(e) => e.anthropic_response(),
         Ok(ChatOutcome::Forwarded(fwd)) => {
@@ -123,6 +129,7 @@ async fn messages(
         }
     };
     dispatch::annotate(&mut r, &plan, &log);
+    note.attach(&mut r);
     Ok(r)
 }
 

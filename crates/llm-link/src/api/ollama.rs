@@ -58,6 +58,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/push", post(unsupported))
         .route("/api/create", post(unsupported))
         .route("/api/copy", post(unsupported))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::usage::meter,
+        ))
         .route_layer(middleware::from_fn_with_state(state, require_key))
         .route("/api/version", get(version))
         .route("/", get(root).head(root))
@@ -174,7 +178,7 @@ async fn answer(
         None
     };
     let reasoning = ir.as_ref().map(|r| r.reasoning_output).unwrap_or_default();
-    let (res, log) = dispatch::chat(
+    let (mut res, log) = dispatch::chat(
         &rt.router,
         &plan,
         Wire::Ollama,
@@ -186,6 +190,7 @@ async fn answer(
         headers,
     )
     .await;
+    let note = crate::usage::Note::new(st, &rt, model, &log, f.stream).chat(&mut res, Wire::Ollama);
     let mut r = match res {
         Err(e) => e.ollama_response(),
         Ok(ChatOutcome::Forwarded(fwd)) => {
@@ -213,6 +218,7 @@ async fn answer(
         }
     };
     dispatch::annotate(&mut r, &plan, &log);
+    note.attach(&mut r);
     Ok(r)
 }
 
@@ -360,6 +366,7 @@ async fn embed_common(
         headers,
     )
     .await;
+    let note = crate::usage::Note::new(st, &rt, &req.model, &log, false).embed(&res, Wire::Ollama);
     let mut r = match res {
         Err(e) => e.ollama_response(),
         Ok(EmbedOutcome::Forwarded(fwd)) => super::forwarded_response(fwd, started, false, SURFACE),
@@ -377,6 +384,7 @@ async fn embed_common(
         }
     };
     dispatch::annotate(&mut r, &plan, &log);
+    note.attach(&mut r);
     Ok(r)
 }
 

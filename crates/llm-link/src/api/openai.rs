@@ -11,6 +11,7 @@ use crate::error::{ApiError, OpenAiError};
 use crate::providers::presets::Wire;
 use crate::providers::{Endpoint, EventStream, ForwardBody};
 use crate::state::AppState;
+use crate::usage;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
@@ -43,6 +44,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::usage::meter,
+        ))
         .route_layer(middleware::from_fn_with_state(state, require_key))
 }
 
@@ -75,7 +80,7 @@ async fn chat_completions(
         .map(|r| (r.include_usage, r.reasoning_output))
         .unwrap_or_default();
     let t0 = Instant::now();
-    let (res, log) = dispatch::chat(
+    let (mut res, log) = dispatch::chat(
         &rt.router,
         &plan,
         Wire::OpenAi,
@@ -88,6 +93,7 @@ async fn chat_completions(
     )
     .await;
     let upstream = t0.elapsed();
+    let note = usage::Note::new(&st, &rt, &model, &log, f.stream).chat(&mut res, Wire::OpenAi);
     let mut r = match res {
         Err(e) => e.openai_response(),
         Ok(ChatOutcome::Forwarded(fwd)) => {
@@ -128,6 +134,7 @@ async fn chat_completions(
         }
     };
     dispatch::annotate(&mut r, &plan, &log);
+    note.attach(&mut r);
     Ok(r)
 }
 
@@ -189,7 +196,7 @@ async fn completions(
     let stream = obj.get::<bool>("stream")?.unwrap_or(false);
     let rt = st.runtime();
     let plan = rt.router.plan(&model)?;
-    let (res, log) = crate::routing::exec::execute(&rt.router, &plan, (body.len() / 4) as u64, |a| {
+    let (mut res, log) = crate::routing::exec::execute(&rt.router, &plan, (body.len() / 4) as u64, |a| {
         let body = &body;
         let headers = &headers;
         let model = &model;
@@ -209,6 +216,10 @@ async fn completions(
         }
     })
     .await;
+    let mut note = usage::Note::new(&st, &rt, &model, &log, stream);
+    if let Ok((fwd, _)) = &mut res {
+        note.forwarded(fwd, Wire::OpenAi);
+    }
     let mut r = match res {
         Err(e) => e.openai_response(),
         Ok((mut fwd, guard)) => {
@@ -222,6 +233,7 @@ async fn completions(
         }
     };
     dispatch::annotate(&mut r, &plan, &log);
+    note.attach(&mut r);
     Ok(r)
 }
 
@@ -248,6 +260,7 @@ async fn embeddings(
         &headers,
     )
     .await;
+    let note = usage::Note::new(&st, &rt, &req.model, &log, false).embed(&res, Wire::OpenAi);
     let mut r = match res {
         Err(e) => e.openai_response(),
         Ok(EmbedOutcome::Forwarded(fwd)) => super::forwarded_response(fwd, started, false, SURFACE),
@@ -263,6 +276,7 @@ async fn embeddings(
         }
     };
     dispatch::annotate(&mut r, &plan, &log);
+    note.attach(&mut r);
     Ok(r)
 }
 

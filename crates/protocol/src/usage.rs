@@ -1,0 +1,432 @@
+//! Token usage read from answers that are forwarded byte for byte: a whole
+//! body ([`from_body`]) or a stream watched as it passes ([`UsageScanner`]).
+//!
+//! Both read only what metering needs. A body is deserialised into a struct
+//! holding the usage fields alone; a stream is split into lines and only a
+//! line that can carry usage (or an error) by a cheap byte search is parsed,
+//! so the bytes themselves are never copied or held back (only an incomplete
+//! last line is kept until its end arrives).
+
+use crate::ir::Usage;
+use serde::Deserialize;
+
+/// The wire format of the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenAI JSON / SSE (`usage.prompt_tokens`, `usage.completion_tokens`).
+    OpenAi,
+    /// Anthropic JSON / SSE (`usage.input_tokens`, `usage.output_tokens`,
+    /// cache fields; in a stream `message_start` and `message_delta`).
+    Anthropic,
+    /// Ollama JSON / NDJSON (`prompt_eval_count`, `eval_count`).
+    Ollama,
+}
+
+#[derive(Deserialize)]
+struct OpenAiUsageOnly {
+    #[serde(default)]
+    usage: Option<crate::openai::wire::WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessageUsage {
+    #[serde(default)]
+    usage: Option<crate::anthropic::wire::WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicUsageOnly {
+    /// `message_start` carries the message, with its (input) usage.
+    #[serde(default)]
+    message: Option<AnthropicMessageUsage>,
+    /// A whole message and `message_delta` carry it at the top.
+    #[serde(default)]
+    usage: Option<crate::anthropic::wire::WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct OllamaUsageOnly {
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
+    #[serde(default)]
+    eval_count: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorOnly {
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// The usage of a complete (not streamed) answer body, when it reports one.
+pub fn from_body(format: Format, body: &[u8]) -> Option<Usage> {
+    match format {
+        Format::OpenAi => serde_json::from_slice::<OpenAiUsageOnly>(body)
+            .ok()?
+            .usage
+            .map(|u| crate::openai::usage_from_wire(&u)),
+        Format::Anthropic => {
+            let b: AnthropicUsageOnly = serde_json::from_slice(body).ok()?;
+            let u = b.usage.or(b.message.and_then(|m| m.usage))?;
+            Some(crate::anthropic::usage_from_wire(&u))
+        }
+        Format::Ollama => {
+            let b: OllamaUsageOnly = serde_json::from_slice(body).ok()?;
+            if b.prompt_eval_count.is_none() && b.eval_count.is_none() {
+                return None;
+            }
+            Some(crate::ollama::usage_from_counts(
+                b.prompt_eval_count,
+                b.eval_count,
+            ))
+        }
+    }
+}
+
+/// The longest incomplete line kept while waiting for its end; a longer one
+/// (a huge content chunk) is skipped up to its newline, as no line that
+/// reports usage is anywhere near this long.
+const MAX_CARRY: usize = 4 * 1024 * 1024;
+
+/// Watches a forwarded SSE (OpenAI, Anthropic) or NDJSON (Ollama) stream for
+/// usage and in-band errors. Feed it every chunk in order; chunks may split
+/// lines anywhere.
+#[derive(Debug)]
+pub struct UsageScanner {
+    format: Format,
+    /// The start of a line whose end has not arrived yet.
+    carry: Vec<u8>,
+    /// Inside an over-long line: ignore bytes up to the next newline.
+    skipping: bool,
+    usage: Option<Usage>,
+    /// Anthropic usage merged across `message_start` and `message_delta`.
+    anthropic: Option<crate::anthropic::wire::WireUsage>,
+    error: bool,
+}
+
+impl UsageScanner {
+    pub fn new(format: Format) -> UsageScanner {
+        UsageScanner {
+            format,
+            carry: Vec::new(),
+            skipping: false,
+            usage: None,
+            anthropic: None,
+            error: false,
+        }
+    }
+
+    /// The usage reported so far (the latest, for formats that repeat it).
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// Whether the stream carried an in-band error event.
+    pub fn saw_error(&self) -> bool {
+        self.error
+    }
+
+    /// Looks at one chunk; true when the usage or the error flag changed.
+    pub fn feed(&mut self, chunk: &[u8]) -> bool {
+        let before = (self.usage, self.error);
+        let mut rest = chunk;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = (&rest[..pos], &rest[pos + 1..]);
+            rest = tail;
+            if self.skipping {
+                self.skipping = false;
+                continue;
+            }
+            if self.carry.is_empty() {
+                self.line(head);
+            } else {
+                let mut line = std::mem::take(&mut self.carry);
+                line.extend_from_slice(head);
+                self.line(&line);
+                line.clear();
+                self.carry = line;
+            }
+        }
+        if !rest.is_empty() && !self.skipping {
+            if self.carry.len() + rest.len() > MAX_CARRY {
+                self.carry.clear();
+                self.skipping = true;
+            } else {
+                self.carry.extend_from_slice(rest);
+            }
+        }
+        before != (self.usage, self.error)
+    }
+
+    /// The input ended: a last line without its newline still counts.
+    pub fn finish(&mut self) -> bool {
+        let before = (self.usage, self.error);
+        if !self.carry.is_empty() && !self.skipping {
+            let line = std::mem::take(&mut self.carry);
+            self.line(&line);
+        }
+        self.carry.clear();
+        before != (self.usage, self.error)
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match self.format {
+            Format::OpenAi | Format::Anthropic => {
+                if self.format == Format::Anthropic && line.starts_with(b"event:") {
+                    if trim(&line[6..]) == b"error" {
+                        self.error = true;
+                    }
+                    return;
+                }
+                let Some(data) = line.strip_prefix(b"data:") else {
+                    return;
+                };
+                let data = trim(data);
+                if has_object_field(data, b"\"usage\"") {
+                    self.usage_line(data);
+                }
+                if self.format == Format::OpenAi && has_object_field(data, b"\"error\"") {
+                    self.error_line(data);
+                }
+            }
+            Format::Ollama => {
+                let data = trim(line);
+                if contains(data, b"eval_count\"") {
+                    self.usage_line(data);
+                }
+                if contains(data, b"\"error\"") {
+                    self.error_line(data);
+                }
+            }
+        }
+    }
+
+    fn usage_line(&mut self, data: &[u8]) {
+        match self.format {
+            Format::OpenAi => {
+                if let Ok(OpenAiUsageOnly { usage: Some(u) }) = serde_json::from_slice(data) {
+                    self.usage = Some(crate::openai::usage_from_wire(&u));
+                }
+            }
+            Format::Anthropic => {
+                let Ok(b) = serde_json::from_slice::<AnthropicUsageOnly>(data) else {
+                    return;
+                };
+                for u in [b.message.and_then(|m| m.usage), b.usage]
+                    .into_iter()
+                    .flatten()
+                {
+                    let merged = match self.anthropic {
+                        Some(prev) => prev.merge(u),
+                        None => u,
+                    };
+                    self.anthropic = Some(merged);
+                    self.usage = Some(crate::anthropic::usage_from_wire(&merged));
+                }
+            }
+            Format::Ollama => {
+                if let Ok(b) = serde_json::from_slice::<OllamaUsageOnly>(data) {
+                    if b.prompt_eval_count.is_some() || b.eval_count.is_some() {
+                        self.usage = Some(crate::ollama::usage_from_counts(
+                            b.prompt_eval_count,
+                            b.eval_count,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn error_line(&mut self, data: &[u8]) {
+        if let Ok(ErrorOnly { error: Some(_) }) = serde_json::from_slice(data) {
+            self.error = true;
+        }
+    }
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether `key` occurs with an object or a value other than `null` after
+/// it (`"usage":null`, which some hosts put on every chunk, does not count).
+fn has_object_field(hay: &[u8], key: &[u8]) -> bool {
+    let mut from = 0;
+    while from + key.len() <= hay.len() {
+        let Some(i) = hay[from..].windows(key.len()).position(|w| w == key) else {
+            return false;
+        };
+        let after = trim(&hay[from + i + key.len()..]);
+        if let Some(v) = after.strip_prefix(b":") {
+            let v = trim(v);
+            if !v.starts_with(b"null") {
+                return true;
+            }
+        }
+        from += i + key.len();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn scan_split(format: Format, input: &[u8], split: usize) -> UsageScanner {
+        let mut s = UsageScanner::new(format);
+        s.feed(&input[..split]);
+        s.feed(&input[split..]);
+        s.finish();
+        s
+    }
+
+    #[test]
+    fn bodies() {
+        let u = from_body(
+            Format::OpenAi,
+            br#"{"id":"x","choices":[{"message":{"content":"usage"}}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (7, 3));
+        assert_eq!((u.cached_tokens, u.reasoning_tokens), (Some(2), Some(1)));
+        // Embeddings report prompt tokens only.
+        let u = from_body(
+            Format::OpenAi,
+            br#"{"data":[],"usage":{"prompt_tokens":4,"total_tokens":4}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (4, 0));
+        assert_eq!(from_body(Format::OpenAi, br#"{"choices":[]}"#), None);
+        assert_eq!(from_body(Format::OpenAi, b"not json"), None);
+
+        let u = from_body(
+            Format::Anthropic,
+            br#"{"type":"message","content":[],"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":4,"cache_creation_input_tokens":1}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (15, 5));
+        assert_eq!(u.cached_tokens, Some(4));
+
+        let u = from_body(
+            Format::Ollama,
+            br#"{"model":"m","message":{"role":"assistant","content":"hi"},"done":true,"prompt_eval_count":26,"eval_count":290}"#,
+        )
+        .unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (26, 290));
+        assert_eq!(
+            from_body(Format::Ollama, br#"{"done":false,"message":{}}"#),
+            None
+        );
+    }
+
+    const OPENAI_STREAM: &[u8] = b"data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"the \\\"usage\\\": field\"}}],\"usage\":null}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n\
+data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n\
+data: [DONE]\n\n";
+
+    #[test]
+    fn openai_stream_split_anywhere() {
+        for split in 0..OPENAI_STREAM.len() {
+            let s = scan_split(Format::OpenAi, OPENAI_STREAM, split);
+            let u = s.usage().unwrap();
+            assert_eq!((u.prompt_tokens, u.completion_tokens), (7, 3), "{split}");
+            assert!(!s.saw_error());
+        }
+        // Fed byte by byte.
+        let mut s = UsageScanner::new(Format::OpenAi);
+        for b in OPENAI_STREAM {
+            s.feed(std::slice::from_ref(b));
+        }
+        assert_eq!(s.usage().map(|u| u.total_tokens()), Some(10));
+    }
+
+    #[test]
+    fn openai_stream_without_usage_and_with_error() {
+        let mut s = UsageScanner::new(Format::OpenAi);
+        s.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n");
+        assert_eq!(s.usage(), None);
+        let mut s = UsageScanner::new(Format::OpenAi);
+        assert!(s.feed(b"data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n"));
+        assert!(s.saw_error());
+    }
+
+    const ANTHROPIC_STREAM: &[u8] = b"event: message_start\n\
+data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":5,\"output_tokens\":1}}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n\
+event: message_delta\n\
+data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n\
+event: message_stop\n\
+data: {\"type\":\"message_stop\"}\n\n";
+
+    #[test]
+    fn anthropic_stream_merges_start_and_delta() {
+        for split in 0..ANTHROPIC_STREAM.len() {
+            let s = scan_split(Format::Anthropic, ANTHROPIC_STREAM, split);
+            let u = s.usage().unwrap();
+            assert_eq!((u.prompt_tokens, u.completion_tokens), (30, 15), "{split}");
+            assert_eq!(u.cached_tokens, Some(5));
+        }
+        let mut s = UsageScanner::new(Format::Anthropic);
+        s.feed(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"x\"}}\n\n");
+        assert!(s.saw_error());
+    }
+
+    #[test]
+    fn anthropic_stream_cut_midway_keeps_input_side() {
+        // Cut inside the first content delta: message_start's usage is known.
+        let cut = ANTHROPIC_STREAM
+            .windows(10)
+            .position(|w| w == b"text_delta")
+            .unwrap();
+        let mut s = UsageScanner::new(Format::Anthropic);
+        s.feed(&ANTHROPIC_STREAM[..cut]);
+        let u = s.usage().unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (30, 1));
+    }
+
+    const OLLAMA_STREAM: &[u8] = b"{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"eval_count\\\" \"},\"done\":false}\n\
+{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":26,\"eval_count\":290}";
+
+    #[test]
+    fn ollama_stream_with_and_without_final_newline() {
+        for split in 0..OLLAMA_STREAM.len() {
+            let s = scan_split(Format::Ollama, OLLAMA_STREAM, split);
+            let u = s.usage().unwrap();
+            assert_eq!((u.prompt_tokens, u.completion_tokens), (26, 290), "{split}");
+        }
+        // Cut before the final line: nothing known.
+        let cut = OLLAMA_STREAM.iter().position(|&b| b == b'\n').unwrap() + 30;
+        let mut s = UsageScanner::new(Format::Ollama);
+        s.feed(&OLLAMA_STREAM[..cut]);
+        assert_eq!(s.usage(), None);
+        let mut s = UsageScanner::new(Format::Ollama);
+        s.feed(b"{\"error\":\"model crashed\"}\n");
+        assert!(s.saw_error());
+    }
+
+    #[test]
+    fn overlong_line_is_skipped_not_buffered() {
+        let mut s = UsageScanner::new(Format::OpenAi);
+        let big = vec![b'x'; MAX_CARRY + 10];
+        s.feed(b"data: ");
+        s.feed(&big);
+        assert!(s.carry.is_empty());
+        s.feed(b"more\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n");
+        assert_eq!(s.usage().map(|u| u.completion_tokens), Some(2));
+    }
+}
