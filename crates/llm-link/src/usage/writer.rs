@@ -64,6 +64,8 @@ impl Stats {
 #[derive(Clone, Default)]
 pub struct Recorder {
     tx: Option<mpsc::Sender<Msg>>,
+    /// Wakes the writer before its window ends (a flush, a filling queue).
+    urgent: Arc<tokio::sync::Notify>,
     pub stats: Arc<Stats>,
 }
 
@@ -80,9 +82,11 @@ impl Recorder {
     pub fn with_capacity(sink: impl BatchSink, capacity: usize) -> Recorder {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let stats = Arc::new(Stats::default());
-        tokio::spawn(run(rx, sink, stats.clone()));
+        let urgent = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(run(rx, sink, stats.clone(), urgent.clone()));
         Recorder {
             tx: Some(tx),
+            urgent,
             stats,
         }
     }
@@ -94,7 +98,11 @@ impl Recorder {
     /// Queues a row without waiting; a full queue drops it.
     pub fn record(&self, row: UsageRow) {
         let Some(tx) = &self.tx else { return };
-        if let Err(e) = tx.try_send(Msg::Row(Box::new(row))) {
+        let sent = tx.try_send(Msg::Row(Box::new(row)));
+        if sent.is_ok() && tx.capacity() < tx.max_capacity() / 2 {
+            self.urgent.notify_one();
+        }
+        if let Err(e) = sent {
             let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if self.stats.may_warn() {
                 let why = match e {
@@ -111,6 +119,7 @@ impl Recorder {
         let Some(tx) = &self.tx else { return };
         let (ack, done) = oneshot::channel();
         if tx.send(Msg::Flush(ack)).await.is_ok() {
+            self.urgent.notify_one();
             let _ = done.await;
         }
     }
@@ -121,19 +130,29 @@ impl Recorder {
         let Some(tx) = &self.tx else { return };
         let (ack, done) = oneshot::channel();
         if tx.send(Msg::Close(ack)).await.is_ok() {
+            self.urgent.notify_one();
             let _ = done.await;
         }
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Msg>, mut sink: impl BatchSink, stats: Arc<Stats>) {
+async fn run(
+    mut rx: mpsc::Receiver<Msg>,
+    mut sink: impl BatchSink,
+    stats: Arc<Stats>,
+    urgent: Arc<tokio::sync::Notify>,
+) {
     let mut batch: Vec<UsageRow> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
+        // The first row of a window wakes the writer; the rest of the
+        // window's rows queue up without waking it (a wake-up per request
+        // would cost the serving threads a cross-thread signal each).
         let Some(first) = rx.recv().await else { break };
         let mut closing = false;
         let mut msg = Some(first);
         let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
+        let mut waited = false;
         // Collect until the batch is full, the oldest row is FLUSH_EVERY
         // old, or someone asks for a flush.
         loop {
@@ -153,14 +172,25 @@ async fn run(mut rx: mpsc::Receiver<Msg>, mut sink: impl BatchSink, stats: Arc<S
             if batch.len() >= MAX_BATCH {
                 break;
             }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(m)) => msg = Some(m),
-                Ok(None) => {
+            match rx.try_recv() {
+                Ok(m) => {
+                    msg = Some(m);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
                     closing = true;
                     break;
                 }
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {}
             }
+            if waited {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = urgent.notified() => {}
+            }
+            waited = true;
         }
         if closing {
             // Nothing new is accepted; what is already queued still counts.
