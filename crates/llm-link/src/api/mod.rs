@@ -45,13 +45,21 @@ pub fn new_id(prefix: &str) -> String {
 
 /// `Server-Timing` with llm-link's own time and the upstream's.
 pub fn server_timing(total: Duration, upstream: Duration) -> Option<HeaderValue> {
-    let own = total.saturating_sub(upstream);
-    HeaderValue::from_str(&format!(
-        "gateway;dur={:.3}, upstream;dur={:.3}",
-        own.as_secs_f64() * 1000.0,
-        upstream.as_secs_f64() * 1000.0
-    ))
-    .ok()
+    use std::fmt::Write;
+    // Milliseconds with three decimals, from whole microseconds (integer
+    // formatting; float formatting showed in profiles).
+    let own = total.saturating_sub(upstream).as_micros();
+    let up = upstream.as_micros();
+    let mut s = String::with_capacity(48);
+    let _ = write!(
+        s,
+        "gateway;dur={}.{:03}, upstream;dur={}.{:03}",
+        own / 1000,
+        own % 1000,
+        up / 1000,
+        up % 1000
+    );
+    HeaderValue::from_str(&s).ok()
 }
 
 /// What differs between the three client surfaces when answering.
@@ -143,5 +151,29 @@ pub async fn require_key(
             );
             r
         }
+    }
+}
+
+#[cfg(test)]
+mod timing_tests {
+    use super::server_timing;
+    use std::time::Duration;
+
+    #[test]
+    fn server_timing_in_milliseconds_with_three_decimals() {
+        let v = server_timing(
+            Duration::from_micros(1_234_567),
+            Duration::from_micros(1_200_005),
+        );
+        assert_eq!(
+            v.unwrap().to_str().unwrap(),
+            "gateway;dur=34.562, upstream;dur=1200.005"
+        );
+        // Upstream longer than total (clock granularity) never underflows.
+        let v = server_timing(Duration::from_micros(5), Duration::from_micros(9));
+        assert_eq!(
+            v.unwrap().to_str().unwrap(),
+            "gateway;dur=0.000, upstream;dur=0.009"
+        );
     }
 }

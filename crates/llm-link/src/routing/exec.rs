@@ -60,21 +60,35 @@ impl RouteLog {
     /// Compact form for the `x-llm-link-route` header and logs:
     /// `oa/gpt-4o#0=upstream_failed,an/claude#0=ok`.
     pub fn header(&self) -> String {
-        let mut s = String::new();
+        const MAX: usize = 512;
+        let mut s = String::with_capacity(64);
+        // Printable ASCII only (a header value), at most MAX characters.
+        let push = |s: &mut String, text: &str| {
+            for c in text.chars() {
+                if s.len() >= MAX {
+                    return;
+                }
+                if c.is_ascii() && !c.is_ascii_control() {
+                    s.push(c);
+                }
+            }
+        };
         for (i, st) in self.steps.iter().enumerate() {
             if i > 0 {
-                s.push(',');
+                push(&mut s, ",");
             }
-            let _ = write!(s, "{}/{}", st.provider, st.model);
+            push(&mut s, &st.provider);
+            push(&mut s, "/");
+            push(&mut s, &st.model);
             if let Some(k) = st.key {
-                let _ = write!(s, "#{k}");
+                let mut n = String::new();
+                let _ = write!(n, "#{k}");
+                push(&mut s, &n);
             }
-            let _ = write!(s, "={}", st.outcome.split(':').next().unwrap_or(""));
+            push(&mut s, "=");
+            push(&mut s, st.outcome.split(':').next().unwrap_or(""));
         }
-        s.chars()
-            .filter(|c| c.is_ascii() && !c.is_ascii_control())
-            .take(512)
-            .collect()
+        s
     }
 
     pub fn attempts(&self) -> usize {
