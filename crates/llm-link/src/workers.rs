@@ -27,62 +27,6 @@ use tokio_util::sync::CancellationToken;
 
 thread_local! {
     static INDEX: Cell<usize> = const { Cell::new(0) };
-    /// Requests this serving thread has started and not yet answered.
-    static INFLIGHT: Cell<usize> = const { Cell::new(0) };
-    static SPIN_WAKE: std::rc::Rc<tokio::sync::Notify> = std::rc::Rc::new(tokio::sync::Notify::new());
-}
-
-/// How long a serving thread keeps polling for the upstream's answer
-/// instead of sleeping, per burst of requests. Sleeping costs a wake-up
-/// (tens of microseconds on a virtual machine) on every answer; polling
-/// costs CPU only while a request waits.
-const SPIN_BUDGET: std::time::Duration = std::time::Duration::from_micros(250);
-
-/// Counts a request on this thread for as long as it is alive.
-struct Inflight;
-
-impl Inflight {
-    fn enter() -> Inflight {
-        let was = INFLIGHT.with(|c| {
-            let v = c.get();
-            c.set(v + 1);
-            v
-        });
-        if was == 0 {
-            SPIN_WAKE.with(|n| n.notify_one());
-        }
-        Inflight
-    }
-}
-
-impl Drop for Inflight {
-    fn drop(&mut self) {
-        INFLIGHT.with(|c| c.set(c.get().saturating_sub(1)));
-    }
-}
-
-/// Busy-polls the event loop while requests wait: each `yield_now` makes
-/// the scheduler check for ready I/O without blocking. Stops after
-/// [`SPIN_BUDGET`] per burst, and sleeps while nothing is in flight.
-async fn spinner() {
-    let wake = SPIN_WAKE.with(|n| n.clone());
-    loop {
-        if INFLIGHT.with(Cell::get) == 0 {
-            wake.notified().await;
-            continue;
-        }
-        let started = std::time::Instant::now();
-        while INFLIGHT.with(Cell::get) > 0 && started.elapsed() < SPIN_BUDGET {
-            tokio::task::yield_now().await;
-        }
-        if INFLIGHT.with(Cell::get) > 0 {
-            // A long wait (a slow upstream, a stream): sleep until the
-            // thread next goes from idle to busy.
-            while INFLIGHT.with(Cell::get) > 0 {
-                wake.notified().await;
-            }
-        }
-    }
 }
 static COUNT: AtomicUsize = AtomicUsize::new(1);
 
@@ -101,12 +45,6 @@ pub fn default_count() -> usize {
     std::thread::available_parallelism()
         .map(std::num::NonZeroUsize::get)
         .unwrap_or(1)
-}
-
-fn spin_enabled() -> bool {
-    std::env::var("LLM_LINK_SPIN")
-        .map(|v| v != "0")
-        .unwrap_or(true)
 }
 
 /// Sets the worker count before any state (and so any upstream client
@@ -133,7 +71,7 @@ pub async fn serve(
     let n = count();
     let mut workers = Vec::with_capacity(n);
     for i in 0..n {
-        workers.push(start(i, app.clone(), shutdown.clone(), spin_enabled())?);
+        workers.push(start(i, app.clone(), shutdown.clone())?);
     }
     let mut next = 0usize;
     loop {
@@ -174,12 +112,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn start(
-    i: usize,
-    app: Router,
-    shutdown: CancellationToken,
-    spin: bool,
-) -> std::io::Result<Worker> {
+fn start(i: usize, app: Router, shutdown: CancellationToken) -> std::io::Result<Worker> {
     let (tx, mut rx) = mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let open = Arc::new(AtomicUsize::new(0));
@@ -191,13 +124,9 @@ fn start(
         .name(format!("llm-link-w{i}"))
         .spawn(move || {
             INDEX.with(|c| c.set(i));
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, async move {
+            rt.block_on(async move {
                 let graceful = hyper_util::server::graceful::GracefulShutdown::new();
                 let builder = auto::Builder::new(TokioExecutor::new());
-                if spin {
-                    tokio::task::spawn_local(spinner());
-                }
                 loop {
                     let (stream, peer) = tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -221,7 +150,6 @@ fn start(
                             req.extensions_mut().insert(ConnectInfo(peer));
                             let mut router = router.clone();
                             async move {
-                                let _busy = Inflight::enter();
                                 tower::Service::call(&mut router, req.map(axum::body::Body::new))
                                     .await
                             }
