@@ -374,41 +374,13 @@ pub async fn read_limited(
 }
 
 /// The body as a stream that fails when the upstream goes quiet for longer
-/// than the idle timeout. Dropping it closes the upstream connection.
+/// than the idle timeout, joining what arrives together ([`super::idle`]).
+/// Dropping it closes the upstream connection.
 pub fn idle_stream(cfg: &ProviderConfig, resp: Response<UpBody>) -> ByteStream {
-    let idle = cfg.timeouts.idle;
-    let name = cfg.name.clone();
-    let inner = body_stream(resp);
-    Box::pin(futures_util::stream::unfold(
-        (inner, false),
-        move |(mut inner, done)| {
-            let name = name.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                match tokio::time::timeout(idle, inner.next()).await {
-                    Err(_) => Some((
-                        Err(ApiError::Timeout(format!(
-                            "provider `{name}` sent nothing for {}s",
-                            idle.as_secs_f64()
-                        ))),
-                        (inner, true),
-                    )),
-                    Ok(None) => None,
-                    Ok(Some(Ok(b))) => Some((Ok(b), (inner, false))),
-                    Ok(Some(Err(e))) => {
-                        tracing::warn!(provider = %name, error = %e, "upstream stream failed");
-                        Some((
-                            Err(ApiError::BadGateway(format!(
-                                "provider `{name}` broke off the stream"
-                            ))),
-                            (inner, true),
-                        ))
-                    }
-                }
-            }
-        },
+    Box::pin(super::idle::IdleStream::new(
+        body_stream(resp),
+        cfg.timeouts.idle,
+        std::sync::Arc::from(cfg.name.as_str()),
     ))
 }
 

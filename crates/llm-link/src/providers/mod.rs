@@ -4,6 +4,7 @@
 pub mod anthropic;
 pub mod client;
 pub mod http;
+pub mod idle;
 pub mod ollama;
 pub mod openai;
 pub mod presets;
