@@ -905,7 +905,12 @@ fn cmd_report(a: &Args) -> Result<Value, String> {
             } else {
                 format!("{id}. {label} — {what}")
             };
-            for (target, rec) in [("direct", d), ("llm-link", g)] {
+            let reference = find(id, "reference");
+            let mut targets = vec![("direct", d), ("llm-link", g)];
+            if reference.is_some() {
+                targets.push(("nginx (reference)", reference));
+            }
+            for (target, rec) in targets {
                 let Some(rec) = rec else {
                     o.push_str(&format!("| {name} | {target} | — | failed, see log | | | | | | | | |\n"));
                     continue;
@@ -1127,6 +1132,20 @@ fn cmd_report(a: &Args) -> Result<Value, String> {
     let s_mib = streams_kb.map(|k| k / 1024.0);
     row("RSS with 1,000 open streams", "≤ 120 MiB", s_mib, " MiB", s_mib.map(|v| v <= 120.0));
     row("start to healthy (median)", "≤ 100 ms", start_p50, " ms", start_p50.map(|v| v <= 100.0));
+    if let Some(id) = &sat_kind {
+        let (d, n) = (res(id, "direct"), res(id, "reference"));
+        if let (Some(nr), Some(dr)) = (
+            f(n.as_ref().and_then(|r| r.get("rps"))),
+            f(d.as_ref().and_then(|r| r.get("rps"))),
+        ) {
+            if dr > 0.0 {
+                o.push_str(&format!(
+                    "| (reference, no verdict) saturated throughput through nginx vs direct | — | {:.3} % | — |\n",
+                    100.0 * nr / dr
+                ));
+            }
+        }
+    }
     print!("{o}");
     Ok(Value::Null)
 }
