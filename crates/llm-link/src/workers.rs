@@ -168,8 +168,13 @@ fn start(i: usize, app: Router, shutdown: CancellationToken) -> std::io::Result<
                 // No new connections; let the open ones finish what they
                 // are doing (the caller bounds this with its grace period).
                 graceful.shutdown().await;
+                let _ = done_tx.send(());
+                // Keep driving this runtime until the process exits: I/O
+                // that handlers opened here (a PostgreSQL or upstream
+                // connection now used by the control thread's final usage
+                // flush) only makes progress while its runtime runs.
+                std::future::pending::<()>().await;
             });
-            let _ = done_tx.send(());
         })?;
     Ok(Worker { tx, open, done })
 }
