@@ -10,9 +10,8 @@ use crate::providers::{Endpoint, EventStream, ForwardBody};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -43,15 +42,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/anthropic/v1/messages", post(messages))
         .route("/anthropic/v1/messages/count_tokens", post(count_tokens))
         .route("/anthropic/v1/models", axum::routing::get(list_models))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::usage::meter,
-        ))
-        .route_layer(middleware::from_fn_with_state(state, require_key))
-}
-
-async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    super::require_key(&st, req, next, SURFACE).await
+        .route_layer(super::ModelRoutes::new(state, SURFACE))
 }
 
 /// An in-band Anthropic `error` event for a forwarded stream that broke off.

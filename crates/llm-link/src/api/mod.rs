@@ -130,26 +130,90 @@ pub fn forwarded_response(
     r
 }
 
-/// Client-key check shared by the model endpoints of every surface; the
-/// rejection is in the surface's error shape.
-pub async fn require_key(
-    st: &crate::state::AppState,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
+/// The layer on the model routes of every surface: the client-key check
+/// (the rejection in the surface's error shape), then usage metering.
+///
+/// A hand-written service rather than two `middleware::from_fn` layers:
+/// those clone and box the inner route and box a future per layer per
+/// request, about a tenth of llm-link's CPU per proxied request in the
+/// saturated benchmark.
+#[derive(Clone)]
+pub struct ModelRoutes {
+    st: std::sync::Arc<crate::state::AppState>,
     surface: Surface,
-) -> axum::response::Response {
-    let rejected = crate::auth::check(req.headers(), &st.runtime().auth_keys).err();
-    match rejected {
-        None => next.run(req).await,
-        Some(e) => {
+}
+
+impl ModelRoutes {
+    pub fn new(st: std::sync::Arc<crate::state::AppState>, surface: Surface) -> ModelRoutes {
+        ModelRoutes { st, surface }
+    }
+}
+
+impl<S> tower::Layer<S> for ModelRoutes {
+    type Service = ModelRoute<S>;
+    fn layer(&self, inner: S) -> ModelRoute<S> {
+        ModelRoute {
+            inner,
+            st: self.st.clone(),
+            surface: self.surface,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ModelRoute<S> {
+    inner: S,
+    st: std::sync::Arc<crate::state::AppState>,
+    surface: Surface,
+}
+
+type RouteFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>>
+            + Send,
+    >,
+>;
+
+impl<S> tower::Service<axum::extract::Request> for ModelRoute<S>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = RouteFuture;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> RouteFuture {
+        if let Err(e) = crate::auth::check(req.headers(), &self.st.runtime().auth_keys) {
             // The body was not read: say the connection closes, so a client
             // does not reuse it and see a disconnect on its next request.
-            let mut r = (surface.error)(&e);
+            let mut r = (self.surface.error)(&e);
             r.headers_mut().insert(
                 axum::http::header::CONNECTION,
                 HeaderValue::from_static("close"),
             );
-            r
+            return Box::pin(std::future::ready(Ok(r)));
+        }
+        let pending = crate::usage::begin(&self.st, &req);
+        let fut = self.inner.call(req);
+        match pending {
+            None => Box::pin(fut),
+            Some(p) => Box::pin(async move {
+                let resp = fut.await?;
+                Ok(crate::usage::finish(p, resp))
+            }),
         }
     }
 }

@@ -12,9 +12,8 @@ use crate::routing::Target;
 use crate::state::{AppState, Runtime};
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -58,17 +57,9 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/push", post(unsupported))
         .route("/api/create", post(unsupported))
         .route("/api/copy", post(unsupported))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::usage::meter,
-        ))
-        .route_layer(middleware::from_fn_with_state(state, require_key))
+        .route_layer(super::ModelRoutes::new(state, SURFACE))
         .route("/api/version", get(version))
         .route("/", get(root).head(root))
-}
-
-async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    super::require_key(&st, req, next, SURFACE).await
 }
 
 async fn root() -> &'static str {

@@ -14,9 +14,8 @@ use crate::state::AppState;
 use crate::usage;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -44,15 +43,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::usage::meter,
-        ))
-        .route_layer(middleware::from_fn_with_state(state, require_key))
-}
-
-async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    super::require_key(&st, req, next, SURFACE).await
+        .route_layer(super::ModelRoutes::new(state, SURFACE))
 }
 
 type Body_ = Result<Bytes, BytesRejection>;

@@ -25,9 +25,8 @@ use crate::providers::{ByteStream, EventStream, ForwardBody, Forwarded};
 use crate::routing::exec::RouteLog;
 use crate::state::{AppState, Runtime};
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::{Stream, StreamExt};
 use llm_link_protocol::ir::{StreamEvent, Usage};
@@ -326,9 +325,10 @@ impl Draft {
     }
 }
 
-/// Records the request as abandoned when the client goes away before the
-/// handler answered (the handler's future is dropped with this).
-struct Pending(Option<Draft>);
+/// A metered request between [`begin`] and [`finish`]. Records the request
+/// as abandoned when the client goes away before the handler answered (the
+/// handler's future is dropped with this).
+pub struct Pending(Option<Draft>);
 
 impl Drop for Pending {
     fn drop(&mut self) {
@@ -347,15 +347,15 @@ fn header_text(h: &axum::http::HeaderMap, name: &str) -> Option<String> {
     (!v.is_empty() && v.len() <= 128).then(|| v.to_string())
 }
 
-/// The usage middleware of the metered routes (inside client auth, so a
-/// rejected key records nothing).
-pub async fn meter(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// Usage metering of the model routes, first half: what is known before
+/// the handler runs. `None` when nothing is recorded (no database, or not a
+/// model call). Runs inside client auth, so a rejected key records nothing
+/// (see `api::ModelRoutes`).
+pub fn begin(st: &AppState, req: &Request) -> Option<Pending> {
     if !st.usage.enabled() {
-        return next.run(req).await;
+        return None;
     }
-    let Some((protocol, endpoint)) = endpoint_of(req.uri().path()) else {
-        return next.run(req).await;
-    };
+    let (protocol, endpoint) = endpoint_of(req.uri().path())?;
     let h = req.headers();
     let row = UsageRow {
         ts: crate::store::now_ms(),
@@ -366,12 +366,16 @@ pub async fn meter(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
         key_id: crate::auth::presented_key(h).map(key_id),
         ..UsageRow::default()
     };
-    let mut pending = Pending(Some(Draft {
+    Some(Pending(Some(Draft {
         rec: st.usage.clone(),
         started: Instant::now(),
         row,
-    }));
-    let mut resp = next.run(req).await;
+    })))
+}
+
+/// Usage metering, second half: settles the row from the handler's answer,
+/// or wraps a body still to come so the row is settled when it ends.
+pub fn finish(mut pending: Pending, mut resp: Response) -> Response {
     let Some(draft) = pending.0.take() else {
         return resp;
     };
