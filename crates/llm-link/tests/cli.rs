@@ -56,6 +56,7 @@ fn mistakes_exit_2_with_one_line_naming_the_flag_or_field() {
         (vec!["--config", &bad_cfg], "providers[0].base_url"),
         (vec!["config", "check", &bad_cfg], "providers[0].base_url"),
         (vec!["--log-level", "[[["], "--log-level"),
+        (vec!["--workers", "0"], "--workers"),
         (vec!["--redis", "ftp://user:hunter2@nope"], "--redis"),
         (
             vec!["--port", "0", "--redis", "redis://127.0.0.1:1/0"],
