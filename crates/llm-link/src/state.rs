@@ -121,6 +121,13 @@ impl AppState {
         self.runtime.load_full()
     }
 
+    /// A short look at the current snapshot, without touching its shared
+    /// reference count (which every serving thread would otherwise bounce
+    /// between cores). Not to be held across an `.await`.
+    pub fn peek_runtime(&self) -> arc_swap::Guard<Arc<Runtime>> {
+        self.runtime.load()
+    }
+
     /// Replaces the snapshot; requests in flight keep the one they loaded.
     pub fn swap(&self, rt: Runtime) {
         self.runtime.store(Arc::new(rt));

@@ -196,7 +196,7 @@ where
     }
 
     fn call(&mut self, req: axum::extract::Request) -> RouteFuture {
-        if let Err(e) = crate::auth::check(req.headers(), &self.st.runtime().auth_keys) {
+        if let Err(e) = crate::auth::check(req.headers(), &self.st.peek_runtime().auth_keys) {
             // The body was not read: say the connection closes, so a client
             // does not reuse it and see a disconnect on its next request.
             let mut r = (self.surface.error)(&e);
