@@ -5,28 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[macro_use]
 mod store_common;
 
 use common::*;
 use llm_link::store::crypto::MasterKey;
 use serde_json::{json, Value};
 use store_common::{chat, Admin, Engine, TestDb};
-
-/// Runs a test body once per engine.
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Engine::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Engine::Postgres).await
-            }
-        }
-    };
-}
 
 fn file_provider(mock: &Mock) -> String {
     format!(

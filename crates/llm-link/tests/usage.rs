@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[macro_use]
 mod store_common;
 
 use axum::body::{Body, Bytes};
@@ -21,21 +22,6 @@ use std::time::Duration;
 use store_common::{Admin, Engine, TestDb};
 
 const CLIENT_KEY: &str = "client-secret-key-5f1e2d";
-
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Engine::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Engine::Postgres).await
-            }
-        }
-    };
-}
 
 // ---- a mock upstream speaking all three formats -----------------------------
 

@@ -17,6 +17,24 @@ use serde_json::Value;
 use sqlx::Connection;
 use std::sync::Arc;
 
+/// Runs a storage test body once per engine: `both!(name)` makes
+/// `name::sqlite` and `name::postgres` from `async fn name(engine: Engine)`.
+#[allow(unused_macros)]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Engine::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Engine::Postgres).await
+            }
+        }
+    };
+}
+
 pub const ADMIN: &str = "test-admin-token";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
