@@ -61,6 +61,13 @@ impl NdjsonDecoder {
         }
         buf.drain(..start);
         self.scanned = if result.is_ok() { buf.len() } else { 0 };
+        if result.is_ok() && buf.len() > crate::sse::MAX_LINE {
+            // An upstream that never ends its line must not grow this
+            // buffer without bound.
+            buf.clear();
+            self.scanned = 0;
+            result = Err(DecodeError::body("stream line exceeds 16 MiB"));
+        }
         self.buf = buf;
         result.map(|()| out)
     }

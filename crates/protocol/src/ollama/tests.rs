@@ -1530,3 +1530,19 @@ fn tags_listing() {
         Value::Null
     );
 }
+
+#[test]
+fn a_line_that_never_ends_is_an_error_not_unbounded_memory() {
+    let mut d = NdjsonDecoder::new();
+    let piece = vec![b'x'; 1024 * 1024];
+    let mut failed = false;
+    for _ in 0..20 {
+        if d.feed(&piece).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "17+ MiB without a newline was accepted");
+    // The buffer was dropped with the error.
+    assert!(d.feed(b"").is_ok());
+}
