@@ -299,7 +299,7 @@ fn print_banner(cfg: &Config, state: &AppState, addr: SocketAddr, extra: &[Strin
                 "  {:<14} {:<18} {}  models: {}{}{}  (from {}{})",
                 p.name,
                 p.preset.kind,
-                p.base_url,
+                crate::store::shown_base_url(&p.base_url),
                 models.join(", "),
                 if more > 0 {
                     format!(" +{more}")

@@ -227,3 +227,31 @@ async fn master_key_rotation(engine: Engine) {
         Some(format!("Bearer {}", CANARIES[2]).as_str())
     );
 }
+
+/// A password inside a provider's base URL (a proxy with user:pass, say) is
+/// masked wherever the admin API shows the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_a_base_url_is_never_shown() {
+    let db = TestDb::sqlite().await;
+    let key = MasterKey::generate();
+    let (store, layer) = db.open(&key).await;
+    let gw = store_common::gateway(config_from("", &[]), store, layer).await;
+    let admin = Admin::new(&gw);
+    let (s, p) = admin
+        .post(
+            "/api/providers",
+            json!({"name": "behind-auth", "kind": "openai-compatible",
+                   "base_url": "http://alice:CANARY-url-pass@127.0.0.1:9/v1",
+                   "api_key": "sk-any-0001", "models": ["m"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(p["base_url"], "http://alice:****@127.0.0.1:9/v1");
+    let (_, list) = admin.get("/api/providers").await;
+    let (_, one) = admin
+        .get(&format!("/api/providers/{}", p["id"].as_i64().unwrap()))
+        .await;
+    for v in [&p, &list, &one] {
+        assert!(!v.to_string().contains("CANARY-url-pass"), "{v}");
+    }
+}

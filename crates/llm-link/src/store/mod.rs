@@ -185,6 +185,22 @@ pub fn parse_target(database: Option<&str>, data_dir: &Path) -> Result<DbTarget,
     Ok(DbTarget::SqliteFile(PathBuf::from(path)))
 }
 
+/// A provider base URL as the admin API and the start-up lines show it: a
+/// password in it (user-info, or a `password` query parameter) masked,
+/// anything else exactly as configured.
+pub fn shown_base_url(u: &str) -> String {
+    match url::Url::parse(u) {
+        Ok(p)
+            if p.password().is_some()
+                || p.query_pairs()
+                    .any(|(k, _)| k.to_ascii_lowercase().contains("password")) =>
+        {
+            redact_url(u)
+        }
+        _ => u.to_string(),
+    }
+}
+
 /// The URL without its password, for logs and the banner: the one in the
 /// user-info part and any in the query (`?password=…`, `?sslpassword=…`,
 /// which the PostgreSQL driver reads too).
@@ -512,6 +528,24 @@ impl std::fmt::Debug for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_urls_are_shown_without_passwords() {
+        assert_eq!(
+            shown_base_url("https://user:hunter2@proxy.example/v1"),
+            "https://user:****@proxy.example/v1"
+        );
+        assert!(!shown_base_url("http://h/v1?password=hunter2").contains("hunter2"));
+        // Anything without a secret is shown exactly as configured.
+        assert_eq!(
+            shown_base_url("http://localhost:8000"),
+            "http://localhost:8000"
+        );
+        assert_eq!(
+            shown_base_url("https://api.openai.com/v1/"),
+            "https://api.openai.com/v1/"
+        );
+    }
 
     #[test]
     fn targets() {
