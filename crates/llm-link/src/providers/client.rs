@@ -228,7 +228,11 @@ fn proxy_for(base: &axum::http::Uri) -> bool {
 }
 
 fn proxied(opts: &Options) -> Result<reqwest::Client, String> {
+    // The same trusted roots as the direct path, with ALPN for HTTP/2.
+    let mut tls = tls_config()?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .default_headers(opts.headers.clone())
         .connect_timeout(opts.connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -241,16 +245,26 @@ fn proxied(opts: &Options) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build an HTTP client: {e}"))
 }
 
-/// One TLS configuration (Mozilla's roots via webpki-roots) for every
-/// direct client; building it per client would parse the roots each time.
+/// One TLS configuration for every direct client (building it per client
+/// would parse the roots each time). Trusted: Mozilla's roots (built in)
+/// plus the system's store, which honours `SSL_CERT_FILE`/`SSL_CERT_DIR`,
+/// so a company proxy's CA installed on the machine works as it does for
+/// curl.
 fn tls_config() -> Result<rustls::ClientConfig, String> {
     static CONFIG: std::sync::OnceLock<Result<rustls::ClientConfig, String>> =
         std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = rustls::RootCertStore {
+            let mut roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+            tracing::debug!(
+                system_roots = added,
+                errors = native.errors.len(),
+                "TLS roots loaded"
+            );
             rustls::ClientConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))
