@@ -23,7 +23,33 @@ use std::time::Duration;
 /// An upstream response body, whichever client carried it.
 pub type UpBody = UnsyncBoxBody<Bytes, UpError>;
 
-type Direct = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A direct client: TLS for an `https` provider, plain TCP for `http` (no
+/// TLS set-up at all for local upstreams such as Ollama or llama.cpp).
+pub enum Direct {
+    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+    Plain(Client<HttpConnector, Full<Bytes>>),
+}
+
+impl Clone for Direct {
+    fn clone(&self) -> Direct {
+        match self {
+            Direct::Tls(c) => Direct::Tls(c.clone()),
+            Direct::Plain(c) => Direct::Plain(c.clone()),
+        }
+    }
+}
+
+fn pooled<C>(connector: C) -> Client<C, Full<Bytes>>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
+}
 
 /// Why an upstream exchange failed below HTTP.
 #[derive(Debug)]
@@ -111,22 +137,22 @@ impl UpClient {
             return proxied(opts).map(UpClient::Proxied);
         }
         let mut http = HttpConnector::new();
-        http.enforce_http(false);
         http.set_nodelay(true);
         http.set_keepalive(Some(Duration::from_secs(30)));
         http.set_connect_timeout(Some(opts.connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
+        let client = if base.scheme_str() == Some("http") {
+            Direct::Plain(pooled(http))
+        } else {
+            http.enforce_http(false);
+            Direct::Tls(pooled(
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls_config()?)
+                    .https_only()
+                    .enable_http1()
+                    .enable_http2()
+                    .wrap_connector(http),
+            ))
+        };
         let mut headers = opts.headers.clone();
         headers.insert(
             axum::http::header::USER_AGENT,
@@ -153,7 +179,11 @@ impl UpClient {
                 for (k, v) in req.headers {
                     h.insert(k, v);
                 }
-                let resp = client.request(r).await.map_err(UpError::Direct)?;
+                let resp = match &**client {
+                    Direct::Tls(c) => c.request(r).await,
+                    Direct::Plain(c) => c.request(r).await,
+                }
+                .map_err(UpError::Direct)?;
                 Ok(resp.map(|b| b.map_err(UpError::Body).boxed_unsync()))
             }
             UpClient::Proxied(client) => {
