@@ -765,6 +765,29 @@ async fn generated_admin_token_is_stored_hashed() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // A flood of wrong tokens is checked a few at a time: each is refused
+    // (or told to retry), never a 500, and the right token still works.
+    let flood: Vec<_> = (0..12)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                client
+                    .get(&url)
+                    .bearer_auth(format!("lla_wrong_{i}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for f in flood {
+        let s = f.await.unwrap();
+        assert!(s == 401 || s == 429, "{s}");
+    }
+    let r = client.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
     // And the file holds no trace of it.
     let bytes = std::fs::read(db.dir.path().join("llm-link.db")).unwrap_or_default();
     let wal = std::fs::read(db.dir.path().join("llm-link.db-wal")).unwrap_or_default();

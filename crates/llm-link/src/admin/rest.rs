@@ -28,6 +28,11 @@ pub struct AdminError {
     pub field: Option<String>,
 }
 
+/// Argon2 checks of unknown admin tokens allowed at once, and how long a
+/// request waits for its turn before it is told to retry.
+static ADMIN_VERIFICATIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+const VERIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl AdminError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> AdminError {
         AdminError {
@@ -60,6 +65,15 @@ impl AdminError {
         AdminError {
             status: StatusCode::CONFLICT,
             kind: "read_only",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn too_busy(message: impl Into<String>) -> AdminError {
+        AdminError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "rate_limited",
             message: message.into(),
             field: None,
         }
@@ -314,6 +328,16 @@ pub async fn require_admin(
             if store.admin.quick_check(&given) {
                 true
             } else {
+                // Each check of an unknown token is an argon2 run (~19 MiB,
+                // tens of ms); at most a few at once, so a flood of wrong
+                // tokens cannot tie up the blocking pool or its memory.
+                let permit = tokio::time::timeout(VERIFY_WAIT, ADMIN_VERIFICATIONS.acquire()).await;
+                let Ok(Ok(_permit)) = permit else {
+                    return AdminError::too_busy(
+                        "too many admin token checks at once; retry shortly",
+                    )
+                    .into_response();
+                };
                 let s = store.clone();
                 tokio::task::spawn_blocking(move || s.admin.verify(&given))
                     .await
