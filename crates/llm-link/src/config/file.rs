@@ -114,6 +114,27 @@ pub struct ProviderSection {
     pub health_check: Option<super::routing::DurationValue>,
 }
 
+/// A parser's message with every double-quoted value replaced by `"…"`:
+/// serde quotes the offending value (`invalid type: string "sk-…",
+/// expected u32`), which may be a key written into the wrong field. Field
+/// and variant names are in backticks and stay.
+fn hide_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if inside {
+                out.push('…');
+            }
+            out.push(c);
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Reads and parses a config file; the format follows the extension.
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let shown = path.display().to_string();
@@ -126,7 +147,7 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
         .to_ascii_lowercase();
     match ext.as_str() {
         "toml" => toml::from_str(&text).map_err(|e| {
-            let msg = e.message().to_string();
+            let msg = hide_quoted(e.message());
             let at = e
                 .span()
                 .map(|s| {
@@ -137,9 +158,9 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
             ConfigError::new(format!("config {shown}"), format!("{msg}{at}"))
         }),
         "yaml" | "yml" => serde_yaml::from_str(&text)
-            .map_err(|e| ConfigError::new(format!("config {shown}"), e.to_string())),
+            .map_err(|e| ConfigError::new(format!("config {shown}"), hide_quoted(&e.to_string()))),
         "json" => serde_json::from_str(&text)
-            .map_err(|e| ConfigError::new(format!("config {shown}"), e.to_string())),
+            .map_err(|e| ConfigError::new(format!("config {shown}"), hide_quoted(&e.to_string()))),
         _ => Err(ConfigError::new(
             "--config",
             format!("{shown}: unknown extension; use .toml, .yaml, .yml or .json"),

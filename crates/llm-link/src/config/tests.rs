@@ -301,6 +301,36 @@ fn unknown_file_fields_are_rejected_in_every_format() {
 }
 
 #[test]
+fn a_value_in_the_wrong_field_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let secret = "sk-CANARY-misplaced-9999";
+    let cases = [
+        (
+            "c.toml",
+            format!("[[providers]]\nkind = \"zhipu\"\npriority = \"{secret}\"\n"),
+        ),
+        (
+            "c.yaml",
+            format!("providers:\n  - kind: zhipu\n    priority: \"{secret}\"\n"),
+        ),
+        (
+            "c.json",
+            format!(r#"{{"providers":[{{"kind":"zhipu","priority":"{secret}"}}]}}"#),
+        ),
+    ];
+    for (name, text) in cases {
+        let f = dir.path().join(name);
+        std::fs::write(&f, text).unwrap_or_else(|e| panic!("{e}"));
+        let err = load_file(&f)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!err.is_empty(), "{name} was accepted");
+        assert!(!err.contains("CANARY"), "{name}: {err}");
+    }
+}
+
+#[test]
 fn sizes_durations_env() {
     assert_eq!(parse_size("32MiB"), Ok(32 * 1024 * 1024));
     assert_eq!(parse_size("512k"), Ok(512 * 1024));
