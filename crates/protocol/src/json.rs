@@ -148,6 +148,11 @@ impl<'a> RawObject<'a> {
 
 /// Decodes `text` as `T`, naming `key` plus the inner path in errors.
 pub fn decode_field<T: DeserializeOwned>(key: &str, text: &str) -> Result<T, DecodeError> {
+    // Plain serde first (every request goes through here; path tracking
+    // costs on each value); only a failure is decoded again for its path.
+    if let Ok(v) = serde_json::from_str(text) {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| path_error(key, e))
 }
