@@ -193,9 +193,17 @@ impl UpClient {
                 for (k, v) in req.headers {
                     rb = rb.header(k, v);
                 }
-                let resp = rb.send().await.map_err(UpError::Proxied)?;
+                // reqwest's errors print the request URL, which may hold
+                // credentials (`user:pass@`); logs get the error without it.
+                let resp = rb
+                    .send()
+                    .await
+                    .map_err(|e| UpError::Proxied(e.without_url()))?;
                 let resp: Response<reqwest::Body> = resp.into();
-                Ok(resp.map(|b| b.map_err(UpError::Proxied).boxed_unsync()))
+                Ok(resp.map(|b| {
+                    b.map_err(|e| UpError::Proxied(e.without_url()))
+                        .boxed_unsync()
+                }))
             }
         }
     }
