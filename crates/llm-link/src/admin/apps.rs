@@ -1,7 +1,7 @@
 //! `/api/apps`: app mappings (app name → routing rule, targets, fallback
 //! chain, retry settings), and `/api/audit`, the log of admin changes.
 
-use super::rest::{self, actor, begin, body, ident, Actor, AdminError, AdminResult, Ident};
+use super::rest::{self, begin, body, commit, ident, Actor, AdminError, AdminResult, Ident};
 use crate::state::AppState;
 use crate::store::rows::AppRow;
 use crate::store::{now_ms, rfc3339, Store};
@@ -220,14 +220,15 @@ async fn create(
         ));
     }
     row.id = w.tx.insert_app(&row).await?;
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "app.create",
         &format!("app {} ({})", row.id, row.app_name),
         &json!({}),
     )
     .await?;
-    w.finish(&st).await?;
     Ok((StatusCode::CREATED, Json(app_json(&row))).into_response())
 }
 
@@ -253,14 +254,15 @@ async fn update(
     if !w.tx.update_app(&row).await? {
         return Err(AdminError::not_found(format!("no app mapping `{id}`")));
     }
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "app.update",
         &format!("app {} ({})", row.id, row.app_name),
         &json!({ "changed": changed }),
     )
     .await?;
-    w.finish(&st).await?;
     Ok(Json(app_json(&row)).into_response())
 }
 
@@ -275,14 +277,15 @@ async fn remove(
     if !w.tx.delete_app(row.id).await? {
         return Err(AdminError::not_found(format!("no app mapping `{id}`")));
     }
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "app.delete",
         &format!("app {} ({})", row.id, row.app_name),
         &json!({}),
     )
     .await?;
-    w.finish(&st).await?;
     Ok(Json(json!({"status": "deleted", "id": row.id})).into_response())
 }
 

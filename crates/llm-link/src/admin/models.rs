@@ -12,7 +12,7 @@
 
 use super::providers::{key_json, key_usage_mode, new_key, patch_key, KeyBody};
 use super::rest::{
-    self, actor, begin, body, check_range, nullable, Actor, AdminError, AdminResult,
+    self, begin, body, check_range, commit, nullable, Actor, AdminError, AdminResult,
 };
 use crate::providers::presets;
 use crate::state::AppState;
@@ -430,14 +430,15 @@ async fn create(
         k.llm_model_id = Some(id);
         k.id = w.tx.insert_key(k).await?;
     }
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "llm_model.create",
         &format!("llm-model {id} ({}/{})", row.provider, row.model_id),
         &json!({"api_keys": keys.iter().map(|k| &k.hint).collect::<Vec<_>>()}),
     )
     .await?;
-    w.finish(&st).await?;
     respond(&st, store, id, StatusCode::CREATED).await
 }
 
@@ -513,14 +514,15 @@ async fn update(
         }
         changed.push("api_keys");
     }
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "llm_model.update",
         &format!("llm-model {} ({}/{})", row.id, row.provider, row.model_id),
         &json!({"changed": changed, "api_keys": hints}),
     )
     .await?;
-    w.finish(&st).await?;
     respond(&st, store, row.id, StatusCode::OK).await
 }
 
@@ -535,13 +537,14 @@ async fn remove(
     if !w.tx.delete_model(row.id).await? {
         return Err(AdminError::not_found(format!("no model {id}")));
     }
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "llm_model.delete",
         &format!("llm-model {} ({}/{})", row.id, row.provider, row.model_id),
         &json!({}),
     )
     .await?;
-    w.finish(&st).await?;
     Ok(Json(json!({"status": "deleted", "id": row.id})).into_response())
 }

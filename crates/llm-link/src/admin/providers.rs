@@ -7,7 +7,7 @@
 //! `"cli"` or `"env"`) and are read-only here: edit the file instead.
 
 use super::rest::{
-    self, actor, begin, body, check_name, check_range, duration_text, ident, nullable, Actor,
+    self, begin, body, check_name, check_range, commit, duration_text, ident, nullable, Actor,
     AdminError, AdminResult, DurationIn, Ident,
 };
 use crate::config::{Config, Origin, ProviderConfig, Secret};
@@ -868,14 +868,15 @@ async fn create(
         k.provider_id = Some(id);
         k.id = w.tx.insert_key(k).await?;
     }
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "provider.create",
         &format!("provider {id} ({})", row.name),
         &json!({"kind": row.kind, "keys": keys.iter().map(|k| &k.hint).collect::<Vec<_>>()}),
     )
     .await?;
-    w.finish(&st).await?;
     respond(&st, store, id, StatusCode::CREATED).await
 }
 
@@ -937,14 +938,15 @@ async fn update(
         }
         changed.push("api_key");
     }
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "provider.update",
         &format!("provider {} ({})", row.id, row.name),
         &json!({ "changed": changed }),
     )
     .await?;
-    w.finish(&st).await?;
     respond(&st, store, row.id, StatusCode::OK).await
 }
 
@@ -959,14 +961,15 @@ async fn remove(
     if !w.tx.delete_provider(row.id).await? {
         return Err(AdminError::not_found(format!("no provider `{id}`")));
     }
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "provider.delete",
         &format!("provider {} ({})", row.id, row.name),
         &json!({}),
     )
     .await?;
-    w.finish(&st).await?;
     Ok(Json(json!({"status": "deleted", "id": row.id, "name": row.name})).into_response())
 }
 
@@ -1144,14 +1147,15 @@ async fn create_key(
     let mut key = new_key(store, "", &b, Some(row.id), None)?;
     let mut w = begin(store).await?;
     key.id = w.tx.insert_key(&key).await?;
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "provider_key.create",
         &format!("provider {} ({}) key {}", row.id, row.name, key.id),
         &json!({"key": key.hint, "status": key.status}),
     )
     .await?;
-    w.finish(&st).await?;
     Ok((StatusCode::CREATED, Json(key_json(&key))).into_response())
 }
 
@@ -1170,14 +1174,15 @@ async fn update_key(
     if !w.tx.update_key(&key).await? {
         return Err(AdminError::not_found(format!("no key {key_id}")));
     }
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "provider_key.update",
         &format!("provider {} ({}) key {}", row.id, row.name, key.id),
         &json!({"changed": changed, "key": key.hint}),
     )
     .await?;
-    w.finish(&st).await?;
     Ok(Json(key_json(&key)).into_response())
 }
 
@@ -1193,13 +1198,14 @@ async fn remove_key(
     if !w.tx.delete_key(key.id).await? {
         return Err(AdminError::not_found(format!("no key {key_id}")));
     }
-    w.tx.audit(
-        &actor(who),
+    commit(
+        w,
+        &st,
+        who,
         "provider_key.delete",
         &format!("provider {} ({}) key {}", row.id, row.name, key.id),
         &json!({"key": key.hint}),
     )
     .await?;
-    w.finish(&st).await?;
     Ok(Json(json!({"status": "deleted", "id": key.id})).into_response())
 }

@@ -367,6 +367,22 @@ pub async fn begin(store: &Store) -> AdminResult<Write<'_>> {
     Ok(Write::begin(store).await?)
 }
 
+/// Ends an admin write: records it in the audit log under the caller's
+/// name, then commits and applies it live (or rolls back if the result
+/// would not run).
+pub async fn commit(
+    mut w: Write<'_>,
+    st: &AppState,
+    who: Option<axum::Extension<Actor>>,
+    action: &str,
+    target: &str,
+    details: &serde_json::Value,
+) -> AdminResult<()> {
+    w.tx.audit(&actor(who), action, target, details).await?;
+    w.finish(st).await?;
+    Ok(())
+}
+
 /// `10s`, `1500ms`: the shortest exact form of a duration in milliseconds.
 pub fn duration_text(ms: i64) -> String {
     if ms % 3_600_000 == 0 {
