@@ -1,7 +1,8 @@
 //! The upstream HTTP client.
 //!
-//! Direct connections go through hyper's pooled client (rustls for
-//! `https`, HTTP/2 by ALPN). When the environment names a proxy for the
+//! Direct connections to `http` upstreams use llm-link's own lean HTTP/1.1
+//! client ([`super::h1`]); `https` ones go through hyper's pooled client
+//! (rustls, HTTP/2 by ALPN). When the environment names a proxy for the
 //! provider's address (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, minus
 //! `NO_PROXY`), requests go through reqwest instead, which implements
 //! CONNECT tunnels and proxy credentials. Both answer with the same
@@ -26,8 +27,8 @@ pub type UpBody = UnsyncBoxBody<Bytes, UpError>;
 /// A direct client: TLS for an `https` provider, plain TCP for `http` (no
 /// TLS set-up at all for local upstreams such as Ollama or llama.cpp).
 pub enum Direct {
-    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
-    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Box<Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>>),
+    Plain(super::h1::Pool),
 }
 
 impl Clone for Direct {
@@ -56,6 +57,7 @@ where
 pub enum UpError {
     Direct(hyper_util::client::legacy::Error),
     Body(hyper::Error),
+    Plain(super::h1::Error),
     Proxied(reqwest::Error),
 }
 
@@ -64,6 +66,7 @@ impl UpError {
         match self {
             UpError::Direct(e) => e.is_connect(),
             UpError::Body(_) => false,
+            UpError::Plain(e) => e.is_connect(),
             UpError::Proxied(e) => e.is_connect(),
         }
     }
@@ -85,6 +88,7 @@ impl UpError {
                 false
             }
             UpError::Body(_) => false,
+            UpError::Plain(e) => e.is_timeout(),
         }
     }
 }
@@ -96,6 +100,7 @@ impl std::fmt::Display for UpError {
         let (top, mut src): (String, Option<&(dyn std::error::Error + 'static)>) = match self {
             UpError::Direct(e) => (e.to_string(), std::error::Error::source(e)),
             UpError::Body(e) => (e.to_string(), std::error::Error::source(e)),
+            UpError::Plain(e) => (e.to_string(), None),
             UpError::Proxied(e) => (e.to_string(), std::error::Error::source(e)),
         };
         f.write_str(&top)?;
@@ -136,22 +141,22 @@ impl UpClient {
         if proxy_for(base) {
             return proxied(opts).map(UpClient::Proxied);
         }
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(30)));
-        http.set_connect_timeout(Some(opts.connect_timeout));
         let client = if base.scheme_str() == Some("http") {
-            Direct::Plain(pooled(http))
+            Direct::Plain(super::h1::Pool::new(opts.connect_timeout))
         } else {
+            let mut http = HttpConnector::new();
+            http.set_nodelay(true);
+            http.set_keepalive(Some(Duration::from_secs(30)));
+            http.set_connect_timeout(Some(opts.connect_timeout));
             http.enforce_http(false);
-            Direct::Tls(pooled(
+            Direct::Tls(Box::new(pooled(
                 hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(tls_config()?)
                     .https_only()
                     .enable_http1()
                     .enable_http2()
                     .wrap_connector(http),
-            ))
+            )))
         };
         let mut headers = opts.headers.clone();
         headers.insert(
@@ -168,6 +173,22 @@ impl UpClient {
     pub async fn send(&self, req: UpRequest) -> Result<Response<UpBody>, UpError> {
         match self {
             UpClient::Direct { client, headers } => {
+                let tls = match &**client {
+                    Direct::Plain(pool) => {
+                        let resp = pool
+                            .send(
+                                &req.method,
+                                &req.target.uri,
+                                headers,
+                                &req.headers,
+                                &req.body,
+                            )
+                            .await
+                            .map_err(UpError::Plain)?;
+                        return Ok(resp.map(|b| b.map_err(UpError::Plain).boxed_unsync()));
+                    }
+                    Direct::Tls(c) => c,
+                };
                 let mut r = Request::new(Full::new(req.body));
                 *r.method_mut() = req.method;
                 *r.uri_mut() = req.target.uri.clone();
@@ -179,11 +200,7 @@ impl UpClient {
                 for (k, v) in req.headers {
                     h.insert(k, v);
                 }
-                let resp = match &**client {
-                    Direct::Tls(c) => c.request(r).await,
-                    Direct::Plain(c) => c.request(r).await,
-                }
-                .map_err(UpError::Direct)?;
+                let resp = tls.request(r).await.map_err(UpError::Direct)?;
                 Ok(resp.map(|b| b.map_err(UpError::Body).boxed_unsync()))
             }
             UpClient::Proxied(client) => {

@@ -3,6 +3,7 @@
 
 pub mod anthropic;
 pub mod client;
+pub mod h1;
 pub mod http;
 pub mod idle;
 pub mod ollama;
