@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod front;
 pub mod providers;
 pub mod routing;
 pub mod server;
@@ -50,20 +51,52 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 /// Serves the router on a bound listener until the state's shutdown token is
-/// cancelled; callers' addresses are available to handlers (loopback checks).
+/// cancelled, then lets open connections finish their requests; callers'
+/// addresses are available to handlers (loopback checks). Connections go
+/// through the same front as the binary's ([`front::serve`]), on whatever
+/// runtime calls this.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let token = state.shutdown.clone();
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { token.cancelled().await })
-    .await
+    let router = app(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(tokio::sync::Notify::new());
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = token.cancelled() => break,
+            res = listener.accept() => match res {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        open.fetch_add(1, Ordering::Relaxed);
+        let conn = front::serve(
+            stream,
+            peer,
+            router.clone(),
+            token.clone(),
+            graceful.watcher(),
+        );
+        let (open, closed) = (open.clone(), closed.clone());
+        tokio::spawn(async move {
+            conn.await;
+            open.fetch_sub(1, Ordering::Relaxed);
+            closed.notify_one();
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    while open.load(Ordering::Relaxed) > 0 {
+        closed.notified().await;
+    }
+    Ok(())
 }

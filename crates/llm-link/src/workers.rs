@@ -14,10 +14,7 @@
 //! the worker's runtime. Tests drive [`crate::serve_on`] instead, which
 //! runs on whatever runtime calls it.
 
-use axum::extract::connect_info::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,7 +123,10 @@ fn start(i: usize, app: Router, shutdown: CancellationToken) -> std::io::Result<
             INDEX.with(|c| c.set(i));
             rt.block_on(async move {
                 let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-                let builder = auto::Builder::new(TokioExecutor::new());
+                // This thread's own token: connections wait on it without
+                // touching the shared one's lock.
+                let local_shutdown = shutdown.child_token();
+                let closed = Arc::new(tokio::sync::Notify::new());
                 loop {
                     let (stream, peer) = tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -144,30 +144,29 @@ fn start(i: usize, app: Router, shutdown: CancellationToken) -> std::io::Result<
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let router = app.clone();
-                    let svc = hyper::service::service_fn(
-                        move |mut req: hyper::Request<hyper::body::Incoming>| {
-                            req.extensions_mut().insert(ConnectInfo(peer));
-                            let mut router = router.clone();
-                            async move {
-                                tower::Service::call(&mut router, req.map(axum::body::Body::new))
-                                    .await
-                            }
-                        },
+                    let conn = crate::front::serve(
+                        stream,
+                        peer,
+                        app.clone(),
+                        local_shutdown.clone(),
+                        graceful.watcher(),
                     );
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .into_owned();
-                    let conn = graceful.watch(conn);
                     let counter = counter.clone();
+                    let closed = closed.clone();
                     tokio::spawn(async move {
-                        let _ = conn.await;
+                        conn.await;
                         counter.fetch_sub(1, Ordering::Relaxed);
+                        closed.notify_one();
                     });
                 }
                 // No new connections; let the open ones finish what they
                 // are doing (the caller bounds this with its grace period).
+                // Connections served by hyper close when idle on this
+                // signal; the others close on `local_shutdown`.
                 graceful.shutdown().await;
+                while counter.load(Ordering::Relaxed) > 0 {
+                    closed.notified().await;
+                }
                 let _ = done_tx.send(());
                 // Keep driving this runtime until the process exits: I/O
                 // that handlers opened here (a PostgreSQL or upstream

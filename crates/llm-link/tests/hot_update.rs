@@ -10,6 +10,8 @@ use common::*;
 use llm_link::config::CliInput;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tower::ServiceExt;
 
 fn single(mock: &Mock, model: &str) -> llm_link::config::Config {
@@ -98,6 +100,17 @@ async fn restart_flow_answers() {
         .contains("key-a"));
 }
 
+/// Waits (at most 20 s) until a mock has served `n` requests.
+async fn until_hits(m: &Mock, n: usize) {
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while m.hits() < n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("traffic stalled");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_switch_under_traffic() {
     let a = mock().await;
@@ -106,15 +119,20 @@ async fn in_process_switch_under_traffic() {
     let id = gw.state.instance_id;
     let chat = json!({"model": "anything", "messages": [{"role": "user", "content": "hi"}]});
 
-    // 8 clients, 25 sequential requests each; switch once A has served some.
+    // 8 clients send requests back to back until told to stop; the switch
+    // happens once A has served some, and they stop once B has too, so
+    // requests are in flight on both sides of the switch.
+    let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for w in 0..8 {
         let client = gw.client.clone();
         let url = format!("{}/v1/chat/completions", gw.base);
         let body = chat.clone();
+        let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
-            for i in 0..25 {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
                 let r = client.post(&url).json(&body).send().await.unwrap();
                 assert_eq!(r.status(), 200, "worker {w} request {i}");
                 let v: Value = r.json().await.unwrap();
@@ -124,15 +142,12 @@ async fn in_process_switch_under_traffic() {
                         .unwrap()
                         .to_string(),
                 );
+                i += 1;
             }
             out
         }));
     }
-    let mut polls = 0;
-    while a.hits() < 40 && polls < 10_000 {
-        polls += 1;
-        tokio::task::yield_now().await;
-    }
+    until_hits(&a, 40).await;
     let r: Value = gw
         .post("/api/config/switch", json!({"provider": "openai-compatible", "api_key": "key-b", "base_url": format!("{}/v1", b.base), "model": "model-b"}))
         .await
@@ -141,9 +156,13 @@ async fn in_process_switch_under_traffic() {
         .unwrap();
     assert_eq!(r["restart_required"], false);
     assert_eq!(r["current_instance_id"], id);
+    until_hits(&b, 40).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
     for t in tasks {
         for content in t.await.unwrap() {
             assert_eq!(content, "Hello from mock");
+            sent += 1;
         }
     }
     // Each request went wholly to one provider, with that provider's key.
@@ -155,7 +174,7 @@ async fn in_process_switch_under_traffic() {
         .requests()
         .iter()
         .all(|r| r.header("authorization").as_deref() == Some("Bearer key-b")));
-    assert_eq!(a.hits() + b.hits(), 200);
+    assert_eq!(a.hits() + b.hits(), sent);
     assert!(b.hits() > 0 && a.hits() > 0);
     let health: Value = gw.get("/api/health").await.json().await.unwrap();
     assert_eq!(health["model"], "model-b");

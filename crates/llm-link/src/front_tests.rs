@@ -1,0 +1,362 @@
+//! The front against raw bytes on a real socket: what it serves itself,
+//! what it hands to hyper (mid-connection too), pipelining, streaming,
+//! cancellation and shutdown.
+
+use super::*;
+use axum::extract::ConnectInfo;
+use axum::routing::{get, post};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// Dropped when the handler future is dropped (cancelled).
+struct Guard(Arc<Notify>);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+struct Front {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    cancelled: Arc<Notify>,
+}
+
+async fn front() -> Front {
+    let cancelled = Arc::new(Notify::new());
+    let c2 = cancelled.clone();
+    let router = Router::new()
+        .route(
+            "/echo",
+            post(|body: Bytes| async move {
+                format!(
+                    "got {} bytes: {}",
+                    body.len(),
+                    String::from_utf8_lossy(&body[..body.len().min(20)])
+                )
+            }),
+        )
+        .route(
+            "/peer",
+            get(|ConnectInfo(p): ConnectInfo<SocketAddr>| async move { p.ip().to_string() }),
+        )
+        .route(
+            "/stream",
+            get(|| async {
+                let parts = futures_util::stream::iter(
+                    ["one ", "two ", "three"]
+                        .map(|s| Ok::<_, std::convert::Infallible>(Bytes::from(s))),
+                );
+                Body::from_stream(parts)
+            }),
+        )
+        .route(
+            "/hang",
+            post(move || {
+                let guard = Guard(c2.clone());
+                async move {
+                    let _g = guard;
+                    std::future::pending::<()>().await;
+                    "never"
+                }
+            }),
+        )
+        .route(
+            "/close",
+            get(|| async { ([(header::CONNECTION, "close")], "bye") }),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        let graceful = GracefulShutdown::new();
+        while let Ok((s, peer)) = listener.accept().await {
+            tokio::spawn(serve(
+                s,
+                peer,
+                router.clone(),
+                token.clone(),
+                graceful.watcher(),
+            ));
+        }
+    });
+    Front {
+        addr,
+        shutdown,
+        cancelled,
+    }
+}
+
+/// Reads until `n` complete answers (head plus Content-Length body, or a
+/// chunked body up to its last chunk) have arrived, or EOF.
+async fn read_answers(s: &mut TcpStream, n: usize) -> String {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if count_answers(&text) >= n {
+            return text;
+        }
+        let k = s.read(&mut chunk).await.unwrap();
+        if k == 0 {
+            return text;
+        }
+        got.extend_from_slice(&chunk[..k]);
+    }
+}
+
+fn count_answers(text: &str) -> usize {
+    let mut rest = text;
+    let mut count = 0;
+    while let Some(end) = rest.find("\r\n\r\n") {
+        let head = rest[..end].to_ascii_lowercase();
+        let after = &rest[end + 4..];
+        if head.starts_with("http/1.1 100") {
+            rest = after;
+            continue;
+        }
+        if let Some(len) = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+        {
+            let len: usize = len.trim().parse().unwrap();
+            if after.len() < len {
+                return count;
+            }
+            rest = &after[len..];
+        } else if head.contains("transfer-encoding: chunked") {
+            match after.find("0\r\n\r\n") {
+                Some(i) => rest = &after[i + 5..],
+                None => return count,
+            }
+        } else {
+            return count;
+        }
+        count += 1;
+    }
+    count
+}
+
+async fn connect(f: &Front) -> TcpStream {
+    TcpStream::connect(f.addr).await.unwrap()
+}
+
+const ECHO: &[u8] = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello";
+
+#[tokio::test]
+async fn keep_alive_requests_share_a_connection() {
+    let f = front().await;
+    let mut s = connect(&f).await;
+    for _ in 0..3 {
+        s.write_all(ECHO).await.unwrap();
+        let a = read_answers(&mut s, 1).await;
+        assert!(a.starts_with("HTTP/1.1 200 OK\r\n"), "{a}");
+        assert!(a.contains("content-length: 18\r\n"), "{a}");
+        assert!(a.contains("date: "), "{a}");
+        assert!(a.ends_with("got 5 bytes: hello"), "{a}");
+    }
+}
+
+#[tokio::test]
+async fn pipelined_and_split_requests_are_answered_in_order() {
+    let f = front().await;
+    let mut s = connect(&f).await;
+    let mut two = ECHO.to_vec();
+    two.extend_from_slice(b"GET /peer HTTP/1.1\r\nhost: x\r\n\r\n");
+    s.write_all(&two).await.unwrap();
+    let a = read_answers(&mut s, 2).await;
+    let first = a.find("got 5 bytes").unwrap();
+    let second = a.find("127.0.0.1").unwrap();
+    assert!(first < second, "{a}");
+    // A request arriving a few bytes at a time.
+    for part in ECHO.chunks(7) {
+        s.write_all(part).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let a = read_answers(&mut s, 1).await;
+    assert!(a.ends_with("got 5 bytes: hello"), "{a}");
+}
+
+#[tokio::test]
+async fn streamed_bodies_are_chunked() {
+    let f = front().await;
+    let mut s = connect(&f).await;
+    s.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let a = read_answers(&mut s, 1).await;
+    assert!(a.contains("transfer-encoding: chunked\r\n"), "{a}");
+    let body = &a[a.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(body, "4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n");
+}
+
+#[tokio::test]
+async fn unusual_requests_go_to_hyper_even_mid_connection() {
+    let f = front().await;
+    let mut s = connect(&f).await;
+    s.write_all(ECHO).await.unwrap();
+    assert!(read_answers(&mut s, 1).await.ends_with("hello"));
+    // A chunked request body: hyper's from here on.
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let a = read_answers(&mut s, 1).await;
+    assert!(a.ends_with("got 5 bytes: abcde"), "{a}");
+    // The connection still works.
+    s.write_all(ECHO).await.unwrap();
+    assert!(read_answers(&mut s, 1).await.ends_with("hello"));
+
+    // Expect: 100-continue.
+    let mut s = connect(&f).await;
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 100 Continue"),
+        "{:?}",
+        &buf[..n]
+    );
+    s.write_all(b"hi").await.unwrap();
+    assert!(read_answers(&mut s, 1).await.ends_with("got 2 bytes: hi"));
+
+    // HTTP/1.0 and HEAD.
+    let mut s = connect(&f).await;
+    s.write_all(b"GET /peer HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).await.unwrap();
+    assert!(
+        all.starts_with("HTTP/1.0 200 OK") && all.ends_with("127.0.0.1"),
+        "{all}"
+    );
+    let mut s = connect(&f).await;
+    s.write_all(b"HEAD /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).await.unwrap();
+    assert!(
+        all.starts_with("HTTP/1.1 200 OK") && all.ends_with("\r\n\r\n"),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn large_and_malformed_requests_get_hypers_answers() {
+    let f = front().await;
+    // A body over the front's limit is read by hyper.
+    let mut s = connect(&f).await;
+    let big = vec![b'z'; MAX_FAST_BODY + 10];
+    s.write_all(
+        format!(
+            "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            big.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.write_all(&big).await.unwrap();
+    let a = read_answers(&mut s, 1).await;
+    assert!(a.contains(&format!("got {} bytes", big.len())), "{a}");
+    // A header value the `http` types refuse.
+    let mut s = connect(&f).await;
+    s.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nx-bad: a\x7fb\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = String::new();
+    let _ = s.read_to_string(&mut all).await;
+    assert!(all.starts_with("HTTP/1.1 400"), "{all}");
+    // Two different lengths.
+    let mut s = connect(&f).await;
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
+    )
+    .await
+    .unwrap();
+    let mut all = String::new();
+    let _ = s.read_to_string(&mut all).await;
+    assert!(all.starts_with("HTTP/1.1 400"), "{all}");
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured_both_ways() {
+    let f = front().await;
+    let mut s = connect(&f).await;
+    s.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).await.unwrap();
+    assert!(
+        all.contains("connection: close\r\n") && all.ends_with("127.0.0.1"),
+        "{all}"
+    );
+    let mut s = connect(&f).await;
+    s.write_all(b"GET /close HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).await.unwrap();
+    assert!(
+        all.contains("connection: close\r\n") && all.ends_with("bye"),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_its_request() {
+    let f = front().await;
+    let mut s = connect(&f).await;
+    s.write_all(b"POST /hang HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    // Let the handler start, then leave.
+    tokio::task::yield_now().await;
+    drop(s);
+    f.cancelled.notified().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections() {
+    let f = front().await;
+    let mut s = connect(&f).await;
+    s.write_all(ECHO).await.unwrap();
+    assert!(read_answers(&mut s, 1).await.ends_with("hello"));
+    f.shutdown.cancel();
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).await.unwrap(), 0);
+}
+
+#[test]
+fn request_heads_parse() {
+    let Parse::Ready(h) = parse_request(ECHO) else {
+        panic!("not ready")
+    };
+    assert_eq!((h.method, h.body_len, h.close), (Method::POST, 5, false));
+    assert_eq!(&ECHO[h.path.0..h.path.1], b"/echo");
+    assert!(matches!(parse_request(&ECHO[..20]), Parse::Partial));
+    for other in [
+        &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"HEAD / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+        b"POST / HTTP/1.1\r\ncontent-length: 99999999999\r\n\r\n",
+        b"POST / HTTP/1.1\r\ncontent-length: +5\r\n\r\n",
+        b"GET http://x/ HTTP/1.1\r\n\r\n",
+    ] {
+        assert!(
+            matches!(parse_request(other), Parse::Other),
+            "{}",
+            String::from_utf8_lossy(other)
+        );
+    }
+}
