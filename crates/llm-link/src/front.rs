@@ -14,8 +14,12 @@
 //! serves it from then on. So every HTTP feature keeps hyper's handling
 //! and errors; only the common case is short.
 //!
-//! Like hyper's default, a client that closes its side while its request
-//! is being served cancels that request (the upstream call is dropped).
+//! A body that did not arrive with its head streams to the handler as it
+//! comes, so an answer that needs no body (a 401 from the key check) goes
+//! out at once; the connection then closes, since what is left of that
+//! body would otherwise be read as the next request. Like hyper's default,
+//! a client that closes its side while its request is being served
+//! cancels that request (the upstream call is dropped).
 
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
@@ -81,22 +85,30 @@ pub async fn serve(
                 Ok(_) => {}
             }
         };
-        // Its body.
-        while buf.len() < head.len + head.body_len {
-            buf.reserve(head.len + head.body_len - buf.len());
-            match io.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+        // Its body: whole when it came with the head (the usual case), else
+        // streamed to the handler as it arrives, so an answer that needs no
+        // body (a 401) goes out without waiting for it.
+        let total = head.len + head.body_len;
+        let raw = buf.split_to(head.len.max(total.min(buf.len()))).freeze();
+        let mut remaining = total.saturating_sub(raw.len());
+        let mut feed = None;
+        let body = if remaining == 0 {
+            Body::from(raw.slice(head.len..))
+        } else {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<io::Result<Bytes>>();
+            if raw.len() > head.len {
+                let _ = tx.send(Ok(raw.slice(head.len..)));
             }
-        }
-        let raw = buf.split_to(head.len + head.body_len).freeze();
-        let Some(req) = build_request(head.method, &raw, head.len, head.path, peer) else {
+            feed = Some(tx);
+            Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+        };
+        let Some(req) = build_request(head.method, &raw[..head.len], &raw, head.path, body, peer)
+        else {
             // Something hyper rejects with a proper 400; let it.
             let mut all = BytesMut::from(&raw[..]);
             all.extend_from_slice(&buf);
             return handoff(io, all, peer, router, graceful).await;
         };
-        let close = head.close;
         // Serve it; a client that goes away meanwhile cancels it.
         let call = tower::Service::call(&mut router, req);
         tokio::pin!(call);
@@ -107,12 +119,28 @@ pub async fn serve(
                 r = &mut call => break r,
                 r = io.read_buf(&mut buf), if watch => match r {
                     Ok(0) | Err(_) => return,
-                    // Pipelined bytes wait in the buffer; stop watching
-                    // once it holds a full head's worth.
-                    Ok(_) => watch = buf.len() < MAX_HEAD,
+                    Ok(_) => {
+                        if remaining > 0 {
+                            let part = buf.split_to(remaining.min(buf.len())).freeze();
+                            remaining -= part.len();
+                            if let Some(tx) = &feed {
+                                let _ = tx.send(Ok(part));
+                            }
+                            if remaining == 0 {
+                                feed = None;
+                            }
+                        }
+                        // Pipelined bytes wait in the buffer; stop watching
+                        // once it holds a full head's worth.
+                        watch = buf.len() < MAX_HEAD;
+                    }
                 },
             }
         };
+        drop(feed);
+        // An answer given before the whole body arrived ends the connection
+        // (the rest of the body would be read as the next request).
+        let close = head.close || remaining > 0;
         let resp = match resp {
             Ok(r) => r,
             Err(never) => match never {},
@@ -214,9 +242,10 @@ fn parse_request(buf: &[u8]) -> Parse {
 /// copied. `None` when something in it is not valid for `http` types.
 fn build_request(
     method: Method,
+    head: &[u8],
     raw: &Bytes,
-    head_len: usize,
     path: (usize, usize),
+    body: Body,
     peer: SocketAddr,
 ) -> Option<Request<Body>> {
     let uri = Uri::from_maybe_shared(raw.slice(path.0..path.1)).ok()?;
@@ -224,7 +253,7 @@ fn build_request(
     // not keep borrows of the buffer it was reading into).
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut slots);
-    parsed.parse(&raw[..head_len]).ok()?;
+    parsed.parse(head).ok()?;
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
     let base = raw.as_ptr() as usize;
     for h in parsed.headers.iter() {
@@ -233,7 +262,7 @@ fn build_request(
         let value = HeaderValue::from_maybe_shared(raw.slice(at..at + h.value.len())).ok()?;
         headers.append(name, value);
     }
-    let mut req = Request::new(Body::from(raw.slice(head_len..)));
+    let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;

@@ -63,6 +63,7 @@ async fn front() -> Front {
                 }
             }),
         )
+        .route("/early", post(|| async { "early" }))
         .route(
             "/close",
             get(|| async { ([(header::CONNECTION, "close")], "bye") }),
@@ -285,6 +286,45 @@ async fn large_and_malformed_requests_get_hypers_answers() {
     let mut all = String::new();
     let _ = s.read_to_string(&mut all).await;
     assert!(all.starts_with("HTTP/1.1 400"), "{all}");
+}
+
+#[tokio::test]
+async fn bodies_arriving_after_the_head_stream_to_the_handler() {
+    let f = front().await;
+    let mut s = connect(&f).await;
+    let (head, body) = ECHO.split_at(ECHO.len() - 5);
+    s.write_all(head).await.unwrap();
+    tokio::task::yield_now().await;
+    s.write_all(&body[..2]).await.unwrap();
+    tokio::task::yield_now().await;
+    s.write_all(&body[2..]).await.unwrap();
+    let a = read_answers(&mut s, 1).await;
+    assert!(
+        a.ends_with("got 5 bytes: hello") && !a.contains("connection: close"),
+        "{a}"
+    );
+    // The connection goes on.
+    s.write_all(ECHO).await.unwrap();
+    assert!(read_answers(&mut s, 1).await.ends_with("hello"));
+}
+
+#[tokio::test]
+async fn an_answer_before_the_body_closes_the_connection() {
+    // A handler that answers without reading the body (as the key check
+    // does) answers at once; the connection then closes, since the rest of
+    // the body would otherwise be read as a request.
+    let f = front().await;
+    let mut s = connect(&f).await;
+    s.write_all(b"POST /early HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\n")
+        .await
+        .unwrap();
+    let a = read_answers(&mut s, 1).await;
+    assert!(
+        a.contains("connection: close\r\n") && a.ends_with("early"),
+        "{a}"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).await.unwrap(), 0);
 }
 
 #[tokio::test]
