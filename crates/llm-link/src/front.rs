@@ -450,6 +450,50 @@ async fn handoff(
     let _ = graceful.watch(conn).await;
 }
 
+/// The open connections of one serving loop, so that shutdown can wait
+/// until each has finished.
+#[derive(Clone)]
+pub struct Connections {
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    closed: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Connections {
+    /// Counts into `open`, which others may read (the acceptor balances on it).
+    pub fn new(open: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Connections {
+        Connections {
+            open,
+            closed: std::sync::Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Runs a connection; `counted` when whoever accepted it already
+    /// added it to the count.
+    pub fn spawn(
+        &self,
+        conn: impl std::future::Future<Output = ()> + Send + 'static,
+        counted: bool,
+    ) {
+        use std::sync::atomic::Ordering;
+        if !counted {
+            self.open.fetch_add(1, Ordering::Relaxed);
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            conn.await;
+            this.open.fetch_sub(1, Ordering::Relaxed);
+            this.closed.notify_one();
+        });
+    }
+
+    /// Returns once no connection is open.
+    pub async fn drained(&self) {
+        while self.open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            self.closed.notified().await;
+        }
+    }
+}
+
 /// A connection whose first bytes were already read.
 struct Prefixed {
     read: Bytes,

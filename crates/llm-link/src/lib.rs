@@ -59,12 +59,10 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
 ) -> std::io::Result<()> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let token = state.shutdown.clone();
     let router = app(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let open = Arc::new(AtomicUsize::new(0));
-    let closed = Arc::new(tokio::sync::Notify::new());
+    let conns = front::Connections::new(Arc::default());
     loop {
         let (stream, peer) = tokio::select! {
             _ = token.cancelled() => break,
@@ -78,7 +76,6 @@ pub async fn serve_on(
             },
         };
         let _ = stream.set_nodelay(true);
-        open.fetch_add(1, Ordering::Relaxed);
         let conn = front::serve(
             stream,
             peer,
@@ -86,17 +83,10 @@ pub async fn serve_on(
             token.clone(),
             graceful.watcher(),
         );
-        let (open, closed) = (open.clone(), closed.clone());
-        tokio::spawn(async move {
-            conn.await;
-            open.fetch_sub(1, Ordering::Relaxed);
-            closed.notify_one();
-        });
+        conns.spawn(conn, false);
     }
     drop(listener);
     graceful.shutdown().await;
-    while open.load(Ordering::Relaxed) > 0 {
-        closed.notified().await;
-    }
+    conns.drained().await;
     Ok(())
 }

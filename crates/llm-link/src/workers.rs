@@ -126,7 +126,7 @@ fn start(i: usize, app: Router, shutdown: CancellationToken) -> std::io::Result<
                 // This thread's own token: connections wait on it without
                 // touching the shared one's lock.
                 let local_shutdown = shutdown.child_token();
-                let closed = Arc::new(tokio::sync::Notify::new());
+                let conns = crate::front::Connections::new(counter.clone());
                 loop {
                     let (stream, peer) = tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -151,22 +151,15 @@ fn start(i: usize, app: Router, shutdown: CancellationToken) -> std::io::Result<
                         local_shutdown.clone(),
                         graceful.watcher(),
                     );
-                    let counter = counter.clone();
-                    let closed = closed.clone();
-                    tokio::spawn(async move {
-                        conn.await;
-                        counter.fetch_sub(1, Ordering::Relaxed);
-                        closed.notify_one();
-                    });
+                    // The acceptor counted it when handing it over.
+                    conns.spawn(conn, true);
                 }
                 // No new connections; let the open ones finish what they
                 // are doing (the caller bounds this with its grace period).
                 // Connections served by hyper close when idle on this
                 // signal; the others close on `local_shutdown`.
                 graceful.shutdown().await;
-                while counter.load(Ordering::Relaxed) > 0 {
-                    closed.notified().await;
-                }
+                conns.drained().await;
                 let _ = done_tx.send(());
                 // Keep driving this runtime until the process exits: I/O
                 // that handlers opened here (a PostgreSQL or upstream
