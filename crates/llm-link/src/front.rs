@@ -31,7 +31,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -60,13 +60,14 @@ pub async fn serve(
 ) {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(4 * 1024);
+    let mut spans: Vec<Span> = Vec::with_capacity(16);
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
     loop {
         // One request head, or the hand-over.
         let head = loop {
             if !buf.is_empty() {
-                match parse_request(&buf) {
+                match parse_request(&buf, &mut spans) {
                     Parse::Ready(head) => break head,
                     Parse::Partial if buf.len() < MAX_HEAD => {}
                     Parse::Partial | Parse::Other => {
@@ -102,8 +103,7 @@ pub async fn serve(
             feed = Some(tx);
             Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
         };
-        let Some(req) = build_request(head.method, &raw[..head.len], &raw, head.path, body, peer)
-        else {
+        let Some(req) = build_request(head.method, &raw, head.path, &spans, body, peer) else {
             // Something hyper rejects with a proper 400; let it.
             let mut all = BytesMut::from(&raw[..]);
             all.extend_from_slice(&buf);
@@ -156,6 +156,12 @@ pub async fn serve(
     }
 }
 
+/// Where one header's name and value sit in the head bytes.
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
 /// A parsed request head that this front serves.
 struct Head {
     method: Method,
@@ -173,7 +179,8 @@ enum Parse {
     Other,
 }
 
-fn parse_request(buf: &[u8]) -> Parse {
+/// Parses a request head; on `Ready`, `spans` holds where its headers are.
+fn parse_request(buf: &[u8], spans: &mut Vec<Span>) -> Parse {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     let len = match req.parse(buf) {
@@ -199,9 +206,18 @@ fn parse_request(buf: &[u8]) -> Parse {
     if !path.starts_with('/') {
         return Parse::Other;
     }
+    let at = |part: &[u8]| {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        (start, start + part.len())
+    };
     let mut body_len: Option<usize> = None;
     let mut close = false;
+    spans.clear();
     for h in req.headers.iter() {
+        spans.push(Span {
+            name: at(h.name.as_bytes()),
+            value: at(h.value),
+        });
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(h.value)
@@ -228,10 +244,9 @@ fn parse_request(buf: &[u8]) -> Parse {
             }
         }
     }
-    let start = path.as_ptr() as usize - buf.as_ptr() as usize;
     Parse::Ready(Head {
         method,
-        path: (start, start + path.len()),
+        path: at(path.as_bytes()),
         len,
         body_len: body_len.unwrap_or(0),
         close,
@@ -242,24 +257,17 @@ fn parse_request(buf: &[u8]) -> Parse {
 /// copied. `None` when something in it is not valid for `http` types.
 fn build_request(
     method: Method,
-    head: &[u8],
     raw: &Bytes,
     path: (usize, usize),
+    spans: &[Span],
     body: Body,
     peer: SocketAddr,
 ) -> Option<Request<Body>> {
     let uri = Uri::from_maybe_shared(raw.slice(path.0..path.1)).ok()?;
-    // Parse again for the header positions (cheap; the first parse could
-    // not keep borrows of the buffer it was reading into).
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut slots);
-    parsed.parse(head).ok()?;
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-    let base = raw.as_ptr() as usize;
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        let at = h.value.as_ptr() as usize - base;
-        let value = HeaderValue::from_maybe_shared(raw.slice(at..at + h.value.len())).ok()?;
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for h in spans {
+        let name = HeaderName::from_bytes(&raw[h.name.0..h.name.1]).ok()?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(h.value.0..h.value.1)).ok()?;
         headers.append(name, value);
     }
     let mut req = Request::new(body);
@@ -329,9 +337,7 @@ async fn write_response(
     match length {
         _ if bodyless => {}
         Some(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            let _ = write!(out, "content-length: {n}\r\n");
         }
         None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
@@ -378,7 +384,7 @@ async fn write_response(
             }
         }
         if chunked {
-            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            let _ = write!(out, "{:x}\r\n", data.len());
         }
         if data.len() <= INLINE {
             out.extend_from_slice(&data);
@@ -448,6 +454,28 @@ async fn handoff(
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .into_owned();
     let _ = graceful.watch(conn).await;
+}
+
+/// The next connection from `listener`, or `None` once `shutdown` is
+/// cancelled. A failed accept (EMFILE and friends) is logged and retried
+/// after a short pause, so open connections keep being served and the loop
+/// does not spin.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            res = listener.accept() => match res {
+                Ok(c) => return Some(c),
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
 }
 
 /// The open connections of one serving loop, so that shutdown can wait

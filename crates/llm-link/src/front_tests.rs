@@ -378,12 +378,16 @@ async fn shutdown_closes_idle_connections() {
 
 #[test]
 fn request_heads_parse() {
-    let Parse::Ready(h) = parse_request(ECHO) else {
+    let mut spans = Vec::new();
+    let Parse::Ready(h) = parse_request(ECHO, &mut spans) else {
         panic!("not ready")
     };
     assert_eq!((h.method, h.body_len, h.close), (Method::POST, 5, false));
     assert_eq!(&ECHO[h.path.0..h.path.1], b"/echo");
-    assert!(matches!(parse_request(&ECHO[..20]), Parse::Partial));
+    assert!(matches!(
+        parse_request(&ECHO[..20], &mut spans),
+        Parse::Partial
+    ));
     for other in [
         &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
         b"GET / HTTP/1.0\r\n\r\n",
@@ -394,7 +398,7 @@ fn request_heads_parse() {
         b"GET http://x/ HTTP/1.1\r\n\r\n",
     ] {
         assert!(
-            matches!(parse_request(other), Parse::Other),
+            matches!(parse_request(other, &mut spans), Parse::Other),
             "{}",
             String::from_utf8_lossy(other)
         );

@@ -63,18 +63,7 @@ pub async fn serve_on(
     let router = app(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let conns = front::Connections::new(Arc::default());
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = token.cancelled() => break,
-            res = listener.accept() => match res {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, peer)) = front::accept(&listener, &token).await {
         let _ = stream.set_nodelay(true);
         let conn = front::serve(
             stream,

@@ -71,20 +71,7 @@ pub async fn serve(
         workers.push(start(i, app.clone(), shutdown.clone())?);
     }
     let mut next = 0usize;
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            res = listener.accept() => match res {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: keep serving the connections we
-                    // have; a short pause keeps the loop from spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, peer)) = crate::front::accept(&listener, &shutdown).await {
         let Ok(stream) = stream.into_std() else {
             continue;
         };

@@ -26,18 +26,10 @@ pub type UpBody = UnsyncBoxBody<Bytes, UpError>;
 
 /// A direct client: TLS for an `https` provider, plain TCP for `http` (no
 /// TLS set-up at all for local upstreams such as Ollama or llama.cpp).
+#[derive(Clone)]
 pub enum Direct {
     Tls(Box<Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>>),
     Plain(super::h1::Pool),
-}
-
-impl Clone for Direct {
-    fn clone(&self) -> Direct {
-        match self {
-            Direct::Tls(c) => Direct::Tls(c.clone()),
-            Direct::Plain(c) => Direct::Plain(c.clone()),
-        }
-    }
 }
 
 fn pooled<C>(connector: C) -> Client<C, Full<Bytes>>

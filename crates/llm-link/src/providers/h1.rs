@@ -23,7 +23,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
@@ -91,10 +91,11 @@ impl std::error::Error for Error {}
 struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    /// The `host:port` it is connected to (the pool's key).
+    authority: Arc<str>,
 }
 
 struct Idle {
-    authority: Box<str>,
     conn: Conn,
     since: Instant,
 }
@@ -140,7 +141,7 @@ impl Pool {
                 None => (self.connect(authority).await?, false),
             };
             match exchange(&mut conn, &wire).await {
-                Ok(parsed) => return Ok(self.response(conn, parsed, authority)),
+                Ok(parsed) => return Ok(self.response(conn, parsed)),
                 Err(Failure::BeforeAnswer(e)) if reused => {
                     tracing::debug!(error = %e, "reused upstream connection was closed; retrying on a new one");
                     continue;
@@ -150,12 +151,12 @@ impl Pool {
         }
     }
 
-    fn response(&self, conn: Conn, head: Head, authority: &str) -> Response<ResponseBody> {
+    fn response(&self, conn: Conn, head: Head) -> Response<ResponseBody> {
         let mut resp = Response::new(ResponseBody {
             conn: Some(conn),
             framing: head.framing,
             keep_alive: head.keep_alive,
-            pool: Some((self.clone(), authority.into())),
+            pool: Some(self.clone()),
         });
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
@@ -167,7 +168,7 @@ impl Pool {
 
     fn checkout(&self, authority: &str) -> Option<Conn> {
         let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(pos) = idle.iter().rposition(|i| &*i.authority == authority) {
+        while let Some(pos) = idle.iter().rposition(|i| &*i.conn.authority == authority) {
             let entry = idle.swap_remove(pos);
             if entry.since.elapsed() < IDLE_TIMEOUT && still_open(&entry.conn.io) {
                 return Some(entry.conn);
@@ -176,7 +177,7 @@ impl Pool {
         None
     }
 
-    fn put(&self, authority: Box<str>, mut conn: Conn) {
+    fn put(&self, mut conn: Conn) {
         conn.buf.clear();
         let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
         // The oldest entry sits first; drop it when it has expired or the
@@ -189,7 +190,6 @@ impl Pool {
             idle.remove(0);
         }
         idle.push(Idle {
-            authority,
             conn,
             since: Instant::now(),
         });
@@ -220,6 +220,7 @@ impl Pool {
         Ok(Conn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            authority: authority.into(),
         })
     }
 }
@@ -290,9 +291,7 @@ impl<'a> Wire<'a> {
             head.extend_from_slice(b"\r\n");
         }
         if !body.is_empty() || !matches!(*method, Method::GET | Method::HEAD) {
-            head.extend_from_slice(b"content-length: ");
-            head.extend_from_slice(body.len().to_string().as_bytes());
-            head.extend_from_slice(b"\r\n");
+            let _ = write!(head, "content-length: {}\r\n", body.len());
         }
         head.extend_from_slice(b"\r\n");
         if inline {
@@ -503,7 +502,7 @@ pub struct ResponseBody {
     conn: Option<Conn>,
     framing: Framing,
     keep_alive: bool,
-    pool: Option<(Pool, Box<str>)>,
+    pool: Option<Pool>,
 }
 
 enum Step {
@@ -521,8 +520,8 @@ impl ResponseBody {
         }
         let Some(conn) = self.conn.take() else { return };
         if self.keep_alive && conn.buf.is_empty() {
-            if let Some((pool, authority)) = self.pool.take() {
-                pool.put(authority, conn);
+            if let Some(pool) = self.pool.take() {
+                pool.put(conn);
             }
         }
     }
