@@ -1,10 +1,11 @@
 //! Field-by-field JSON decoding with errors that name the field, and
 //! byte-preserving rewrites of a top-level object.
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt;
 
 /// A request body that could not be decoded, with the path of the bad field.
@@ -42,9 +43,63 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// The top level of a JSON object, each value kept as its raw text.
+///
+/// Fields stay in body order with their names borrowed from the body when
+/// they hold no escapes (every request goes through here, so one
+/// allocation per field name showed in profiles). A name given twice keeps
+/// its last value, as `serde_json` does for maps.
 pub struct RawObject<'a> {
     input: &'a str,
-    fields: BTreeMap<String, &'a RawValue>,
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+/// One field name, borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The fields of a top-level object, in order.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Fields<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8).min(32));
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    fields.push((k, v));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl<'a> RawObject<'a> {
@@ -56,7 +111,7 @@ impl<'a> RawObject<'a> {
                 "the body is empty; expected a JSON object",
             ));
         }
-        let fields: BTreeMap<String, &'a RawValue> = serde_json::from_str(input).map_err(|e| {
+        let Fields(fields) = serde_json::from_str(input).map_err(|e| {
             if e.is_data() {
                 DecodeError::body("expected a JSON object")
             } else {
@@ -66,13 +121,22 @@ impl<'a> RawObject<'a> {
         Ok(RawObject { input, fields })
     }
 
+    /// A field's raw value; the last one when the name is given twice.
+    fn raw(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| *v)
+    }
+
     pub fn has(&self, key: &str) -> bool {
-        self.fields.contains_key(key)
+        self.raw(key).is_some()
     }
 
     /// Decodes a field; `null` and absence are both `None`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, DecodeError> {
-        let Some(raw) = self.fields.get(key) else {
+        let Some(raw) = self.raw(key) else {
             return Ok(None);
         };
         if raw.get() == "null" {
@@ -81,15 +145,46 @@ impl<'a> RawObject<'a> {
         decode_field(key, raw.get()).map(Some)
     }
 
+    /// Decodes a required field into a type that may borrow from the body.
+    pub fn require_borrowed<T: Deserialize<'a>>(&self, key: &str) -> Result<T, DecodeError> {
+        match self.raw(key).map(RawValue::get) {
+            None | Some("null") => Err(DecodeError::new(key, "this field is required")),
+            Some(text) => {
+                if let Ok(v) = serde_json::from_str(text) {
+                    return Ok(v);
+                }
+                let de = &mut serde_json::Deserializer::from_str(text);
+                serde_path_to_error::deserialize(de).map_err(|e| path_error(key, e))
+            }
+        }
+    }
+
     /// Decodes a required field.
     pub fn require<T: DeserializeOwned>(&self, key: &str) -> Result<T, DecodeError> {
         self.get(key)?
             .ok_or_else(|| DecodeError::new(key, "this field is required"))
     }
 
+    /// The required `model` field as a string (blank allowed).
+    pub fn model(&self) -> Result<String, DecodeError> {
+        // A plain string is copied straight out of the body; anything else
+        // (escapes, a wrong type) takes the general path and its errors.
+        match self.raw("model").map(RawValue::get) {
+            Some(t)
+                if t.len() >= 2
+                    && t.starts_with('"')
+                    && t.ends_with('"')
+                    && !t[1..t.len() - 1].contains(['\\', '"']) =>
+            {
+                Ok(t[1..t.len() - 1].to_string())
+            }
+            _ => self.require("model"),
+        }
+    }
+
     /// The required, non-blank `model` field every request names.
     pub fn require_model(&self) -> Result<String, DecodeError> {
-        let model: String = self.require("model")?;
+        let model = self.model()?;
         if model.trim().is_empty() {
             return Err(DecodeError::new("model", "must not be empty"));
         }
@@ -98,20 +193,21 @@ impl<'a> RawObject<'a> {
 
     /// Every field not in `known`, as JSON values.
     pub fn rest(&self, known: &[&str]) -> Map<String, Value> {
+        // Later values of a name given twice replace earlier ones.
         self.fields
             .iter()
-            .filter(|(k, _)| !known.contains(&k.as_str()))
+            .filter(|(k, _)| !known.contains(&k.as_ref()))
             .filter_map(|(k, v)| {
                 serde_json::from_str::<Value>(v.get())
                     .ok()
-                    .map(|v| (k.clone(), v))
+                    .map(|v| (k.to_string(), v))
             })
             .collect()
     }
 
     /// Byte offsets of a top-level field's value within the input.
     fn span(&self, key: &str) -> Option<(usize, usize)> {
-        let raw = self.fields.get(key)?.get();
+        let raw = self.raw(key)?.get();
         let start = (raw.as_ptr() as usize).checked_sub(self.input.as_ptr() as usize)?;
         let end = start + raw.len();
         (end <= self.input.len()).then_some((start, end))
@@ -241,6 +337,38 @@ mod tests {
             Some("messages[0].content".to_string())
         );
         assert!(obj.require::<String>("model").is_err());
+    }
+
+    #[test]
+    fn a_name_given_twice_keeps_its_last_value() {
+        let obj = RawObject::parse(br#"{"model":"a","n":1,"model":"b"}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(obj.model().ok().as_deref(), Some("b"));
+        assert_eq!(obj.rest(&["model"]).get("n"), Some(&serde_json::json!(1)));
+        assert_eq!(obj.rest(&[]).len(), 2);
+        let out = obj.with_field("model", "\"c\"");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"{"model":"a","n":1,"model":"c"}"#
+        );
+    }
+
+    #[test]
+    fn escaped_names_and_models_decode() {
+        let obj = RawObject::parse(br#"{"mo\u0064el":"x\"y","\u006e":2}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(obj.model().ok().as_deref(), Some("x\"y"));
+        assert_eq!(obj.get::<u32>("n").ok().flatten(), Some(2));
+        let obj = RawObject::parse(br#"{"model":"caf\u00e9"}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(obj.model().ok().as_deref(), Some("café"));
+        let obj = RawObject::parse(br#"{"model":7}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            obj.model().err().map(|e| e.field),
+            Some("model".to_string())
+        );
+        let obj = RawObject::parse(br#"{"model":" "}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(obj.model().ok().as_deref(), Some(" "));
+        assert!(obj.require_model().is_err());
     }
 
     #[test]

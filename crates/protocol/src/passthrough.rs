@@ -10,6 +10,7 @@
 use crate::json::{DecodeError, RawObject};
 use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// What the gateway needs from a forwarded request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,13 +19,16 @@ pub struct Forwardable {
     pub stream: bool,
 }
 
+/// A message's role, borrowed from the body unless it holds escapes (the
+/// other fields are skipped, not decoded).
 #[derive(Deserialize)]
-struct RoleOnly {
-    role: String,
+struct RoleOnly<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
 }
 
 fn messages(obj: &RawObject<'_>, roles: &[&str], allow_empty: bool) -> Result<(), DecodeError> {
-    let msgs: Vec<RoleOnly> = obj.require("messages")?;
+    let msgs: Vec<RoleOnly<'_>> = obj.require_borrowed("messages")?;
     if msgs.is_empty() && !allow_empty {
         return Err(DecodeError::new(
             "messages",
@@ -32,7 +36,7 @@ fn messages(obj: &RawObject<'_>, roles: &[&str], allow_empty: bool) -> Result<()
         ));
     }
     for (i, m) in msgs.iter().enumerate() {
-        if !roles.contains(&m.role.as_str()) {
+        if !roles.contains(&m.role.as_ref()) {
             return Err(DecodeError::new(
                 format!("messages[{i}].role"),
                 format!(

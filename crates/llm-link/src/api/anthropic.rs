@@ -59,7 +59,7 @@ async fn messages(
     let started = Instant::now();
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
     let obj = RawObject::parse(&body)?;
-    let model: String = obj.require("model")?;
+    let model = obj.model()?;
     let rt = st.runtime();
     let plan = dispatch::plan(&st, &rt, &headers, &model)?;
     // Light checks always, so extended thinking, server tools, documents and
@@ -180,7 +180,7 @@ async fn count_tokens(
 ) -> Result<Response, AnthropicError> {
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
     let obj = RawObject::parse(&body)?;
-    let model: String = obj.require("model")?;
+    let model = obj.model()?;
     let target = st.runtime().router.resolve(&model)?;
     if target.provider.wire() == Wire::Anthropic {
         // Exact: ask Anthropic.

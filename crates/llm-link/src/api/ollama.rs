@@ -274,7 +274,7 @@ async fn chat(
     let obj = RawObject::parse(&body)?;
     // An empty `messages` loads (or, with keep_alive 0, unloads) a model in
     // Ollama: answer as Ollama does once the model is known.
-    let model: String = obj.require("model")?;
+    let model = obj.model()?;
     let messages: Option<Vec<Value>> = obj.get("messages")?;
     if messages.as_ref().is_none_or(|m| m.is_empty()) {
         resolve(&st.runtime(), &model)?;
@@ -310,7 +310,7 @@ async fn generate(
     let started = Instant::now();
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
     let obj = RawObject::parse(&body)?;
-    let model: String = obj.require("model")?;
+    let model = obj.model()?;
     let prompt: Option<String> = obj.get("prompt")?;
     if prompt.as_deref().is_none_or(str::is_empty) && !obj.has("images") {
         resolve(&st.runtime(), &model)?;

@@ -56,7 +56,7 @@ async fn chat_completions(
     let started = Instant::now();
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
     let obj = RawObject::parse(&body)?;
-    let model: String = obj.require("model")?;
+    let model = obj.model()?;
     let rt = st.runtime();
     let plan = dispatch::plan(&st, &rt, &headers, &model)?;
     // Light checks always; the full decode only when some target translates.
