@@ -8,7 +8,6 @@ use super::{ModelRouter, Plan};
 use crate::error::ApiError;
 use crate::providers::Provider;
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -64,15 +63,16 @@ impl RouteLog {
         let mut s = String::with_capacity(64);
         // Printable ASCII only (a header value), at most MAX characters.
         let push = |s: &mut String, text: &str| {
-            for c in text.chars() {
+            for b in text.bytes() {
                 if s.len() >= MAX {
                     return;
                 }
-                if c.is_ascii() && !c.is_ascii_control() {
-                    s.push(c);
+                if (0x20..0x7f).contains(&b) {
+                    s.push(char::from(b));
                 }
             }
         };
+        let mut digits = itoa::Buffer::new();
         for (i, st) in self.steps.iter().enumerate() {
             if i > 0 {
                 push(&mut s, ",");
@@ -81,9 +81,8 @@ impl RouteLog {
             push(&mut s, "/");
             push(&mut s, &st.model);
             if let Some(k) = st.key {
-                let mut n = String::new();
-                let _ = write!(n, "#{k}");
-                push(&mut s, &n);
+                push(&mut s, "#");
+                push(&mut s, digits.format(k));
             }
             push(&mut s, "=");
             push(&mut s, st.outcome.split(':').next().unwrap_or(""));
