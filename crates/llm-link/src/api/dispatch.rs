@@ -196,7 +196,7 @@ pub async fn embed(
 pub fn annotate(resp: &mut Response, plan: &Plan, log: &RouteLog) {
     let h = resp.headers_mut();
     if !log.steps.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&log.header()) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(log.header())) {
             h.insert("x-llm-link-route", v);
         }
     }

@@ -23,7 +23,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use std::io::{self, Write as _};
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
@@ -91,6 +91,8 @@ impl std::error::Error for Error {}
 struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    /// Where the last answer head's headers sit (reused per answer).
+    spans: Vec<HeaderSpan>,
     /// The `host:port` it is connected to (the pool's key).
     authority: Arc<str>,
 }
@@ -220,6 +222,7 @@ impl Pool {
         Ok(Conn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            spans: Vec::with_capacity(16),
             authority: authority.into(),
         })
     }
@@ -291,7 +294,9 @@ impl<'a> Wire<'a> {
             head.extend_from_slice(b"\r\n");
         }
         if !body.is_empty() || !matches!(*method, Method::GET | Method::HEAD) {
-            let _ = write!(head, "content-length: {}\r\n", body.len());
+            head.extend_from_slice(b"content-length: ");
+            head.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
         head.extend_from_slice(b"\r\n");
         if inline {
@@ -348,9 +353,11 @@ async fn exchange(conn: &mut Conn, wire: &Wire<'_>) -> Result<Head, Failure> {
     let mut got_any = false;
     loop {
         if !conn.buf.is_empty() {
-            match parse_head(&conn.buf).map_err(Failure::Other)? {
-                Parsed::Complete(len, head) => {
-                    conn.buf.advance(len);
+            match parse_head(&conn.buf, &mut conn.spans).map_err(Failure::Other)? {
+                Parsed::Complete(len, mut head) => {
+                    // Header values share the head's bytes (no copy each).
+                    let raw = conn.buf.split_to(len).freeze();
+                    head.headers = build_headers(&raw, &conn.spans).map_err(Failure::Other)?;
                     return Ok(head);
                 }
                 Parsed::Interim(len) => {
@@ -405,7 +412,15 @@ enum Parsed {
     Partial,
 }
 
-fn parse_head(buf: &[u8]) -> Result<Parsed, Error> {
+/// Where one header's name and value sit in an answer head.
+struct HeaderSpan {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Parses an answer head. On `Complete`, `spans` holds where its headers
+/// are and the head's `headers` is left empty for [`build_headers`].
+fn parse_head(buf: &[u8], spans: &mut Vec<HeaderSpan>) -> Result<Parsed, Error> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
     let len = match resp.parse(buf) {
@@ -428,26 +443,30 @@ fn parse_head(buf: &[u8]) -> Result<Parsed, Error> {
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let at = |part: &[u8]| {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        (start, start + part.len())
+    };
     let mut chunked = false;
     let mut has_te = false;
     let mut length: Option<u64> = None;
     let mut close = false;
     let mut keep_alive_token = false;
+    spans.clear();
     for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| Error::Malformed("bad header name"))?;
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| Error::Malformed("bad header value"))?;
-        if name == axum::http::header::TRANSFER_ENCODING {
+        spans.push(HeaderSpan {
+            name: at(h.name.as_bytes()),
+            value: at(h.value),
+        });
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_te = true;
             // Chunked counts only as the last coding.
-            chunked = value
-                .to_str()
+            chunked = std::str::from_utf8(h.value)
                 .ok()
                 .and_then(|v| v.rsplit(',').next())
                 .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-        } else if name == axum::http::header::CONTENT_LENGTH {
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(h.value)
                 .ok()
                 .map(str::trim)
@@ -458,14 +477,13 @@ fn parse_head(buf: &[u8]) -> Result<Parsed, Error> {
                 return Err(Error::Malformed("conflicting Content-Length"));
             }
             length = Some(n);
-        } else if name == axum::http::header::CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|b| *b == b',') {
                 let t = token.trim_ascii();
                 close |= t.eq_ignore_ascii_case(b"close");
                 keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
             }
         }
-        headers.append(name, value);
     }
     let framing = if code == 204 || code == 304 {
         Framing::Done
@@ -490,11 +508,24 @@ fn parse_head(buf: &[u8]) -> Result<Parsed, Error> {
         Head {
             status,
             version,
-            headers,
+            headers: HeaderMap::new(),
             framing,
             keep_alive,
         },
     ))
+}
+
+/// The headers of a parsed head; values share `raw`'s bytes.
+fn build_headers(raw: &Bytes, spans: &[HeaderSpan]) -> Result<HeaderMap, Error> {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for h in spans {
+        let name = HeaderName::from_bytes(&raw[h.name.0..h.name.1])
+            .map_err(|_| Error::Malformed("bad header name"))?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(h.value.0..h.value.1))
+            .map_err(|_| Error::Malformed("bad header value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
 
 /// An answer's body, read from the connection as the caller polls it.
