@@ -11,7 +11,7 @@ use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -53,7 +53,7 @@ fn inband_error(e: &ApiError) -> Bytes {
 
 async fn messages(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    super::Headers(headers): super::Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AnthropicError> {
     let started = Instant::now();
@@ -175,7 +175,7 @@ fn encode_stream(
 
 async fn count_tokens(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    super::Headers(headers): super::Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AnthropicError> {
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;

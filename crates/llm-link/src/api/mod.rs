@@ -11,6 +11,24 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The request's headers, moved out of the request rather than cloned
+/// (axum's `HeaderMap` extractor copies every header). For handlers whose
+/// later extractors read only the body: the body limit lives in the
+/// request's extensions, not its headers. The key check and metering saw
+/// the headers before the handler ran.
+pub struct Headers(pub axum::http::HeaderMap);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Headers {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Headers, Self::Rejection> {
+        Ok(Headers(std::mem::take(&mut parts.headers)))
+    }
+}
+
 /// Maps a body that could not be read (too large, broken) to an error.
 pub fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -266,7 +266,7 @@ fn encode_stream(
 
 async fn chat(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    super::Headers(headers): super::Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OllamaError> {
     let started = Instant::now();
@@ -304,7 +304,7 @@ async fn chat(
 
 async fn generate(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    super::Headers(headers): super::Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OllamaError> {
     let started = Instant::now();
@@ -381,7 +381,7 @@ async fn embed_common(
 
 async fn embed(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    super::Headers(headers): super::Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OllamaError> {
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
@@ -391,7 +391,7 @@ async fn embed(
 
 async fn embeddings_legacy(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    super::Headers(headers): super::Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OllamaError> {
     let body = body.map_err(|r| body_rejection(r, st.body_limit))?;

@@ -50,7 +50,7 @@ type Body_ = Result<Bytes, BytesRejection>;
 
 async fn chat_completions(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    super::Headers(headers): super::Headers,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
@@ -177,7 +177,7 @@ pub(crate) fn inband_error(e: &ApiError) -> Bytes {
 
 async fn completions(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    super::Headers(headers): super::Headers,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
@@ -230,7 +230,7 @@ async fn completions(
 
 async fn embeddings(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    super::Headers(headers): super::Headers,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
     let started = Instant::now();
