@@ -202,6 +202,9 @@ struct PendingCall {
 pub struct ChatStreamEncoder {
     model: String,
     created_at: String,
+    /// Every text line up to its text: model, created_at and the opening
+    /// of `message` (or `response`).
+    text_start: Vec<u8>,
     reasoning: ReasoningOutput,
     generate: bool,
     /// Inline reasoning: `<think>` was opened and not yet closed.
@@ -220,9 +223,20 @@ impl ChatStreamEncoder {
         reasoning: ReasoningOutput,
         generate: bool,
     ) -> ChatStreamEncoder {
+        let mut text_start = Vec::with_capacity(96 + model.len());
+        text_start.extend_from_slice(b"{\"model\":");
+        push_json_str(&mut text_start, &model);
+        text_start.extend_from_slice(b",\"created_at\":");
+        push_json_str(&mut text_start, &created_at);
+        text_start.extend_from_slice(if generate {
+            b",\"response\":".as_slice()
+        } else {
+            b",\"message\":{\"role\":\"assistant\",\"content\":".as_slice()
+        });
         ChatStreamEncoder {
             model,
             created_at,
+            text_start,
             reasoning,
             generate,
             think_open: false,
@@ -256,24 +270,21 @@ impl ChatStreamEncoder {
         o
     }
 
-    fn text_line(&self, text: &str, thinking: Option<&str>) -> Vec<u8> {
-        let mut o = self.head(&self.created_at);
-        if self.generate {
-            o.insert("response".into(), json!(text));
-            if let Some(t) = thinking {
-                o.insert("thinking".into(), json!(t));
-            }
-        } else {
-            let mut m = Map::new();
-            m.insert("role".into(), json!("assistant"));
-            m.insert("content".into(), json!(text));
-            if let Some(t) = thinking {
-                m.insert("thinking".into(), json!(t));
-            }
-            o.insert("message".into(), Value::Object(m));
+    /// Appends one text line (`message`, or `response` for generate): the
+    /// fixed start made once per stream, then the text. Building a `Value`
+    /// map per line and printing it through `Display` cost several
+    /// thousand instructions per streamed token.
+    fn text_line(&self, out: &mut Vec<u8>, text: &str, thinking: Option<&str>) {
+        out.extend_from_slice(&self.text_start);
+        push_json_str(out, text);
+        if let Some(t) = thinking {
+            out.extend_from_slice(b",\"thinking\":");
+            push_json_str(out, t);
         }
-        o.insert("done".into(), Value::Bool(false));
-        self.line(o)
+        if !self.generate {
+            out.push(b'}');
+        }
+        out.extend_from_slice(b",\"done\":false}\n");
     }
 
     /// Sends the buffered tool calls, one line each.
@@ -332,7 +343,7 @@ impl ChatStreamEncoder {
                 text.push_str(t);
             }
             if !text.is_empty() || thinking.is_some() {
-                out.extend_from_slice(&self.text_line(&text, thinking));
+                self.text_line(&mut out, &text, thinking);
             }
             for tc in &c.tool_calls {
                 let p = self.pending.entry(tc.index).or_default();
@@ -360,7 +371,7 @@ impl ChatStreamEncoder {
         let mut out = Vec::new();
         if self.think_open {
             self.think_open = false;
-            out.extend_from_slice(&self.text_line("</think>\n\n", None));
+            self.text_line(&mut out, "</think>\n\n", None);
         }
         self.flush_calls(&mut out);
         let mut o = self.head(&created_at);
@@ -391,4 +402,10 @@ impl ChatStreamEncoder {
         out.push(b'\n');
         Bytes::from(out)
     }
+}
+
+/// Appends `s` as a JSON string.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, s);
 }

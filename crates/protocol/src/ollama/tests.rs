@@ -1546,3 +1546,46 @@ fn a_line_that_never_ends_is_an_error_not_unbounded_memory() {
     // The buffer was dropped with the error.
     assert!(d.feed(b"").is_ok());
 }
+
+#[test]
+fn stream_encoder_text_lines_for_chat_and_generate() {
+    let chunk = |content: &str, reasoning: Option<&str>| ChatChunk {
+        choices: vec![ChoiceDelta {
+            content: Some(content.to_string()),
+            reasoning: reasoning.map(str::to_string),
+            ..ChoiceDelta::default()
+        }],
+        ..ChatChunk::default()
+    };
+    let mut chat = ChatStreamEncoder::new(
+        "m\"x".into(),
+        "2026-01-01T00:00:00Z".into(),
+        ReasoningOutput::Separate,
+        false,
+    );
+    let out = chat
+        .encode(&chunk("hé \"q\"\n", Some("why")))
+        .unwrap_or_default();
+    let ls = lines(&out);
+    assert_eq!(ls.len(), 1);
+    assert_eq!(
+        ls[0],
+        json!({
+            "model": "m\"x",
+            "created_at": "2026-01-01T00:00:00Z",
+            "message": {"role": "assistant", "content": "hé \"q\"\n", "thinking": "why"},
+            "done": false,
+        })
+    );
+    let mut generate = ChatStreamEncoder::new(
+        "m".into(),
+        "2026-01-01T00:00:00Z".into(),
+        ReasoningOutput::Separate,
+        true,
+    );
+    let ls = lines(&generate.encode(&chunk("a", None)).unwrap_or_default());
+    assert_eq!(
+        ls[0],
+        json!({"model": "m", "created_at": "2026-01-01T00:00:00Z", "response": "a", "done": false})
+    );
+}
