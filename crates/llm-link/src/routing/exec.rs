@@ -252,7 +252,7 @@ where
                     upstream_model: model.to_string(),
                     guard,
                 };
-                let remaining = deadline.saturating_duration_since(Instant::now());
+                let remaining = deadline.saturating_duration_since(t0);
                 let res = match tokio::time::timeout(remaining, attempt(a)).await {
                     Ok(r) => r,
                     Err(_) => Err(ApiError::Timeout(format!(
@@ -260,12 +260,13 @@ where
                         policy.deadline.as_secs_f64()
                     ))),
                 };
-                let ms = t0.elapsed().as_millis() as u64;
+                let took = t0.elapsed();
+                let ms = took.as_millis() as u64;
                 match res {
                     Ok(v) => {
                         up.breaker.on_success();
                         up.keys[key].breaker.on_success();
-                        up.record_latency(t0.elapsed());
+                        up.record_latency(took);
                         log.push(up, model, Some(key), "ok", ms);
                         finish_log(plan, &log, started);
                         return (Ok(v), log);
