@@ -465,12 +465,36 @@ impl StreamEncoder {
                 "usage": usage,
             }
         });
-        out.extend_from_slice(&named_event("message_start", ev.to_string().as_bytes()));
+        Self::emit(out, "message_start", ev);
         out.extend_from_slice(&Self::ping());
     }
 
+    /// Appends `event: <name>` with `ev` as its data, serialized straight
+    /// into `out` (not through `Display` and an intermediate string).
     fn emit(out: &mut Vec<u8>, name: &str, ev: Value) {
-        out.extend_from_slice(&named_event(name, ev.to_string().as_bytes()));
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        // Serializing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &ev);
+        out.extend_from_slice(b"\n\n");
+    }
+
+    /// A `text_delta` or `thinking_delta` event, written directly: these
+    /// are the per-token events of every translated stream.
+    fn text_delta(out: &mut Vec<u8>, index: u32, kind: &str, field: &str, text: &str) {
+        out.extend_from_slice(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+        );
+        out.extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
+        out.extend_from_slice(b",\"delta\":{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"");
+        out.extend_from_slice(field.as_bytes());
+        out.extend_from_slice(b"\":");
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+        out.extend_from_slice(b"}}\n\n");
     }
 
     fn open_block(&mut self, out: &mut Vec<u8>, block: Value) -> u32 {
@@ -525,7 +549,7 @@ impl StreamEncoder {
                 i
             }
         };
-        Self::delta(out, index, json!({"type": "text_delta", "text": text}));
+        Self::text_delta(out, index, "text_delta", "text", text);
     }
 
     fn thinking(&mut self, out: &mut Vec<u8>, text: &str) {
@@ -541,11 +565,7 @@ impl StreamEncoder {
                 i
             }
         };
-        Self::delta(
-            out,
-            index,
-            json!({"type": "thinking_delta", "thinking": text}),
-        );
+        Self::text_delta(out, index, "thinking_delta", "thinking", text);
     }
 
     /// Inline reasoning: closes an open `<think>` before other output.

@@ -1759,3 +1759,33 @@ fn huge_usage_counts_saturate() {
     assert_eq!(usage.prompt_tokens, u64::MAX);
     assert_eq!(usage.total_tokens(), u64::MAX);
 }
+
+#[test]
+fn text_and_thinking_deltas_are_exact_json() {
+    let mut enc = StreamEncoder::new("msg_x".into(), "m".into(), ReasoningOutput::Separate);
+    enc.start();
+    let out = enc
+        .encode(&chunk(ChoiceDelta {
+            reasoning: Some("hm \"ok\"".into()),
+            ..ChoiceDelta::default()
+        }))
+        .unwrap_or_default();
+    let out2 = enc.encode(&text_chunk("a\nb é \u{1}")).unwrap_or_default();
+    let mut p = SseParser::new();
+    let mut evs = p.feed(&out).unwrap_or_else(|e| panic!("{e:?}"));
+    evs.extend(p.feed(&out2).unwrap_or_else(|e| panic!("{e:?}")));
+    let deltas: Vec<Value> = evs
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("content_block_delta"))
+        .map(|e| serde_json::from_str(&e.data).unwrap_or_else(|err| panic!("{err}: {}", e.data)))
+        .collect();
+    assert_eq!(
+        deltas,
+        vec![
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "thinking_delta", "thinking": "hm \"ok\""}}),
+            json!({"type": "content_block_delta", "index": 1,
+                   "delta": {"type": "text_delta", "text": "a\nb é \u{1}"}}),
+        ]
+    );
+}
