@@ -1,6 +1,6 @@
 //! Incremental Server-Sent Events parsing and writing.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -38,20 +38,25 @@ impl SseParser {
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, SseError> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
-            let pos = self.scanned + pos;
-            self.scanned = 0;
-            let line = self.buf.split_to(pos + 1);
-            let mut line = &line[..pos];
+        // Lines are read in place and the buffer advanced once at the end
+        // (a burst of upstream events is hundreds of lines).
+        let mut start = 0;
+        let mut from = self.scanned;
+        while let Some(pos) = memchr::memchr(b'\n', &self.buf[from..]) {
+            let end = from + pos;
+            let mut line = &self.buf[start..end];
             if let [rest @ .., b'\r'] = line {
                 line = rest;
             }
             let line = std::str::from_utf8(line)
                 .map_err(|_| SseError("stream line is not valid UTF-8".into()))?;
-            if let Some(ev) = self.line(line) {
+            if let Some(ev) = Self::line(&mut self.event, &mut self.data, line) {
                 out.push(ev);
             }
+            start = end + 1;
+            from = start;
         }
+        self.buf.advance(start);
         self.scanned = self.buf.len();
         if self.buf.len() > MAX_LINE {
             return Err(SseError("stream line exceeds 16 MiB".into()));
@@ -66,7 +71,7 @@ impl SseParser {
             let rest = self.buf.split();
             if let Ok(line) = std::str::from_utf8(&rest) {
                 let line = line.trim_end_matches('\r').to_string();
-                if let Some(ev) = self.line(&line) {
+                if let Some(ev) = Self::line(&mut self.event, &mut self.data, &line) {
                     return Some(ev);
                 }
             }
@@ -74,9 +79,12 @@ impl SseParser {
         self.dispatch()
     }
 
-    fn line(&mut self, line: &str) -> Option<SseEvent> {
+    fn line(event: &mut Option<String>, data: &mut Option<String>, line: &str) -> Option<SseEvent> {
         if line.is_empty() {
-            return self.dispatch();
+            return data.take().map(|data| SseEvent {
+                event: event.take(),
+                data,
+            });
         }
         if line.starts_with(':') {
             return None;
@@ -86,14 +94,14 @@ impl SseParser {
             None => (line, ""),
         };
         match field {
-            "data" => match &mut self.data {
+            "data" => match data {
                 Some(d) => {
                     d.push('\n');
                     d.push_str(value);
                 }
-                None => self.data = Some(value.to_string()),
+                None => *data = Some(value.to_string()),
             },
-            "event" => self.event = Some(value.to_string()),
+            "event" => *event = Some(value.to_string()),
             _ => {}
         }
         None
