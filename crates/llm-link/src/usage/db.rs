@@ -1,5 +1,5 @@
-//! Usage rows in the store: the batch insert (one multi-row INSERT per
-//! batch) and the queries behind `GET /api/v1/llm/usage`, written once for
+//! Usage rows in the store: the batch insert (cached multi-row INSERTs of
+//! fixed sizes, one transaction per batch) and the queries behind `GET /api/v1/llm/usage`, written once for
 //! both engines.
 
 use super::writer::BatchSink;
@@ -70,41 +70,66 @@ fn big(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Inserts rows in one statement and one transaction.
+/// Rows per INSERT statement. A batch goes out as statements of these
+/// sizes (largest first), each prepared once per connection and then
+/// taken from the statement cache. A multi-row INSERT with as many rows as
+/// the batch was a new statement for each batch size, parsed every time:
+/// in SQLite that parse cost about as much per row as the rest of a
+/// proxied request.
+const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// The INSERT text for each of [`CHUNKS`], per placeholder style.
+fn chunk_sql(numbered: bool) -> &'static [String; 7] {
+    static NUMBERED: std::sync::OnceLock<[String; 7]> = std::sync::OnceLock::new();
+    static ANONYMOUS: std::sync::OnceLock<[String; 7]> = std::sync::OnceLock::new();
+    let cell = if numbered { &NUMBERED } else { &ANONYMOUS };
+    cell.get_or_init(|| CHUNKS.map(|n| insert_sql(n, numbered)))
+}
+
+/// Inserts rows in one transaction.
 pub async fn insert(db: &Db, rows: &[UsageRow]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let sql = insert_sql(rows.len(), matches!(db, Db::Postgres(_)));
+    let sqls = chunk_sql(matches!(db, Db::Postgres(_)));
     let mut tx = db.begin().await?;
-    on!(&mut tx, |c| {
-        // Not cached: batch sizes vary, each would be a prepared statement.
-        let mut q = sqlx::query(&sql).persistent(false);
-        for r in rows {
-            q = q
-                .bind(r.ts)
-                .bind(r.request_id.as_str())
-                .bind(r.protocol)
-                .bind(r.endpoint)
-                .bind(r.app.as_deref())
-                .bind(r.model.as_str())
-                .bind(r.provider.as_deref())
-                .bind(r.upstream_model.as_deref())
-                .bind(r.stream)
-                .bind(i64::from(r.status))
-                .bind(r.error)
-                .bind(r.input_tokens.map(big))
-                .bind(r.output_tokens.map(big))
-                .bind(r.cached_tokens.map(big))
-                .bind(r.reasoning_tokens.map(big))
-                .bind(big(r.latency_ms))
-                .bind(r.ttfb_ms.map(big))
-                .bind(i64::from(r.attempts))
-                .bind(r.cost)
-                .bind(r.key_id.as_deref());
-        }
-        q.execute(&mut *c).await?;
-    });
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let k = CHUNKS
+            .iter()
+            .position(|&n| n <= rest.len())
+            .unwrap_or(CHUNKS.len() - 1);
+        let (part, tail) = rest.split_at(CHUNKS[k].min(rest.len()));
+        rest = tail;
+        let sql = sqls[k].as_str();
+        on!(&mut tx, |c| {
+            let mut q = sqlx::query(sql);
+            for r in part {
+                q = q
+                    .bind(r.ts)
+                    .bind(r.request_id.as_str())
+                    .bind(r.protocol)
+                    .bind(r.endpoint)
+                    .bind(r.app.as_deref())
+                    .bind(r.model.as_str())
+                    .bind(r.provider.as_deref())
+                    .bind(r.upstream_model.as_deref())
+                    .bind(r.stream)
+                    .bind(i64::from(r.status))
+                    .bind(r.error)
+                    .bind(r.input_tokens.map(big))
+                    .bind(r.output_tokens.map(big))
+                    .bind(r.cached_tokens.map(big))
+                    .bind(r.reasoning_tokens.map(big))
+                    .bind(big(r.latency_ms))
+                    .bind(r.ttfb_ms.map(big))
+                    .bind(i64::from(r.attempts))
+                    .bind(r.cost)
+                    .bind(r.key_id.as_deref());
+            }
+            q.execute(&mut *c).await?;
+        });
+    }
     tx.commit().await
 }
 
@@ -345,6 +370,40 @@ mod tests {
             "{s}"
         );
         assert_eq!(s.matches('?').count(), 40);
+    }
+
+    #[tokio::test]
+    async fn batches_of_any_size_insert_every_row_in_order() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let target = crate::store::DbTarget::SqliteFile(dir.path().join("u.db"));
+        let (db, _) = Db::open(&target).await.unwrap_or_else(|e| panic!("{e}"));
+        let row = |i: i64| UsageRow {
+            ts: i,
+            request_id: format!("r{i}"),
+            protocol: "openai",
+            endpoint: "chat/completions",
+            model: "m".into(),
+            input_tokens: Some(u64::try_from(i).unwrap_or(0)),
+            ..UsageRow::default()
+        };
+        // 0, 1, and sizes that take every chunk size (64+32+…+1 = 127).
+        let mut next = 0;
+        for n in [0, 1, 127, 64, 200, 3] {
+            let rows: Vec<UsageRow> = (next..next + n).map(row).collect();
+            insert(&db, &rows).await.unwrap_or_else(|e| panic!("{e}"));
+            next += n;
+        }
+        let (data, summary) = query(&db, &Filter::default(), None, 1000)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(summary["requests"], json!(next));
+        assert_eq!(data.len(), usize::try_from(next).unwrap_or(0));
+        // Newest first: every row is there once, with its own values.
+        for (k, r) in data.iter().enumerate() {
+            let i = next - 1 - i64::try_from(k).unwrap_or(0);
+            assert_eq!(r["request_id"], json!(format!("r{i}")), "{r}");
+            assert_eq!(r["input_tokens"], json!(i), "{r}");
+        }
     }
 
     #[test]
