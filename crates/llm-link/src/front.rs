@@ -48,6 +48,9 @@ pub const MAX_FAST_BODY: usize = 1024 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Response bodies up to this size are copied behind the head (one write).
 const INLINE: usize = 16 * 1024;
+/// Body frames that are ready together are joined into writes of up to
+/// about this size.
+const COALESCE: usize = 64 * 1024;
 
 /// Serves one client connection until it closes, `shutdown` finds it idle,
 /// or it is handed to hyper (then until hyper is done with it).
@@ -349,10 +352,19 @@ async fn write_response(
 
     let chunked = length.is_none();
     let mut sent: u64 = 0;
+    // Counts a frame against the declared length.
+    let mut count = |len: usize| -> io::Result<()> {
+        sent += len as u64;
+        match length {
+            Some(n) if sent > n => Err(io::Error::other("response body longer than its length")),
+            _ => Ok(()),
+        }
+    };
     // The head waits in `out` for the first bytes of the body when they
     // are ready at once; otherwise it goes out alone.
     let mut pending_head = true;
-    loop {
+    let mut ended = false;
+    while !ended {
         let frame = if pending_head {
             match futures_util::FutureExt::now_or_never(body.frame()) {
                 Some(f) => f,
@@ -377,29 +389,42 @@ async fn write_response(
         if data.is_empty() {
             continue;
         }
-        sent += data.len() as u64;
-        if let Some(n) = length {
-            if sent > n {
-                return Err(io::Error::other("response body longer than its length"));
-            }
-        }
-        if chunked {
-            let _ = write!(out, "{:x}\r\n", data.len());
-        }
-        if data.len() <= INLINE {
-            out.extend_from_slice(&data);
-            if chunked {
-                out.extend_from_slice(b"\r\n");
-            }
-            io.write_all(out).await?;
-        } else {
-            write_two(io, out, &data).await?;
-            if chunked {
-                io.write_all(b"\r\n").await?;
-            }
-        }
-        out.clear();
+        count(data.len())?;
         pending_head = false;
+        if data.len() > INLINE {
+            write_large(io, out, &data, chunked).await?;
+            continue;
+        }
+        push_frame(out, &data, chunked);
+        // Frames that are ready now (a burst of translated stream events,
+        // each its own frame) join this write instead of a write each.
+        while out.len() < COALESCE {
+            let more = match futures_util::FutureExt::now_or_never(body.frame()) {
+                None => break,
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                Some(Some(Err(_))) => return Err(io::Error::other("response body failed")),
+                Some(Some(Ok(f))) => match f.into_data() {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+            };
+            if more.is_empty() {
+                continue;
+            }
+            count(more.len())?;
+            if more.len() > INLINE {
+                write_large(io, out, &more, chunked).await?;
+            } else {
+                push_frame(out, &more, chunked);
+            }
+        }
+        if !ended {
+            io.write_all(out).await?;
+            out.clear();
+        }
     }
     if let Some(n) = length {
         if sent != n {
@@ -414,6 +439,36 @@ async fn write_response(
         out.clear();
     }
     Ok(!close)
+}
+
+/// Appends one body frame (in chunked framing when `chunked`).
+fn push_frame(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if chunked {
+        let _ = write!(out, "{:x}\r\n", data.len());
+    }
+    out.extend_from_slice(data);
+    if chunked {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Writes what `out` holds and then a large frame without copying it;
+/// `out` is empty afterwards.
+async fn write_large(
+    io: &mut TcpStream,
+    out: &mut Vec<u8>,
+    data: &[u8],
+    chunked: bool,
+) -> io::Result<()> {
+    if chunked {
+        let _ = write!(out, "{:x}\r\n", data.len());
+    }
+    write_two(io, out, data).await?;
+    if chunked {
+        io.write_all(b"\r\n").await?;
+    }
+    out.clear();
+    Ok(())
 }
 
 /// Writes `a` then `b` with vectored writes (no copy of a large `b`).

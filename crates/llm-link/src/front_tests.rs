@@ -63,6 +63,27 @@ async fn front() -> Front {
                 }
             }),
         )
+        .route(
+            "/burst",
+            get(|| async {
+                // Small frames ready together, a large one among them, and
+                // one that is not ready at once.
+                let frames = futures_util::stream::unfold(0usize, |i| async move {
+                    let data = match i {
+                        0..=299 => format!("x{i} "),
+                        300 => "L".repeat(40 * 1024),
+                        301..=310 => format!("y{i} "),
+                        311 => {
+                            tokio::task::yield_now().await;
+                            "late".to_string()
+                        }
+                        _ => return None,
+                    };
+                    Some((Ok::<_, std::convert::Infallible>(Bytes::from(data)), i + 1))
+                });
+                Body::from_stream(frames)
+            }),
+        )
         .route("/early", post(|| async { "early" }))
         .route(
             "/close",
@@ -192,6 +213,45 @@ async fn streamed_bodies_are_chunked() {
     assert!(a.contains("transfer-encoding: chunked\r\n"), "{a}");
     let body = &a[a.find("\r\n\r\n").unwrap() + 4..];
     assert_eq!(body, "4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n");
+}
+
+/// The payload of a chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(size, 16).unwrap();
+        if n == 0 {
+            assert_eq!(rest, "\r\n", "nothing after the last chunk");
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        assert_eq!(&rest[n..n + 2], "\r\n");
+        body = &rest[n + 2..];
+    }
+}
+
+#[tokio::test]
+async fn frames_ready_together_are_joined_and_keep_their_order() {
+    let f = front().await;
+    let mut s = connect(&f).await;
+    for _ in 0..2 {
+        s.write_all(b"GET /burst HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let a = read_answers(&mut s, 1).await;
+        let body = &a[a.find("\r\n\r\n").unwrap() + 4..];
+        let mut want = String::new();
+        for i in 0..300 {
+            want.push_str(&format!("x{i} "));
+        }
+        want.push_str(&"L".repeat(40 * 1024));
+        for i in 301..=310 {
+            want.push_str(&format!("y{i} "));
+        }
+        want.push_str("late");
+        assert_eq!(dechunk(body), want);
+    }
 }
 
 #[tokio::test]
