@@ -61,7 +61,7 @@ impl AnthropicProvider {
 
     fn encode(&self, req: &ChatRequest) -> Result<Bytes, ApiError> {
         let v = anthropic::encode_messages_request(req, DEFAULT_MAX_TOKENS)?;
-        Ok(Bytes::from(v.to_string()))
+        Ok(super::json_bytes(&v))
     }
 }
 

@@ -140,3 +140,10 @@ pub fn build(cfg: ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         Wire::Ollama => Ok(Arc::new(ollama::OllamaProvider::new(cfg)?)),
     }
 }
+
+/// A JSON request body. `Value`'s `Display` (`to_string`) goes through the
+/// formatting machinery write by write and cost several times as much on
+/// every translated request; a `Value` always serializes.
+pub(crate) fn json_bytes(v: &serde_json::Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}

@@ -76,7 +76,7 @@ impl Provider for OllamaProvider {
     fn chat(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, ApiError>> {
         Box::pin(async move {
             req.stream = false;
-            let body = Bytes::from(ollama::encode_chat_request(&req)?.to_string());
+            let body = super::json_bytes(&ollama::encode_chat_request(&req)?);
             let resp = http::send(
                 &self.cfg,
                 &self.client,
@@ -92,7 +92,7 @@ impl Provider for OllamaProvider {
     fn chat_stream(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<EventStream, ApiError>> {
         Box::pin(async move {
             req.stream = true;
-            let body = Bytes::from(ollama::encode_chat_request(&req)?.to_string());
+            let body = super::json_bytes(&ollama::encode_chat_request(&req)?);
             let resp = http::send(
                 &self.cfg,
                 &self.client,
@@ -110,7 +110,7 @@ impl Provider for OllamaProvider {
     fn embed(&self, req: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse, ApiError>> {
         Box::pin(async move {
             ollama::validate_embed_request(&req)?;
-            let body = Bytes::from(ollama::encode_embed_request(&req).to_string());
+            let body = super::json_bytes(&ollama::encode_embed_request(&req));
             let resp = http::send(
                 &self.cfg,
                 &self.client,

@@ -55,7 +55,7 @@ impl OpenAiProvider {
                 top_k: self.cfg.preset.kind != "openai",
             },
         );
-        Bytes::from(wire.to_string())
+        super::json_bytes(&wire)
     }
 }
 
@@ -110,7 +110,7 @@ impl Provider for OpenAiProvider {
 
     fn embed(&self, req: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse, ApiError>> {
         Box::pin(async move {
-            let body = Bytes::from(openai::encode_embedding_request(&req).to_string());
+            let body = super::json_bytes(&openai::encode_embedding_request(&req));
             let resp = http::send(
                 &self.cfg,
                 &self.client,
