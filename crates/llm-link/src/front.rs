@@ -159,10 +159,39 @@ pub async fn serve(
     }
 }
 
-/// Where one header's name and value sit in the head bytes.
-struct Span {
+/// Where one header's name and value sit in a head's bytes; the upstream
+/// client locates answer headers the same way.
+pub(crate) struct Span {
     name: (usize, usize),
     value: (usize, usize),
+}
+
+impl Span {
+    /// Where `h`, a header httparse found in `buf`, sits in it.
+    pub(crate) fn of(buf: &[u8], h: &httparse::Header<'_>) -> Span {
+        Span {
+            name: offsets(buf, h.name.as_bytes()),
+            value: offsets(buf, h.value),
+        }
+    }
+}
+
+/// Start and end of `part`, a slice of `buf`, within `buf`.
+fn offsets(buf: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    (start, start + part.len())
+}
+
+/// The headers `spans` locate in `raw`, values sharing its bytes; `None`
+/// when one is not valid for the `http` types.
+pub(crate) fn header_map(raw: &Bytes, spans: &[Span]) -> Option<HeaderMap> {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for h in spans {
+        let name = HeaderName::from_bytes(&raw[h.name.0..h.name.1]).ok()?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(h.value.0..h.value.1)).ok()?;
+        headers.append(name, value);
+    }
+    Some(headers)
 }
 
 /// A parsed request head that this front serves.
@@ -209,18 +238,11 @@ fn parse_request(buf: &[u8], spans: &mut Vec<Span>) -> Parse {
     if !path.starts_with('/') {
         return Parse::Other;
     }
-    let at = |part: &[u8]| {
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        (start, start + part.len())
-    };
     let mut body_len: Option<usize> = None;
     let mut close = false;
     spans.clear();
     for h in req.headers.iter() {
-        spans.push(Span {
-            name: at(h.name.as_bytes()),
-            value: at(h.value),
-        });
+        spans.push(Span::of(buf, h));
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(h.value)
@@ -249,7 +271,7 @@ fn parse_request(buf: &[u8], spans: &mut Vec<Span>) -> Parse {
     }
     Parse::Ready(Head {
         method,
-        path: at(path.as_bytes()),
+        path: offsets(buf, path.as_bytes()),
         len,
         body_len: body_len.unwrap_or(0),
         close,
@@ -267,12 +289,7 @@ fn build_request(
     peer: SocketAddr,
 ) -> Option<Request<Body>> {
     let uri = Uri::from_maybe_shared(raw.slice(path.0..path.1)).ok()?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for h in spans {
-        let name = HeaderName::from_bytes(&raw[h.name.0..h.name.1]).ok()?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(h.value.0..h.value.1)).ok()?;
-        headers.append(name, value);
-    }
+    let headers = header_map(raw, spans)?;
     let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;

@@ -20,6 +20,7 @@
 //! is sent again once on a new connection, as browsers do; any other
 //! failure is reported.
 
+use crate::front::Span;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -92,7 +93,7 @@ struct Conn {
     io: TcpStream,
     buf: BytesMut,
     /// Where the last answer head's headers sit (reused per answer).
-    spans: Vec<HeaderSpan>,
+    spans: Vec<Span>,
     /// The `host:port` it is connected to (the pool's key).
     authority: Arc<str>,
 }
@@ -357,7 +358,8 @@ async fn exchange(conn: &mut Conn, wire: &Wire<'_>) -> Result<Head, Failure> {
                 Parsed::Complete(len, mut head) => {
                     // Header values share the head's bytes (no copy each).
                     let raw = conn.buf.split_to(len).freeze();
-                    head.headers = build_headers(&raw, &conn.spans).map_err(Failure::Other)?;
+                    head.headers = crate::front::header_map(&raw, &conn.spans)
+                        .ok_or(Failure::Other(Error::Malformed("bad header name or value")))?;
                     return Ok(head);
                 }
                 Parsed::Interim(len) => {
@@ -412,15 +414,9 @@ enum Parsed {
     Partial,
 }
 
-/// Where one header's name and value sit in an answer head.
-struct HeaderSpan {
-    name: (usize, usize),
-    value: (usize, usize),
-}
-
 /// Parses an answer head. On `Complete`, `spans` holds where its headers
-/// are and the head's `headers` is left empty for [`build_headers`].
-fn parse_head(buf: &[u8], spans: &mut Vec<HeaderSpan>) -> Result<Parsed, Error> {
+/// are and the head's `headers` is left empty for [`crate::front::header_map`].
+fn parse_head(buf: &[u8], spans: &mut Vec<Span>) -> Result<Parsed, Error> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
     let len = match resp.parse(buf) {
@@ -443,10 +439,6 @@ fn parse_head(buf: &[u8], spans: &mut Vec<HeaderSpan>) -> Result<Parsed, Error> 
     } else {
         Version::HTTP_11
     };
-    let at = |part: &[u8]| {
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        (start, start + part.len())
-    };
     let mut chunked = false;
     let mut has_te = false;
     let mut length: Option<u64> = None;
@@ -454,10 +446,7 @@ fn parse_head(buf: &[u8], spans: &mut Vec<HeaderSpan>) -> Result<Parsed, Error> 
     let mut keep_alive_token = false;
     spans.clear();
     for h in resp.headers.iter() {
-        spans.push(HeaderSpan {
-            name: at(h.name.as_bytes()),
-            value: at(h.value),
-        });
+        spans.push(Span::of(buf, h));
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_te = true;
@@ -513,19 +502,6 @@ fn parse_head(buf: &[u8], spans: &mut Vec<HeaderSpan>) -> Result<Parsed, Error> 
             keep_alive,
         },
     ))
-}
-
-/// The headers of a parsed head; values share `raw`'s bytes.
-fn build_headers(raw: &Bytes, spans: &[HeaderSpan]) -> Result<HeaderMap, Error> {
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for h in spans {
-        let name = HeaderName::from_bytes(&raw[h.name.0..h.name.1])
-            .map_err(|_| Error::Malformed("bad header name"))?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(h.value.0..h.value.1))
-            .map_err(|_| Error::Malformed("bad header value"))?;
-        headers.append(name, value);
-    }
-    Ok(headers)
 }
 
 /// An answer's body, read from the connection as the caller polls it.
