@@ -48,8 +48,8 @@ pub const MAX_FAST_BODY: usize = 1024 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Response bodies up to this size are copied behind the head (one write).
 const INLINE: usize = 16 * 1024;
-/// Body frames that are ready together are joined into writes of up to
-/// about this size.
+/// Body frames that are ready together are joined into writes of about
+/// this size at most.
 const COALESCE: usize = 64 * 1024;
 
 /// Serves one client connection until it closes, `shutdown` finds it idle,
@@ -357,7 +357,9 @@ async fn write_response(
     match length {
         _ if bodyless => {}
         Some(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
@@ -369,31 +371,20 @@ async fn write_response(
 
     let chunked = length.is_none();
     let mut sent: u64 = 0;
-    // Counts a frame against the declared length.
-    let mut count = |len: usize| -> io::Result<()> {
-        sent += len as u64;
-        match length {
-            Some(n) if sent > n => Err(io::Error::other("response body longer than its length")),
-            _ => Ok(()),
-        }
-    };
-    // The head waits in `out` for the first bytes of the body when they
-    // are ready at once; otherwise it goes out alone.
-    let mut pending_head = true;
-    let mut ended = false;
-    while !ended {
-        let frame = if pending_head {
-            match futures_util::FutureExt::now_or_never(body.frame()) {
-                Some(f) => f,
-                None => {
+    // Bytes wait in `out` (the head first) while more frames are ready at
+    // once, so a burst of frames (a translated stream yields one per
+    // event) leaves in one write; before waiting for a frame that is not
+    // ready, what is pending goes out.
+    loop {
+        let frame = match futures_util::FutureExt::now_or_never(body.frame()) {
+            Some(f) => f,
+            None => {
+                if !out.is_empty() {
                     io.write_all(out).await?;
                     out.clear();
-                    pending_head = false;
-                    body.frame().await
                 }
+                body.frame().await
             }
-        } else {
-            body.frame().await
         };
         let data = match frame {
             None => break,
@@ -406,41 +397,29 @@ async fn write_response(
         if data.is_empty() {
             continue;
         }
-        count(data.len())?;
-        pending_head = false;
+        sent += data.len() as u64;
+        if length.is_some_and(|n| sent > n) {
+            return Err(io::Error::other("response body longer than its length"));
+        }
+        if chunked {
+            let _ = write!(out, "{:x}\r\n", data.len());
+        }
         if data.len() > INLINE {
-            write_large(io, out, &data, chunked).await?;
-            continue;
-        }
-        push_frame(out, &data, chunked);
-        // Frames that are ready now (a burst of translated stream events,
-        // each its own frame) join this write instead of a write each.
-        while out.len() < COALESCE {
-            let more = match futures_util::FutureExt::now_or_never(body.frame()) {
-                None => break,
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
-                Some(Some(Err(_))) => return Err(io::Error::other("response body failed")),
-                Some(Some(Ok(f))) => match f.into_data() {
-                    Ok(d) => d,
-                    Err(_) => continue,
-                },
-            };
-            if more.is_empty() {
-                continue;
-            }
-            count(more.len())?;
-            if more.len() > INLINE {
-                write_large(io, out, &more, chunked).await?;
-            } else {
-                push_frame(out, &more, chunked);
-            }
-        }
-        if !ended {
-            io.write_all(out).await?;
+            // Large: written without copying it behind what is pending.
+            write_two(io, out, &data).await?;
             out.clear();
+            if chunked {
+                out.extend_from_slice(b"\r\n");
+            }
+        } else {
+            out.extend_from_slice(&data);
+            if chunked {
+                out.extend_from_slice(b"\r\n");
+            }
+            if out.len() >= COALESCE {
+                io.write_all(out).await?;
+                out.clear();
+            }
         }
     }
     if let Some(n) = length {
@@ -458,38 +437,8 @@ async fn write_response(
     Ok(!close)
 }
 
-/// Appends one body frame (in chunked framing when `chunked`).
-fn push_frame(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
-    if chunked {
-        let _ = write!(out, "{:x}\r\n", data.len());
-    }
-    out.extend_from_slice(data);
-    if chunked {
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// Writes what `out` holds and then a large frame without copying it;
-/// `out` is empty afterwards.
-async fn write_large(
-    io: &mut TcpStream,
-    out: &mut Vec<u8>,
-    data: &[u8],
-    chunked: bool,
-) -> io::Result<()> {
-    if chunked {
-        let _ = write!(out, "{:x}\r\n", data.len());
-    }
-    write_two(io, out, data).await?;
-    if chunked {
-        io.write_all(b"\r\n").await?;
-    }
-    out.clear();
-    Ok(())
-}
-
 /// Writes `a` then `b` with vectored writes (no copy of a large `b`).
-async fn write_two(io: &mut TcpStream, a: &[u8], b: &[u8]) -> io::Result<()> {
+pub(crate) async fn write_two(io: &mut TcpStream, a: &[u8], b: &[u8]) -> io::Result<()> {
     let (mut a, mut b) = (a, b);
     while !a.is_empty() || !b.is_empty() {
         let n = io

@@ -390,21 +390,10 @@ async fn exchange(conn: &mut Conn, wire: &Wire<'_>) -> Result<Head, Failure> {
 }
 
 async fn write_request(io: &mut TcpStream, wire: &Wire<'_>) -> io::Result<()> {
-    let Some(body) = wire.body else {
-        return io.write_all(&wire.bytes).await;
-    };
-    let (mut h, mut b) = (&wire.bytes[..], &body[..]);
-    while !h.is_empty() || !b.is_empty() {
-        let parts = [io::IoSlice::new(h), io::IoSlice::new(b)];
-        let n = io.write_vectored(&parts).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        let from_head = n.min(h.len());
-        h = &h[from_head..];
-        b = &b[n - from_head..];
+    match wire.body {
+        None => io.write_all(&wire.bytes).await,
+        Some(body) => crate::front::write_two(io, &wire.bytes, body).await,
     }
-    Ok(())
 }
 
 enum Parsed {
