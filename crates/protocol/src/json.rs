@@ -149,13 +149,7 @@ impl<'a> RawObject<'a> {
     pub fn require_borrowed<T: Deserialize<'a>>(&self, key: &str) -> Result<T, DecodeError> {
         match self.raw(key).map(RawValue::get) {
             None | Some("null") => Err(DecodeError::new(key, "this field is required")),
-            Some(text) => {
-                if let Ok(v) = serde_json::from_str(text) {
-                    return Ok(v);
-                }
-                let de = &mut serde_json::Deserializer::from_str(text);
-                serde_path_to_error::deserialize(de).map_err(|e| path_error(key, e))
-            }
+            Some(text) => decode_field(key, text),
         }
     }
 
@@ -174,7 +168,7 @@ impl<'a> RawObject<'a> {
                 if t.len() >= 2
                     && t.starts_with('"')
                     && t.ends_with('"')
-                    && !t[1..t.len() - 1].contains(['\\', '"']) =>
+                    && !t[1..t.len() - 1].contains('\\') =>
             {
                 Ok(t[1..t.len() - 1].to_string())
             }
@@ -243,7 +237,7 @@ impl<'a> RawObject<'a> {
 }
 
 /// Decodes `text` as `T`, naming `key` plus the inner path in errors.
-pub fn decode_field<T: DeserializeOwned>(key: &str, text: &str) -> Result<T, DecodeError> {
+pub fn decode_field<'a, T: Deserialize<'a>>(key: &str, text: &'a str) -> Result<T, DecodeError> {
     // Plain serde first (every request goes through here; path tracking
     // costs on each value); only a failure is decoded again for its path.
     if let Ok(v) = serde_json::from_str(text) {
