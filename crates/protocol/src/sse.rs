@@ -18,6 +18,12 @@ pub struct SseParser {
     /// Bytes at the start of `buf` already known to hold no `\n`, so a long
     /// line fed in small pieces is scanned once, not once per piece.
     scanned: usize,
+    pending: Pending,
+}
+
+/// The fields of the event being read.
+#[derive(Debug, Default)]
+struct Pending {
     event: Option<String>,
     data: Option<String>,
 }
@@ -50,7 +56,7 @@ impl SseParser {
             }
             let line = std::str::from_utf8(line)
                 .map_err(|_| SseError("stream line is not valid UTF-8".into()))?;
-            if let Some(ev) = Self::line(&mut self.event, &mut self.data, line) {
+            if let Some(ev) = self.pending.line(line) {
                 out.push(ev);
             }
             start = end + 1;
@@ -70,21 +76,19 @@ impl SseParser {
             self.scanned = 0;
             let rest = self.buf.split();
             if let Ok(line) = std::str::from_utf8(&rest) {
-                let line = line.trim_end_matches('\r').to_string();
-                if let Some(ev) = Self::line(&mut self.event, &mut self.data, &line) {
+                if let Some(ev) = self.pending.line(line.trim_end_matches('\r')) {
                     return Some(ev);
                 }
             }
         }
-        self.dispatch()
+        self.pending.dispatch()
     }
+}
 
-    fn line(event: &mut Option<String>, data: &mut Option<String>, line: &str) -> Option<SseEvent> {
+impl Pending {
+    fn line(&mut self, line: &str) -> Option<SseEvent> {
         if line.is_empty() {
-            return data.take().map(|data| SseEvent {
-                event: event.take(),
-                data,
-            });
+            return self.dispatch();
         }
         if line.starts_with(':') {
             return None;
@@ -94,14 +98,14 @@ impl SseParser {
             None => (line, ""),
         };
         match field {
-            "data" => match data {
+            "data" => match &mut self.data {
                 Some(d) => {
                     d.push('\n');
                     d.push_str(value);
                 }
-                None => *data = Some(value.to_string()),
+                None => self.data = Some(value.to_string()),
             },
-            "event" => *event = Some(value.to_string()),
+            "event" => self.event = Some(value.to_string()),
             _ => {}
         }
         None
@@ -114,7 +118,6 @@ impl SseParser {
     }
 }
 
-/// Writes `data: <payload>\n\n`.
 pub fn data_event(payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(payload.len() + 8);
     b.put_slice(b"data: ");
