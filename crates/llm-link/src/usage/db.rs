@@ -1,6 +1,6 @@
 //! Usage rows in the store: the batch insert (cached multi-row INSERTs of
-//! fixed sizes, one transaction per batch) and the queries behind `GET /api/v1/llm/usage`, written once for
-//! both engines.
+//! fixed sizes, one transaction per batch) and the queries behind
+//! `GET /api/v1/llm/usage`, written once for both engines.
 
 use super::writer::BatchSink;
 use super::UsageRow;
@@ -95,11 +95,12 @@ pub async fn insert(db: &Db, rows: &[UsageRow]) -> Result<()> {
     let mut tx = db.begin().await?;
     let mut rest = rows;
     while !rest.is_empty() {
+        // The largest size that fits; the last one, 1, always does.
         let k = CHUNKS
             .iter()
             .position(|&n| n <= rest.len())
             .unwrap_or(CHUNKS.len() - 1);
-        let (part, tail) = rest.split_at(CHUNKS[k].min(rest.len()));
+        let (part, tail) = rest.split_at(CHUNKS[k]);
         rest = tail;
         let sql = sqls[k].as_str();
         on!(&mut tx, |c| {
