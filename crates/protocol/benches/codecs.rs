@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the wire codecs: a 100-chunk stream decoded and
-//! encoded in each streaming format, and a ~1 KB chat request decoded in
-//! each client format.
+//! encoded in each streaming format, a ~1 KB chat request decoded in each
+//! client format, and the usage read from 1 KB and 64 KB forwarded answers.
 //!
 //! Run: `cargo bench -p llm-link-protocol --bench codecs` (add `-- --quick`
 //! for a short run).
@@ -288,5 +288,34 @@ fn bench_requests(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_streams, bench_requests);
+/// An OpenAI chat answer with `bytes` of content, usage last (as OpenAI
+/// sends it).
+fn openai_answer(bytes: usize) -> Vec<u8> {
+    // Prose: a line break every ~90 bytes, a quoted word now and then.
+    let line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do \\\"eiusmod\\\" tempor.\\n";
+    let text = line.repeat(bytes / line.len() + 1);
+    format!(
+        r#"{{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"gpt-4o","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}","refusal":null}},"logprobs":null,"finish_reason":"stop"}}],"usage":{{"prompt_tokens":9,"completion_tokens":193,"total_tokens":202,"prompt_tokens_details":{{"cached_tokens":0}}}},"system_fingerprint":"fp_1"}}"#
+    )
+    .into_bytes()
+}
+
+fn bench_usage(c: &mut Criterion) {
+    use llm_link_protocol::usage::{from_body, Format};
+    let mut g = c.benchmark_group("usage_from_body");
+    for (name, bytes) in [("openai_1k", 1024), ("openai_64k", 64 * 1024)] {
+        let body = openai_answer(bytes);
+        assert_eq!(
+            from_body(Format::OpenAi, &body).unwrap().completion_tokens,
+            193
+        );
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| from_body(Format::OpenAi, black_box(&body)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_streams, bench_requests, bench_usage);
 criterion_main!(benches);

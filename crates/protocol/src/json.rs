@@ -277,6 +277,114 @@ pub(crate) fn path_error(
     DecodeError::new(field, msg)
 }
 
+/// The texts of the named members of a JSON object's top level (each `None`
+/// when absent), found without decoding the rest: strings are skipped by
+/// searching for their closing quote, nested values by counting brackets.
+/// For a large answer whose few wanted members sit beside long strings this
+/// costs a fraction of a full parse. It checks the top level's structure,
+/// not the syntax of the values it skips; the caller decodes the texts it
+/// gets, which checks those.
+///
+/// `None` when the text is not that simple (not an object, a member name
+/// with an escape, a wanted name twice, a broken top level): a full decode
+/// must then decide.
+pub fn top_members<'a, const N: usize>(
+    text: &'a [u8],
+    names: [&str; N],
+) -> Option<[Option<&'a [u8]>; N]> {
+    let mut found = [None; N];
+    let mut i = skip_ws(text, 0);
+    if text.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(text, i + 1);
+    if text.get(i) == Some(&b'}') {
+        return (skip_ws(text, i + 1) == text.len()).then_some(found);
+    }
+    loop {
+        if text.get(i) != Some(&b'"') {
+            return None;
+        }
+        let end = string_end(text, i + 1)?;
+        let name = text.get(i + 1..end)?;
+        if memchr::memchr(b'\\', name).is_some() {
+            return None;
+        }
+        i = skip_ws(text, end + 1);
+        if text.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(text, i + 1);
+        let value_end = value_end(text, i)?;
+        if let Some(k) = names.iter().position(|n| n.as_bytes() == name) {
+            if found[k].is_some() {
+                return None;
+            }
+            found[k] = text.get(i..value_end);
+        }
+        i = skip_ws(text, value_end);
+        match text.get(i) {
+            Some(b',') => i = skip_ws(text, i + 1),
+            Some(b'}') => return (skip_ws(text, i + 1) == text.len()).then_some(found),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(text: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = text.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Where the quote closing a string whose content starts at `i` is.
+fn string_end(text: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i += memchr::memchr2(b'"', b'\\', text.get(i..)?)?;
+        if text.get(i) == Some(&b'"') {
+            return Some(i);
+        }
+        // A backslash and the byte it escapes.
+        i += 2;
+    }
+}
+
+/// Where the value starting at `i` ends (exclusive).
+fn value_end(text: &[u8], mut i: usize) -> Option<usize> {
+    match text.get(i)? {
+        b'"' => string_end(text, i + 1).map(|e| e + 1),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            loop {
+                match text.get(i)? {
+                    b'"' => i = string_end(text, i + 1)?,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        // A number, `true`, `false` or `null`: up to the next delimiter.
+        _ => {
+            let start = i;
+            while let Some(b) = text.get(i) {
+                if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                    break;
+                }
+                i += 1;
+            }
+            (i > start).then_some(i)
+        }
+    }
+}
+
 /// Why tool-call arguments text is not a JSON object.
 pub(crate) enum ArgumentsError {
     /// Valid JSON, but not an object.
@@ -370,5 +478,53 @@ mod tests {
         assert!(RawObject::parse(b"[1]").is_err());
         assert!(RawObject::parse(b"").is_err());
         assert!(RawObject::parse(b"{\"a\":").is_err());
+    }
+
+    #[test]
+    fn top_members_finds_the_named_members() {
+        let text = br#" { "id" : "x\"usage\":1" , "choices":[{"m":{"c":"a}]\\"}},[]],
+            "n":-1.5e3,"t":true,"z":null,"usage" :{"a":[1,{"b":"}"}]} }
+        "#;
+        let [usage, n, z, missing] = top_members(text, ["usage", "n", "z", "missing"]).unwrap();
+        assert_eq!(usage.unwrap(), br#"{"a":[1,{"b":"}"}]}"#);
+        assert_eq!(n.unwrap(), b"-1.5e3");
+        assert_eq!(z.unwrap(), b"null");
+        assert_eq!(missing, None);
+        // A name that only appears inside a string or a nested object is
+        // not a member.
+        let [usage] = top_members(br#"{"a":"\"usage\":{}","b":{"usage":1}}"#, ["usage"]).unwrap();
+        assert_eq!(usage, None);
+        assert_eq!(top_members(b"{}", ["a"]).unwrap(), [None]);
+        assert_eq!(top_members(b" {\n}\n", ["a"]).unwrap(), [None]);
+    }
+
+    #[test]
+    fn top_members_gives_up_on_what_needs_a_full_parse() {
+        for text in [
+            &b""[..],
+            b"[]",
+            b"null",
+            br#"{"a":1"#,
+            br#"{"a":1,}"#,
+            br#"{"a":}"#,
+            br#"{"a" 1}"#,
+            br#"{a:1}"#,
+            br#"{"a":"unterminated}"#,
+            br#"{"a":{"b":1}"#,
+            br#"{"a":1} x"#,
+            br#"{"a":1}{}"#,
+            // An escaped name, and a wanted name twice.
+            br#"{"\u0061":1}"#,
+            br#"{"a":1,"a":2}"#,
+        ] {
+            assert_eq!(
+                top_members(text, ["a"]),
+                None,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        // Other names may repeat; only the wanted ones are checked.
+        assert_eq!(top_members(br#"{"b":1,"b":2}"#, ["a"]), Some([None]));
     }
 }

@@ -8,6 +8,7 @@
 //! last line is kept until its end arrives).
 
 use crate::ir::Usage;
+use crate::json::top_members;
 use serde::Deserialize;
 
 /// The wire format of the answer.
@@ -59,27 +60,87 @@ struct ErrorOnly {
 }
 
 /// The usage of a complete (not streamed) answer body, when it reports one.
+///
+/// Only the members that carry usage are decoded ([`top_members`] finds
+/// them); a body that scan cannot read simply is decoded in full, with the
+/// same result.
 pub fn from_body(format: Format, body: &[u8]) -> Option<Usage> {
+    let quick = match format {
+        Format::OpenAi => top_members(body, ["usage"]).map(|[usage]| {
+            OpenAiUsageOnly {
+                usage: member(usage)?,
+            }
+            .usage()
+        }),
+        Format::Anthropic => top_members(body, ["message", "usage"]).map(|[message, usage]| {
+            AnthropicUsageOnly {
+                message: member(message)?,
+                usage: member(usage)?,
+            }
+            .usage()
+        }),
+        Format::Ollama => top_members(body, ["prompt_eval_count", "eval_count"]).map(|[p, e]| {
+            OllamaUsageOnly {
+                prompt_eval_count: member(p)?,
+                eval_count: member(e)?,
+            }
+            .usage()
+        }),
+    };
+    quick.unwrap_or_else(|| from_whole_body(format, body))
+}
+
+/// A member found by [`top_members`] as its struct field would decode it:
+/// absent or `null` is `None`; `None` outside when it does not decode (the
+/// whole body would not either).
+fn member<'a, T: Deserialize<'a>>(text: Option<&'a [u8]>) -> Option<Option<T>> {
+    match text {
+        None => Some(None),
+        Some(t) => serde_json::from_slice(t).ok(),
+    }
+}
+
+/// [`from_body`] by decoding the whole body.
+fn from_whole_body(format: Format, body: &[u8]) -> Option<Usage> {
     match format {
         Format::OpenAi => serde_json::from_slice::<OpenAiUsageOnly>(body)
             .ok()?
-            .usage
-            .map(|u| crate::openai::usage_from_wire(&u)),
-        Format::Anthropic => {
-            let b: AnthropicUsageOnly = serde_json::from_slice(body).ok()?;
-            let u = b.usage.or(b.message.and_then(|m| m.usage))?;
-            Some(crate::anthropic::usage_from_wire(&u))
+            .usage(),
+        Format::Anthropic => serde_json::from_slice::<AnthropicUsageOnly>(body)
+            .ok()?
+            .usage(),
+        Format::Ollama => serde_json::from_slice::<OllamaUsageOnly>(body)
+            .ok()?
+            .usage(),
+    }
+}
+
+trait UsageOnly {
+    fn usage(self) -> Option<Usage>;
+}
+
+impl UsageOnly for OpenAiUsageOnly {
+    fn usage(self) -> Option<Usage> {
+        self.usage.map(|u| crate::openai::usage_from_wire(&u))
+    }
+}
+
+impl UsageOnly for AnthropicUsageOnly {
+    fn usage(self) -> Option<Usage> {
+        let u = self.usage.or(self.message.and_then(|m| m.usage))?;
+        Some(crate::anthropic::usage_from_wire(&u))
+    }
+}
+
+impl UsageOnly for OllamaUsageOnly {
+    fn usage(self) -> Option<Usage> {
+        if self.prompt_eval_count.is_none() && self.eval_count.is_none() {
+            return None;
         }
-        Format::Ollama => {
-            let b: OllamaUsageOnly = serde_json::from_slice(body).ok()?;
-            if b.prompt_eval_count.is_none() && b.eval_count.is_none() {
-                return None;
-            }
-            Some(crate::ollama::usage_from_counts(
-                b.prompt_eval_count,
-                b.eval_count,
-            ))
-        }
+        Some(crate::ollama::usage_from_counts(
+            self.prompt_eval_count,
+            self.eval_count,
+        ))
     }
 }
 
@@ -292,6 +353,47 @@ mod tests {
         s.feed(&input[split..]);
         s.finish();
         s
+    }
+
+    /// The quick scan answers as decoding the whole body would, whatever
+    /// the body.
+    #[test]
+    fn quick_bodies_match_whole_decoding() {
+        let bodies: &[&[u8]] = &[
+            br#"{"id":"x","choices":[{"message":{"content":"{\"usage\":{\"prompt_tokens\":99}}"}}],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#,
+            br#"{"usage":{"prompt_tokens":7,"completion_tokens":3},"choices":[{"message":{"content":"a\\"}}]}"#,
+            br#"{"usage":null}"#,
+            br#"{"usage":"lots"}"#,
+            br#"{"usage":{"prompt_tokens":-1}}"#,
+            br#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+            br#"{"us\u0061ge":{"prompt_tokens":5,"completion_tokens":1}}"#,
+            br#"[{"prompt_tokens":5}]"#,
+            br#"{"usage":{"prompt_tokens":5}} trailing"#,
+            br#"{"choices":[{"text":"}"}],"usage":{"prompt_tokens":2,"completion_tokens":2,"total_tokens":4}}"#,
+            br#"{"type":"message","usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":4}}"#,
+            br#"{"type":"message_start","message":{"content":[],"usage":{"input_tokens":3,"output_tokens":1}}}"#,
+            br#"{"message":"not an object","usage":{"input_tokens":3,"output_tokens":1}}"#,
+            br#"{"message":{"usage":{"input_tokens":1,"output_tokens":1}},"usage":{"input_tokens":9,"output_tokens":2}}"#,
+            br#"{"model":"m","done":true,"prompt_eval_count":26,"eval_count":290}"#,
+            br#"{"model":"m","done":true,"eval_count":2}"#,
+            br#"{"prompt_eval_count":"26"}"#,
+            br#"{"prompt_eval_count":null,"eval_count":null}"#,
+            b"{}",
+            b"",
+            b"not json",
+        ];
+        for body in bodies {
+            for format in [Format::OpenAi, Format::Anthropic, Format::Ollama] {
+                assert_eq!(
+                    from_body(format, body),
+                    from_whole_body(format, body),
+                    "{format:?} {}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+        // The quick scan is what answered the first body.
+        assert!(top_members(bodies[0], ["usage"]).is_some());
     }
 
     #[test]
