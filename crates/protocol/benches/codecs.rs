@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the wire codecs: a 100-chunk stream decoded and
 //! encoded in each streaming format, a ~1 KB chat request decoded in each
-//! client format, and the usage read from 1 KB and 64 KB forwarded answers.
+//! client format (and only checked, as for a same-format upstream), and the usage read from 1 KB and 64 KB forwarded answers.
 //!
 //! Run: `cargo bench -p llm-link-protocol --bench codecs` (add `-- --quick`
 //! for a short run).
@@ -284,6 +284,34 @@ fn bench_requests(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(ol.len() as u64));
     g.bench_function("ollama", |b| {
         b.iter(|| ollama::decode_chat_request(black_box(ol.as_bytes())).unwrap())
+    });
+    g.finish();
+
+    // The light check of a body forwarded to a same-format upstream.
+    use llm_link_protocol::json::RawObject;
+    use llm_link_protocol::passthrough;
+    let mut g = c.benchmark_group("request_check_1k");
+    g.throughput(Throughput::Bytes(oa.len() as u64));
+    g.bench_function("openai", |b| {
+        b.iter(|| {
+            passthrough::openai_chat(&RawObject::parse(black_box(oa.as_bytes())).unwrap()).unwrap()
+        })
+    });
+    g.throughput(Throughput::Bytes(an.len() as u64));
+    g.bench_function("anthropic", |b| {
+        b.iter(|| {
+            passthrough::anthropic_messages(
+                &RawObject::parse(black_box(an.as_bytes())).unwrap(),
+                true,
+            )
+            .unwrap()
+        })
+    });
+    g.throughput(Throughput::Bytes(ol.len() as u64));
+    g.bench_function("ollama", |b| {
+        b.iter(|| {
+            passthrough::ollama_chat(&RawObject::parse(black_box(ol.as_bytes())).unwrap()).unwrap()
+        })
     });
     g.finish();
 }

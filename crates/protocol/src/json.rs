@@ -130,6 +130,12 @@ impl<'a> RawObject<'a> {
             .map(|(_, v)| *v)
     }
 
+    /// A field's JSON text (valid JSON; the last one when the name is given
+    /// twice).
+    pub fn raw_text(&self, key: &str) -> Option<&'a str> {
+        self.raw(key).map(RawValue::get)
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.raw(key).is_some()
     }
@@ -143,6 +149,17 @@ impl<'a> RawObject<'a> {
             return Ok(None);
         }
         decode_field(key, raw.get()).map(Some)
+    }
+
+    /// Checks that a field, when present and not `null`, is an array (`[`)
+    /// or an object (`{`), as decoding it into `T` (a `Vec` or a map of
+    /// values) would, without building the values: the body is valid JSON
+    /// already, so the first byte tells. Another type gets `T`'s error.
+    pub fn check_shape<T: DeserializeOwned>(&self, key: &str, open: u8) -> Result<(), DecodeError> {
+        match self.raw(key).map(RawValue::get) {
+            Some(text) if text.as_bytes().first() != Some(&open) => self.get::<T>(key).map(drop),
+            _ => Ok(()),
+        }
     }
 
     /// Decodes a required field into a type that may borrow from the body.
@@ -326,6 +343,33 @@ pub fn top_members<'a, const N: usize>(
         match text.get(i) {
             Some(b',') => i = skip_ws(text, i + 1),
             Some(b'}') => return (skip_ws(text, i + 1) == text.len()).then_some(found),
+            _ => return None,
+        }
+    }
+}
+
+/// Calls `f` with the text of each item of a JSON array, found as
+/// [`top_members`] finds members, until `f` returns `false`. `Some(true)`
+/// when every item was seen and accepted, `Some(false)` when `f` stopped,
+/// `None` when `text` is not an array of that simple structure.
+pub fn array_items<'a>(text: &'a [u8], mut f: impl FnMut(&'a [u8]) -> bool) -> Option<bool> {
+    let mut i = skip_ws(text, 0);
+    if text.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = skip_ws(text, i + 1);
+    if text.get(i) == Some(&b']') {
+        return (skip_ws(text, i + 1) == text.len()).then_some(true);
+    }
+    loop {
+        let end = value_end(text, i)?;
+        if !f(text.get(i..end)?) {
+            return Some(false);
+        }
+        i = skip_ws(text, end);
+        match text.get(i) {
+            Some(b',') => i = skip_ws(text, i + 1),
+            Some(b']') => return (skip_ws(text, i + 1) == text.len()).then_some(true),
             _ => return None,
         }
     }
@@ -526,5 +570,33 @@ mod tests {
         }
         // Other names may repeat; only the wanted ones are checked.
         assert_eq!(top_members(br#"{"b":1,"b":2}"#, ["a"]), Some([None]));
+    }
+
+    #[test]
+    fn array_items_walks_the_items() {
+        let mut seen = Vec::new();
+        let text = br#" [ {"a":"]"} , [1,[2]] ,"x\"",3 ,null ] "#;
+        assert_eq!(
+            array_items(text, |i| {
+                seen.push(String::from_utf8_lossy(i).into_owned());
+                true
+            }),
+            Some(true)
+        );
+        assert_eq!(seen, [r#"{"a":"]"}"#, "[1,[2]]", r#""x\"""#, "3", "null"]);
+        assert_eq!(array_items(b"[]", |_| false), Some(true));
+        // Stopped by the callback at the second item.
+        let mut n = 0;
+        assert_eq!(
+            array_items(b"[1,2,3]", |_| {
+                n += 1;
+                n < 2
+            }),
+            Some(false)
+        );
+        assert_eq!(n, 2);
+        for text in [&b"{}"[..], b"[1,]", b"[1", b"[1 2]", b"[1],", b""] {
+            assert_eq!(array_items(text, |_| true), None);
+        }
     }
 }

@@ -28,6 +28,13 @@ struct RoleOnly<'a> {
 }
 
 fn messages(obj: &RawObject<'_>, roles: &[&str], allow_empty: bool) -> Result<(), DecodeError> {
+    // The usual body passes the quick check; anything else is decoded for
+    // its precise error (or accepted, as an escaped role may be).
+    match obj.raw_text("messages").and_then(|t| quick_roles(t, roles)) {
+        Some(0) if !allow_empty => {}
+        Some(_) => return Ok(()),
+        None => {}
+    }
     let msgs: Vec<RoleOnly<'_>> = obj.require_borrowed("messages")?;
     if msgs.is_empty() && !allow_empty {
         return Err(DecodeError::new(
@@ -48,6 +55,25 @@ fn messages(obj: &RawObject<'_>, roles: &[&str], allow_empty: bool) -> Result<()
         }
     }
     Ok(())
+}
+
+/// How many messages `text` (a messages array, valid JSON) holds when each
+/// is an object with one plain `role` string among `roles`; the content is
+/// skipped, not decoded again. `None` for anything else.
+fn quick_roles(text: &str, roles: &[&str]) -> Option<usize> {
+    let mut n = 0;
+    let complete = crate::json::array_items(text.as_bytes(), |item| {
+        let ok = matches!(
+            crate::json::top_members(item, ["role"]),
+            Some([Some(role)]) if role.len() >= 2
+                && role.first() == Some(&b'"')
+                && role.last() == Some(&b'"')
+                && roles.iter().any(|r| r.as_bytes() == &role[1..role.len() - 1])
+        );
+        n += 1;
+        ok
+    })?;
+    complete.then_some(n)
 }
 
 fn range(obj: &RawObject<'_>, key: &str, lo: f64, hi: f64) -> Result<(), DecodeError> {
@@ -85,9 +111,9 @@ pub fn openai_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
         return Err(DecodeError::new("n", "must be at least 1"));
     }
     obj.get::<i64>("seed")?;
-    obj.get::<Vec<Value>>("tools")?;
-    obj.get::<serde_json::Map<String, Value>>("stream_options")?;
-    obj.get::<serde_json::Map<String, Value>>("response_format")?;
+    obj.check_shape::<Vec<Value>>("tools", b'[')?;
+    obj.check_shape::<serde_json::Map<String, Value>>("stream_options", b'{')?;
+    obj.check_shape::<serde_json::Map<String, Value>>("response_format", b'{')?;
     Ok(Forwardable {
         model,
         stream: obj.get::<bool>("stream")?.unwrap_or(false),
@@ -110,7 +136,7 @@ pub fn anthropic_messages(
     range(obj, "top_p", 0.0, 1.0)?;
     obj.get::<u32>("top_k")?;
     obj.get::<Vec<String>>("stop_sequences")?;
-    obj.get::<Vec<Value>>("tools")?;
+    obj.check_shape::<Vec<Value>>("tools", b'[')?;
     Ok(Forwardable {
         model,
         stream: obj.get::<bool>("stream")?.unwrap_or(false),
@@ -121,8 +147,8 @@ pub fn anthropic_messages(
 pub fn ollama_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
     let model = obj.require_model()?;
     messages(obj, &["system", "user", "assistant", "tool"], false)?;
-    obj.get::<serde_json::Map<String, Value>>("options")?;
-    obj.get::<Vec<Value>>("tools")?;
+    obj.check_shape::<serde_json::Map<String, Value>>("options", b'{')?;
+    obj.check_shape::<Vec<Value>>("tools", b'[')?;
     Ok(Forwardable {
         model,
         stream: obj.get::<bool>("stream")?.unwrap_or(true),
@@ -135,7 +161,7 @@ pub fn ollama_generate(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> 
     obj.get::<String>("prompt")?;
     obj.get::<String>("system")?;
     obj.get::<Vec<String>>("images")?;
-    obj.get::<serde_json::Map<String, Value>>("options")?;
+    obj.check_shape::<serde_json::Map<String, Value>>("options", b'{')?;
     Ok(Forwardable {
         model,
         stream: obj.get::<bool>("stream")?.unwrap_or(true),
@@ -214,5 +240,50 @@ mod tests {
         let obj = RawObject::parse(br#"{"model":"l","messages":[{"role":"user","content":"x"}]}"#)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ollama_chat(&obj).map(|f| f.stream).ok(), Some(true));
+    }
+
+    /// Bodies at the edges of the quick checks (messages scanned for their
+    /// roles only, tools and option maps judged by their first byte) get
+    /// the answers a full decode gives: the field of the error, or none.
+    #[test]
+    fn quick_checks_answer_as_a_full_decode() {
+        type Check = fn(&RawObject<'_>) -> Result<Forwardable, DecodeError>;
+        let v = |f: Check, rest: &str| {
+            let body = format!(r#"{{"model":"m",{rest}}}"#);
+            let obj = RawObject::parse(body.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            match f(&obj) {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("{}: {}", e.field, e.message),
+            }
+        };
+        let anth = |obj: &RawObject<'_>| anthropic_messages(obj, false);
+        let cases: &[(Check, &str, &str)] = &[
+            (openai_chat, r#""messages":[]"#, "messages: must contain at least one message"),
+            (openai_chat, r#""messages":[{"role":"user","content":"a \"role\": \"wizard\" ]}"}]"#, "ok"),
+            (openai_chat, r#""messages":[{"content":[{"role":"wizard"}],"role":"tool"}]"#, "ok"),
+            (openai_chat, r#""messages":[{"role":"us\u0065r"}]"#, "ok"),
+            (openai_chat, r#""messages":[{"role":"user","role":"user"}]"#, "messages[0]: duplicate field `role`"),
+            (openai_chat, r#""messages":[{"content":"x"}]"#, "messages[0].role: this field is required"),
+            (openai_chat, r#""messages":[{"role":"user"},{"role":"wizard"}]"#, "messages[1].role: unknown variant `wizard`, expected one of system, developer, user, assistant, tool, function"),
+            (openai_chat, r#""messages":[{"role":"user"},5]"#, "messages[1]: invalid type: integer `5`, expected struct RoleOnly"),
+            (openai_chat, r#""messages":[{"role":7}]"#, "messages[0].role: invalid type: integer `7`, expected a string"),
+            (openai_chat, r#""messages":{"role":"user"}"#, "messages: invalid type: map, expected a sequence"),
+            (openai_chat, r#""messages":[{"role":"user"}],"tools":[1,{"a":[]}],"stream_options":{},"response_format":null"#, "ok"),
+            (openai_chat, r#""messages":[{"role":"user"}],"tools":{"a":1}"#, "tools: invalid type: map, expected a sequence"),
+            (openai_chat, r#""messages":[{"role":"user"}],"tools":"x""#, "tools: invalid type: string \"x\", expected a sequence"),
+            (openai_chat, r#""messages":[{"role":"user"}],"stream_options":[]"#, "stream_options: invalid type: sequence, expected a map"),
+            (openai_chat, r#""messages":[{"role":"user"}],"response_format":"json""#, "response_format: invalid type: string \"json\", expected a map"),
+            (anth, r#""messages":[{"role":"system"}]"#, "messages[0].role: unknown variant `system`, expected one of user, assistant"),
+            (anth, r#""messages":[{"role":"user"}],"tools":true"#, "tools: invalid type: boolean `true`, expected a sequence"),
+            (ollama_chat, r#""messages":[{"role":"user"}],"options":[1]"#, "options: invalid type: sequence, expected a map"),
+            (ollama_chat, r#""messages":[{"role":"user"}],"options":{"num_ctx":8}"#, "ok"),
+            (ollama_generate, r#""options":5"#, "options: invalid type: integer `5`, expected a map"),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter(|(f, rest, want)| v(*f, rest) != *want)
+            .map(|(f, rest, want)| format!("{rest}\n  got:  {}\n  want: {want}", v(*f, rest)))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 }
