@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the wire codecs: a 100-chunk stream decoded and
 //! encoded in each streaming format, a ~1 KB chat request decoded in each
-//! client format (and only checked, as for a same-format upstream), and the usage read from 1 KB and 64 KB forwarded answers.
+//! client format (and only checked, as for a same-format upstream), the
+//! usage read from 1 KB and 64 KB forwarded answers, and a 1 KB answer
+//! written as JSON.
 //!
 //! Run: `cargo bench -p llm-link-protocol --bench codecs` (add `-- --quick`
 //! for a short run).
@@ -345,5 +347,44 @@ fn bench_usage(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_streams, bench_requests, bench_usage);
+/// A translated answer written for the client: `json::value_bytes` against
+/// serde_json's writer (the same bytes).
+fn bench_write(c: &mut Criterion) {
+    use llm_link_protocol::json::value_bytes;
+    let answer: serde_json::Value = serde_json::from_slice(&openai_answer(1024)).unwrap();
+    assert_eq!(value_bytes(&answer), serde_json::to_vec(&answer).unwrap());
+    let mut g = c.benchmark_group("answer_write_1k");
+    g.bench_function("value_bytes", |b| {
+        b.iter(|| value_bytes(black_box(&answer)))
+    });
+    g.bench_function("serde_json_to_vec", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&answer)).unwrap())
+    });
+    let text = answer["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let plain = "lorem ipsum dolor sit amet ".repeat(40);
+    for (name, t) in [("str_prose", &text), ("str_plain", &plain)] {
+        g.bench_function(format!("{name}_write_str"), |b| {
+            b.iter(|| {
+                let mut out = Vec::new();
+                llm_link_protocol::json::write_str(&mut out, black_box(t));
+                out
+            })
+        });
+        g.bench_function(format!("{name}_serde"), |b| {
+            b.iter(|| serde_json::to_vec(black_box(t)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_streams,
+    bench_requests,
+    bench_usage,
+    bench_write
+);
 criterion_main!(benches);

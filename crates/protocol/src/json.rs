@@ -1,5 +1,6 @@
-//! Field-by-field JSON decoding with errors that name the field, and
-//! byte-preserving rewrites of a top-level object.
+//! Field-by-field JSON decoding with errors that name the field,
+//! byte-preserving rewrites of a top-level object, quick scans of answers
+//! and checked bodies, and JSON writing faster than serde_json's for text.
 
 use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -429,6 +430,115 @@ fn value_end(text: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
+/// `s` as a JSON string, appended to `out`: the same bytes as serde_json
+/// writes (`\"`, `\\`, `\b \f \n \r \t`, other control characters as
+/// `\u00xx`, everything else as is), found eight bytes at a time rather
+/// than one; text is most of what a gateway writes.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    while let Some(at) = bytes.get(start..).and_then(find_special) {
+        let at = start + at;
+        out.extend_from_slice(&bytes[start..at]);
+        let b = bytes[at];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]);
+            }
+        }
+        start = at + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
+}
+
+/// Where the first byte a JSON string must escape (a control character, a
+/// quote, a backslash) is in `bytes`.
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    let mut words = bytes.chunks_exact(8);
+    let mut base = 0;
+    for w in &mut words {
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        // The high bit of each byte that is below 0x20, a quote or a
+        // backslash (exact up to the first such byte, which is all we use).
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let found = (w.wrapping_sub(ONES * 0x20) & !w
+            | quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash)
+            & (ONES << 7);
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|p| base + p)
+}
+
+/// A value as JSON text: the same bytes as `serde_json::to_vec`, with
+/// strings written by [`write_str`].
+pub fn value_bytes(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    write_value(&mut out, v);
+    out
+}
+
+/// Appends `v` as JSON text to `out` (see [`value_bytes`]).
+pub fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // Writing into a Vec cannot fail.
+        Value::Number(n) => drop(serde_json::to_writer(&mut *out, n)),
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(members) => {
+            out.push(b'{');
+            for (i, (k, item)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write_value(out, item);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
 /// Why tool-call arguments text is not a JSON object.
 pub(crate) enum ArgumentsError {
     /// Valid JSON, but not an object.
@@ -597,6 +707,53 @@ mod tests {
         assert_eq!(n, 2);
         for text in [&b"{}"[..], b"[1,]", b"[1", b"[1 2]", b"[1],", b""] {
             assert_eq!(array_items(text, |_| true), None);
+        }
+    }
+
+    #[test]
+    fn write_str_writes_what_serde_json_writes() {
+        let mut texts: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
+        texts.extend(
+            [
+                "",
+                "plain ascii text that runs for more than eight bytes",
+                "\"quoted\" and \\backslashed\\ \n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}",
+                "é ü 漢字 🎉 emoji at the end🎉",
+                "12345678\"2345678\\234567\n",
+                "\u{1}\u{2}\u{3}\u{4}\u{5}\u{6}\u{7}\u{8}\u{9}",
+            ]
+            .map(String::from),
+        );
+        // Every special byte at every offset of a word.
+        for b in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+            for at in 0..17 {
+                let mut s = "abcdefghijklmnopq".to_string();
+                s.insert(at, b);
+                texts.push(s);
+            }
+        }
+        for t in &texts {
+            let mut out = Vec::new();
+            write_str(&mut out, t);
+            assert_eq!(out, serde_json::to_vec(t).unwrap(), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn value_bytes_are_serde_json_bytes() {
+        let v = serde_json::json!({
+            "id": "chatcmpl-1", "created": 1_700_000_000u64, "neg": -3, "pi": 3.25,
+            "big": 1e300, "tiny": 5e-324, "t": true, "f": false, "n": null,
+            "nested": [[], {}, [1, [2, {"k\n\"": "v\u{0}"}]]],
+            "text": "line one\nline \"two\" \\ end",
+        });
+        assert_eq!(value_bytes(&v), serde_json::to_vec(&v).unwrap());
+        for v in [
+            serde_json::json!(null),
+            serde_json::json!([]),
+            serde_json::json!("x"),
+        ] {
+            assert_eq!(value_bytes(&v), serde_json::to_vec(&v).unwrap());
         }
     }
 }

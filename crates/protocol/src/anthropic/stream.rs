@@ -492,8 +492,7 @@ impl StreamEncoder {
         out.extend_from_slice(b"\",\"");
         out.extend_from_slice(field.as_bytes());
         out.extend_from_slice(b"\":");
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, text);
+        crate::json::write_str(out, text);
         out.extend_from_slice(b"}}\n\n");
     }
 

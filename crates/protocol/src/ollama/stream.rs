@@ -406,6 +406,5 @@ impl ChatStreamEncoder {
 
 /// Appends `s` as a JSON string.
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a string into a Vec cannot fail.
-    let _ = serde_json::to_writer(out, s);
+    crate::json::write_str(out, s);
 }

@@ -216,7 +216,7 @@ impl ChunkEncoder {
         if let Some(u) = usage {
             o.insert("usage".into(), u);
         }
-        data_event(&serde_json::to_vec(&Value::Object(o)).unwrap_or_default())
+        data_event(&crate::json::value_bytes(&Value::Object(o)))
     }
 
     /// Encodes one chunk; returns nothing when it carries nothing to send.
