@@ -96,12 +96,11 @@ async fn messages(
             if resp.id.is_empty() {
                 resp.id = new_id("msg_");
             }
-            let mut r = Json(anthropic::encode_messages_response(
+            let mut r = super::json_response(&anthropic::encode_messages_response(
                 &resp,
                 &model,
                 ReasoningOutput::Separate,
-            ))
-            .into_response();
+            ));
             if let Some(v) = server_timing(started.elapsed(), upstream) {
                 r.headers_mut().insert("server-timing", v);
             }

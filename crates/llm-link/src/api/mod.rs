@@ -96,6 +96,20 @@ pub struct Surface {
     pub stream_type: &'static str,
 }
 
+/// A JSON answer built as a `Value` (a translated answer), written as
+/// axum's `Json` would write it but with text escaped a word at a time.
+pub fn json_response(v: &serde_json::Value) -> axum::response::Response {
+    use axum::http::header;
+    let mut r = axum::response::Response::new(axum::body::Body::from(
+        llm_link_protocol::json::value_bytes(v),
+    ));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 /// A streamed response: the content type, and no caching or proxy buffering.
 pub fn stream_response(
     body: axum::body::Body,

@@ -194,7 +194,7 @@ async fn answer(
             } else {
                 ollama::encode_chat_response(&resp, model, &now_rfc3339(), t, reasoning)
             };
-            let mut r = Json(v).into_response();
+            let mut r = super::json_response(&v);
             if let Some(v) = server_timing(started.elapsed(), started.elapsed()) {
                 r.headers_mut().insert("server-timing", v);
             }
@@ -364,13 +364,12 @@ async fn embed_common(
         Ok(EmbedOutcome::Response(mut resp)) => {
             resp.model = req.model.clone();
             if legacy {
-                Json(ollama::encode_embeddings_legacy_response(&resp)).into_response()
+                super::json_response(&ollama::encode_embeddings_legacy_response(&resp))
             } else {
-                Json(ollama::encode_embed_response(
+                super::json_response(&ollama::encode_embed_response(
                     &resp,
                     started.elapsed().as_nanos() as u64,
                 ))
-                .into_response()
             }
         }
     };

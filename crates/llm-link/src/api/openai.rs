@@ -100,7 +100,7 @@ async fn chat_completions(
             if resp.created == 0 {
                 resp.created = now_secs();
             }
-            let mut r = Json(openai::encode_chat_response(&resp, reasoning)).into_response();
+            let mut r = super::json_response(&openai::encode_chat_response(&resp, reasoning));
             if let Some(v) = server_timing(started.elapsed(), upstream) {
                 r.headers_mut().insert("server-timing", v);
             }
@@ -259,7 +259,7 @@ async fn embeddings(
             if resp.model.is_empty() {
                 resp.model = req.model.clone();
             }
-            let mut r = Json(openai::encode_embedding_response(&resp)).into_response();
+            let mut r = super::json_response(&openai::encode_embedding_response(&resp));
             if let Some(v) = server_timing(started.elapsed(), t0.elapsed()) {
                 r.headers_mut().insert("server-timing", v);
             }

@@ -141,9 +141,8 @@ pub fn build(cfg: ProviderConfig) -> Result<Arc<dyn Provider>, String> {
     }
 }
 
-/// A JSON request body. `Value`'s `Display` (`to_string`) goes through the
-/// formatting machinery write by write and cost several times as much on
-/// every translated request; a `Value` always serializes.
+/// A JSON request body, as serde_json would write it but with text escaped
+/// a word at a time (`Value`'s `Display` costs several times as much).
 pub(crate) fn json_bytes(v: &serde_json::Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+    Bytes::from(llm_link_protocol::json::value_bytes(v))
 }
