@@ -115,24 +115,20 @@ fn from_whole_body(format: Format, body: &[u8]) -> Option<Usage> {
     }
 }
 
-trait UsageOnly {
-    fn usage(self) -> Option<Usage>;
-}
-
-impl UsageOnly for OpenAiUsageOnly {
+impl OpenAiUsageOnly {
     fn usage(self) -> Option<Usage> {
         self.usage.map(|u| crate::openai::usage_from_wire(&u))
     }
 }
 
-impl UsageOnly for AnthropicUsageOnly {
+impl AnthropicUsageOnly {
     fn usage(self) -> Option<Usage> {
         let u = self.usage.or(self.message.and_then(|m| m.usage))?;
         Some(crate::anthropic::usage_from_wire(&u))
     }
 }
 
-impl UsageOnly for OllamaUsageOnly {
+impl OllamaUsageOnly {
     fn usage(self) -> Option<Usage> {
         if self.prompt_eval_count.is_none() && self.eval_count.is_none() {
             return None;
