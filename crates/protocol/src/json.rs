@@ -152,12 +152,21 @@ impl<'a> RawObject<'a> {
         decode_field(key, raw.get()).map(Some)
     }
 
-    /// Checks that a field, when present and not `null`, is an array (`[`)
-    /// or an object (`{`), as decoding it into `T` (a `Vec` or a map of
-    /// values) would, without building the values: the body is valid JSON
-    /// already, so the first byte tells. Another type gets `T`'s error.
-    pub fn check_shape<T: DeserializeOwned>(&self, key: &str, open: u8) -> Result<(), DecodeError> {
-        match self.raw(key).map(RawValue::get) {
+    /// Checks that a field, when present and not `null`, is an array, as
+    /// decoding it into a `Vec` of values would, without building them (the
+    /// body is valid JSON already, so the first byte tells).
+    pub fn check_array(&self, key: &str) -> Result<(), DecodeError> {
+        self.check_shape::<Vec<Value>>(key, b'[')
+    }
+
+    /// As [`check_array`](Self::check_array), for an object.
+    pub fn check_object(&self, key: &str) -> Result<(), DecodeError> {
+        self.check_shape::<Map<String, Value>>(key, b'{')
+    }
+
+    /// A value of another type gets `T`'s decoding error.
+    fn check_shape<T: DeserializeOwned>(&self, key: &str, open: u8) -> Result<(), DecodeError> {
+        match self.raw_text(key) {
             Some(text) if text.as_bytes().first() != Some(&open) => self.get::<T>(key).map(drop),
             _ => Ok(()),
         }
@@ -165,7 +174,7 @@ impl<'a> RawObject<'a> {
 
     /// Decodes a required field into a type that may borrow from the body.
     pub fn require_borrowed<T: Deserialize<'a>>(&self, key: &str) -> Result<T, DecodeError> {
-        match self.raw(key).map(RawValue::get) {
+        match self.raw_text(key) {
             None | Some("null") => Err(DecodeError::new(key, "this field is required")),
             Some(text) => decode_field(key, text),
         }
@@ -181,7 +190,7 @@ impl<'a> RawObject<'a> {
     pub fn model(&self) -> Result<String, DecodeError> {
         // A plain string is copied straight out of the body; anything else
         // (escapes, a wrong type) takes the general path and its errors.
-        match self.raw("model").map(RawValue::get) {
+        match self.raw_text("model") {
             Some(t)
                 if t.len() >= 2
                     && t.starts_with('"')

@@ -9,7 +9,6 @@
 
 use crate::json::{DecodeError, RawObject};
 use serde::Deserialize;
-use serde_json::Value;
 use std::borrow::Cow;
 
 /// What the gateway needs from a forwarded request.
@@ -111,9 +110,9 @@ pub fn openai_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
         return Err(DecodeError::new("n", "must be at least 1"));
     }
     obj.get::<i64>("seed")?;
-    obj.check_shape::<Vec<Value>>("tools", b'[')?;
-    obj.check_shape::<serde_json::Map<String, Value>>("stream_options", b'{')?;
-    obj.check_shape::<serde_json::Map<String, Value>>("response_format", b'{')?;
+    obj.check_array("tools")?;
+    obj.check_object("stream_options")?;
+    obj.check_object("response_format")?;
     Ok(Forwardable {
         model,
         stream: obj.get::<bool>("stream")?.unwrap_or(false),
@@ -136,7 +135,7 @@ pub fn anthropic_messages(
     range(obj, "top_p", 0.0, 1.0)?;
     obj.get::<u32>("top_k")?;
     obj.get::<Vec<String>>("stop_sequences")?;
-    obj.check_shape::<Vec<Value>>("tools", b'[')?;
+    obj.check_array("tools")?;
     Ok(Forwardable {
         model,
         stream: obj.get::<bool>("stream")?.unwrap_or(false),
@@ -147,8 +146,8 @@ pub fn anthropic_messages(
 pub fn ollama_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
     let model = obj.require_model()?;
     messages(obj, &["system", "user", "assistant", "tool"], false)?;
-    obj.check_shape::<serde_json::Map<String, Value>>("options", b'{')?;
-    obj.check_shape::<Vec<Value>>("tools", b'[')?;
+    obj.check_object("options")?;
+    obj.check_array("tools")?;
     Ok(Forwardable {
         model,
         stream: obj.get::<bool>("stream")?.unwrap_or(true),
@@ -161,7 +160,7 @@ pub fn ollama_generate(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> 
     obj.get::<String>("prompt")?;
     obj.get::<String>("system")?;
     obj.get::<Vec<String>>("images")?;
-    obj.check_shape::<serde_json::Map<String, Value>>("options", b'{')?;
+    obj.check_object("options")?;
     Ok(Forwardable {
         model,
         stream: obj.get::<bool>("stream")?.unwrap_or(true),
