@@ -320,15 +320,7 @@ pub fn top_members<'a, const N: usize>(
     names: [&str; N],
 ) -> Option<[Option<&'a [u8]>; N]> {
     let mut found = [None; N];
-    let mut i = skip_ws(text, 0);
-    if text.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = skip_ws(text, i + 1);
-    if text.get(i) == Some(&b'}') {
-        return (skip_ws(text, i + 1) == text.len()).then_some(found);
-    }
-    loop {
+    let complete = walk(text, b'{', b'}', |i| {
         if text.get(i) != Some(&b'"') {
             return None;
         }
@@ -337,11 +329,11 @@ pub fn top_members<'a, const N: usize>(
         if memchr::memchr(b'\\', name).is_some() {
             return None;
         }
-        i = skip_ws(text, end + 1);
+        let i = skip_ws(text, end + 1);
         if text.get(i) != Some(&b':') {
             return None;
         }
-        i = skip_ws(text, i + 1);
+        let i = skip_ws(text, i + 1);
         let value_end = value_end(text, i)?;
         if let Some(k) = names.iter().position(|n| n.as_bytes() == name) {
             if found[k].is_some() {
@@ -349,13 +341,9 @@ pub fn top_members<'a, const N: usize>(
             }
             found[k] = text.get(i..value_end);
         }
-        i = skip_ws(text, value_end);
-        match text.get(i) {
-            Some(b',') => i = skip_ws(text, i + 1),
-            Some(b'}') => return (skip_ws(text, i + 1) == text.len()).then_some(found),
-            _ => return None,
-        }
-    }
+        Some(Entry::Ends(value_end))
+    })?;
+    complete.then_some(found)
 }
 
 /// Calls `f` with the text of each item of a JSON array, found as
@@ -363,26 +351,53 @@ pub fn top_members<'a, const N: usize>(
 /// when every item was seen and accepted, `Some(false)` when `f` stopped,
 /// `None` when `text` is not an array of that simple structure.
 pub fn array_items<'a>(text: &'a [u8], mut f: impl FnMut(&'a [u8]) -> bool) -> Option<bool> {
+    walk(text, b'[', b']', |i| {
+        let end = value_end(text, i)?;
+        Some(if f(text.get(i..end)?) {
+            Entry::Ends(end)
+        } else {
+            Entry::Stop
+        })
+    })
+}
+
+/// What reading one entry of a container found.
+enum Entry {
+    /// The entry ends here (exclusive).
+    Ends(usize),
+    /// The reader wants no more entries.
+    Stop,
+}
+
+/// Walks the entries of the container (`open` … `close`) that `text` holds,
+/// with nothing but whitespace around it: `entry` reads the one starting at
+/// an index (`None`: broken). `Some(true)` when every entry was read,
+/// `Some(false)` when `entry` stopped, `None` when the structure is broken.
+fn walk(
+    text: &[u8],
+    open: u8,
+    close: u8,
+    mut entry: impl FnMut(usize) -> Option<Entry>,
+) -> Option<bool> {
     let mut i = skip_ws(text, 0);
-    if text.get(i) != Some(&b'[') {
+    if text.get(i) != Some(&open) {
         return None;
     }
     i = skip_ws(text, i + 1);
-    if text.get(i) == Some(&b']') {
-        return (skip_ws(text, i + 1) == text.len()).then_some(true);
-    }
-    loop {
-        let end = value_end(text, i)?;
-        if !f(text.get(i..end)?) {
-            return Some(false);
-        }
-        i = skip_ws(text, end);
-        match text.get(i) {
-            Some(b',') => i = skip_ws(text, i + 1),
-            Some(b']') => return (skip_ws(text, i + 1) == text.len()).then_some(true),
-            _ => return None,
+    if text.get(i) != Some(&close) {
+        loop {
+            match entry(i)? {
+                Entry::Stop => return Some(false),
+                Entry::Ends(end) => i = skip_ws(text, end),
+            }
+            match text.get(i) {
+                Some(b',') => i = skip_ws(text, i + 1),
+                Some(&b) if b == close => break,
+                _ => return None,
+            }
         }
     }
+    (skip_ws(text, i + 1) == text.len()).then_some(true)
 }
 
 fn skip_ws(text: &[u8], mut i: usize) -> usize {
