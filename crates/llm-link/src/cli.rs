@@ -1,391 +1,10 @@
-//! The command line. `llm-link` alone is `llm-link serve`.
+//! `llm-link`'s entry: parses the command line and runs the command.
 
-use crate::config::{self, CliInput, LogFormat};
-use crate::providers::presets::{self, PRESETS};
-use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use crate::args::{say, usage_error, AppsCommand, Cli, Command, ConfigCommand, KeyCommand};
+use clap::Parser;
+use llm_link_gateway::config::{self, CliInput};
+use llm_link_gateway::presets::{self, PRESETS};
 use std::process::ExitCode;
-
-const AFTER_HELP: &str = "\
-Examples:
-  ZHIPU_API_KEY=... llm-link --provider zhipu --model glm-4-flash
-  llm-link --provider openai-compatible --base-url http://localhost:8000/v1 --model qwen2.5
-  llm-link --config llm-link.toml --auth-key my-client-key
-  llm-link providers              # every provider kind, its base URL, key variable, default model
-
-Every serve flag can also come from an LLM_LINK_<FLAG> environment variable
-(LLM_LINK_PORT, LLM_LINK_PROVIDER, ...). With no provider given, llm-link
-enables every provider whose key variable (OPENAI_API_KEY, ZHIPU_API_KEY, ...)
-is set.";
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "llm-link",
-    version,
-    about = "One gateway between any LLM client and any LLM provider",
-    long_about = "llm-link serves the OpenAI, Anthropic and Ollama APIs on one port and routes each \
-request to the provider that serves the requested model: OpenAI, Anthropic, Zhipu, Aliyun, \
-Volcengine, Tencent, DeepSeek, Moonshot, MiniMax, any OpenAI-compatible endpoint or an Ollama \
-server, translating between the formats (streams, tools and images included), with fallback, \
-retries, circuit breakers and key pools.",
-    after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    serve: ServeArgs,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the gateway (the default when no subcommand is given)
-    #[command(after_help = AFTER_HELP)]
-    Serve(Box<ServeArgs>),
-    /// List every provider kind with its default base URL, key variable and default model
-    Providers {
-        /// Print JSON instead of a table
-        #[arg(long)]
-        json: bool,
-    },
-    /// Work with configuration files
-    Config {
-        #[command(subcommand)]
-        command: ConfigCommand,
-    },
-    /// List client presets (`--app`), or print what to paste into one: `apps show zed`
-    Apps {
-        #[command(subcommand)]
-        command: Option<AppsCommand>,
-    },
-    /// Back up the SQLite database (compressed; safe while serving)
-    Backup(BackupArgs),
-    /// Replace the SQLite database with a backup (refused while a server runs)
-    Restore(RestoreArgs),
-    /// Master key and admin token maintenance
-    Key {
-        #[command(subcommand)]
-        command: KeyCommand,
-    },
-    /// Print the version
-    Version,
-}
-
-/// Where the data lives (same flags and variables as `serve`).
-#[derive(Debug, Clone, Default, Args)]
-pub struct StoreArgs {
-    /// Database URL: a SQLite file path or sqlite://PATH (default: llm-link.db in the
-    /// data dir), postgres://… for shared mode, or `none` (then usage is not recorded)
-    #[arg(
-        long,
-        env = "LLM_LINK_DATABASE",
-        value_name = "URL",
-        hide_env_values = true,
-        help_heading = "Storage"
-    )]
-    pub database: Option<String>,
-    /// Data dir: the SQLite file, master.key, backups
-    /// [default: $XDG_DATA_HOME/llm-link or ~/.local/share/llm-link]
-    #[arg(
-        long,
-        env = "LLM_LINK_DATA_DIR",
-        value_name = "DIR",
-        help_heading = "Storage"
-    )]
-    pub data_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct BackupArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// Output file [default: DATA_DIR/backups/llm-link-<UTC time>.db.gz]
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// Keep only the newest N backups in the output folder (llm-link-*.db.gz)
-    #[arg(long, value_name = "N")]
-    pub keep: Option<usize>,
-    /// Remove backups in the output folder older than this (30d, 12h)
-    #[arg(long, value_name = "AGE")]
-    pub max_age: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct RestoreArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// The backup (.db.gz from `llm-link backup`, or a plain SQLite file)
-    pub file: PathBuf,
-    /// Restore even if the backup's secrets belong to another master key
-    #[arg(long)]
-    pub force: bool,
-}
-
-#[derive(Debug, Subcommand)]
-enum KeyCommand {
-    /// Re-encrypt every stored secret with a new master key, in one transaction
-    RotateMaster {
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Replace the admin token; prints the new one once
-    ResetAdminToken {
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum AppsCommand {
-    /// Print the settings to paste into that client
-    Show {
-        /// zed, codex, claude-code, aider, openhands or continue
-        name: String,
-        /// The llm-link address the client should use
-        #[arg(long, default_value = "http://127.0.0.1:11434")]
-        url: String,
-        /// The model the client should ask for
-        #[arg(long, default_value = "glm-4-flash")]
-        model: String,
-        /// The client key (--auth-key) the client should present
-        #[arg(long, default_value = "<your --auth-key>")]
-        key: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum ConfigCommand {
-    /// Validate a config file (with the current environment) and print what it declares
-    Check {
-        /// The file: .toml, .yaml, .yml or .json
-        file: PathBuf,
-    },
-}
-
-#[derive(Debug, Clone, Default, Args)]
-pub struct ServeArgs {
-    /// Address to listen on; anything but loopback should come with --auth-key
-    #[arg(
-        long,
-        env = "LLM_LINK_HOST",
-        value_name = "IP",
-        help_heading = "Server"
-    )]
-    pub host: Option<String>,
-    /// Port to listen on (0 picks a free one) [default: 11434]
-    #[arg(long, env = "LLM_LINK_PORT", help_heading = "Server")]
-    pub port: Option<u16>,
-    /// Config file declaring providers, models and aliases (.toml, .yaml, .yml, .json)
-    #[arg(
-        long,
-        env = "LLM_LINK_CONFIG",
-        value_name = "FILE",
-        help_heading = "Server"
-    )]
-    pub config: Option<PathBuf>,
-    /// Key clients must present as `Authorization: Bearer KEY` or `x-api-key: KEY`;
-    /// repeat or separate with commas for several
-    #[arg(
-        long = "auth-key",
-        env = "LLM_LINK_AUTH_KEY",
-        value_name = "KEY",
-        value_delimiter = ',',
-        hide_env_values = true,
-        help_heading = "Server"
-    )]
-    pub auth_key: Vec<String>,
-    /// Largest request body accepted (413 beyond) [default: 32MiB]
-    #[arg(
-        long,
-        env = "LLM_LINK_BODY_LIMIT",
-        value_name = "SIZE",
-        help_heading = "Server"
-    )]
-    pub body_limit: Option<String>,
-
-    /// Provider kind for single-provider mode (see `llm-link providers`)
-    #[arg(
-        long,
-        env = "LLM_LINK_PROVIDER",
-        value_name = "KIND",
-        help_heading = "Provider"
-    )]
-    pub provider: Option<String>,
-    /// Default model for --provider; in single-provider mode any model name is forwarded
-    #[arg(
-        long,
-        env = "LLM_LINK_MODEL",
-        value_name = "NAME",
-        help_heading = "Provider"
-    )]
-    pub model: Option<String>,
-    /// Upstream API key for --provider (default: the kind's variable, e.g. ZHIPU_API_KEY)
-    #[arg(
-        long,
-        env = "LLM_LINK_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true,
-        help_heading = "Provider"
-    )]
-    pub api_key: Option<String>,
-    /// Upstream base URL for --provider (default: the kind's published URL)
-    #[arg(
-        long,
-        env = "LLM_LINK_BASE_URL",
-        value_name = "URL",
-        help_heading = "Provider"
-    )]
-    pub base_url: Option<String>,
-    /// Upstream connect timeout [default: 10s]
-    #[arg(
-        long,
-        env = "LLM_LINK_CONNECT_TIMEOUT",
-        value_name = "DURATION",
-        help_heading = "Provider"
-    )]
-    pub connect_timeout: Option<String>,
-    /// Longest wait for an upstream's response headers [default: 300s]
-    #[arg(
-        long,
-        env = "LLM_LINK_FIRST_BYTE_TIMEOUT",
-        value_name = "DURATION",
-        help_heading = "Provider"
-    )]
-    pub first_byte_timeout: Option<String>,
-    /// Longest silence between two chunks of an upstream answer [default: 120s]
-    #[arg(
-        long,
-        env = "LLM_LINK_IDLE_TIMEOUT",
-        value_name = "DURATION",
-        help_heading = "Provider"
-    )]
-    pub idle_timeout: Option<String>,
-
-    /// Redis for limits shared by several replicas (redis://host:6379/0); optional
-    #[arg(
-        long,
-        env = "LLM_LINK_REDIS",
-        value_name = "URL",
-        hide_env_values = true,
-        help_heading = "Server"
-    )]
-    pub redis: Option<String>,
-    /// Client preset (zed, codex, claude-code, aider, openhands, continue); see `llm-link apps`
-    #[arg(
-        long,
-        env = "LLM_LINK_APP",
-        value_name = "NAME",
-        help_heading = "Server"
-    )]
-    pub app: Option<String>,
-    /// Admin token: required by the admin API (/api/providers, /api/apps, /api/v1/llm-models)
-    /// and lets non-loopback callers use the mutating /api/config/* endpoints
-    /// [default: one generated on first start, printed once, stored hashed]
-    #[arg(
-        long,
-        env = "LLM_LINK_ADMIN_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true,
-        help_heading = "Server"
-    )]
-    pub admin_token: Option<String>,
-    /// Browser origins allowed to call /api/config/* (CORS); none by default
-    #[arg(
-        long = "cors-origin",
-        env = "LLM_LINK_CORS_ORIGIN",
-        value_name = "ORIGIN",
-        value_delimiter = ',',
-        help_heading = "Server"
-    )]
-    pub cors_origins: Vec<String>,
-    /// How long in-flight requests and streams may finish after a shutdown signal [default: 30s]
-    #[arg(
-        long,
-        env = "LLM_LINK_SHUTDOWN_TIMEOUT",
-        value_name = "DURATION",
-        help_heading = "Server"
-    )]
-    pub shutdown_timeout: Option<String>,
-    /// Serving threads, each with its own event loop and upstream connection pools [default: one per CPU core]
-    #[arg(
-        long,
-        env = "LLM_LINK_WORKERS",
-        value_name = "N",
-        value_parser = clap::value_parser!(u16).range(1..=1024),
-        help_heading = "Server"
-    )]
-    pub workers: Option<u16>,
-
-    #[command(flatten)]
-    pub store: StoreArgs,
-
-    /// Log filter: error, warn, info, debug, trace, or a tracing directive like llm_link=debug
-    #[arg(
-        long,
-        env = "LLM_LINK_LOG_LEVEL",
-        value_name = "LEVEL",
-        help_heading = "Logging"
-    )]
-    pub log_level: Option<String>,
-    /// Log line format (logs go to stderr)
-    #[arg(
-        long,
-        env = "LLM_LINK_LOG_FORMAT",
-        value_enum,
-        help_heading = "Logging"
-    )]
-    pub log_format: Option<LogFormat>,
-}
-
-impl ServeArgs {
-    pub fn input(&self) -> CliInput {
-        CliInput {
-            host: self.host.clone(),
-            port: self.port,
-            provider: self.provider.clone(),
-            model: self.model.clone(),
-            api_key: self.api_key.clone(),
-            base_url: self.base_url.clone(),
-            auth_keys: self.auth_key.clone(),
-            body_limit: self.body_limit.clone(),
-            connect_timeout: self.connect_timeout.clone(),
-            first_byte_timeout: self.first_byte_timeout.clone(),
-            idle_timeout: self.idle_timeout.clone(),
-            log_level: self.log_level.clone(),
-            log_format: self.log_format,
-            app: self.app.clone(),
-            admin_token: self.admin_token.clone(),
-            cors_origins: self.cors_origins.clone(),
-            shutdown_timeout: self.shutdown_timeout.clone(),
-            redis: self.redis.clone(),
-        }
-    }
-}
-
-/// Writes a line to stdout; a closed stdout (`llm-link providers | head`, a
-/// host that stopped reading) is not an error worth dying for.
-pub fn say(line: impl AsRef<str>) {
-    write_line(std::io::stdout().lock(), line.as_ref());
-}
-
-/// Writes a line to stderr, never panicking when nobody reads it.
-pub fn esay(line: impl AsRef<str>) {
-    write_line(std::io::stderr().lock(), line.as_ref());
-}
-
-fn write_line(mut w: impl std::io::Write, line: &str) {
-    let _ = w
-        .write_all(line.as_bytes())
-        .and_then(|_| w.write_all(b"\n"))
-        .and_then(|_| w.flush());
-}
-
-/// A user mistake: one line on stderr, exit 2.
-pub fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    esay(format!("error: {msg}"));
-    ExitCode::from(2)
-}
 
 pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -412,8 +31,8 @@ pub fn run() -> ExitCode {
         }
     };
     match cli.command {
-        None => crate::server::run(cli.serve),
-        Some(Command::Serve(args)) => crate::server::run(*args),
+        None => crate::startup::run(cli.serve),
+        Some(Command::Serve(args)) => crate::startup::run(*args),
         Some(Command::Providers { json }) => {
             print_providers(json);
             ExitCode::SUCCESS
@@ -422,7 +41,7 @@ pub fn run() -> ExitCode {
             command: ConfigCommand::Check { file },
         }) => config_check(&file),
         Some(Command::Apps { command: None }) => {
-            for a in crate::apps::APPS {
+            for a in llm_link_gateway::apps::APPS {
                 say(format!(
                     "{:<12} {:<10} {}",
                     a.name, a.protocol, a.description
@@ -441,24 +60,24 @@ pub fn run() -> ExitCode {
                     model,
                     key,
                 }),
-        }) => match crate::apps::find(&name) {
+        }) => match llm_link_gateway::apps::find(&name) {
             Some(a) => {
                 say(a.snippet(&url, &model, &key));
                 ExitCode::SUCCESS
             }
             None => usage_error(format!(
                 "unknown app `{name}`; known apps: {}",
-                crate::apps::names()
+                llm_link_gateway::apps::names()
             )),
         },
-        Some(Command::Backup(a)) => crate::store::cmd::backup(&a),
-        Some(Command::Restore(a)) => crate::store::cmd::restore(&a),
+        Some(Command::Backup(a)) => crate::commands::backup(&a),
+        Some(Command::Restore(a)) => crate::commands::restore(&a),
         Some(Command::Key {
             command: KeyCommand::RotateMaster { store },
-        }) => crate::store::cmd::rotate_master(&store),
+        }) => crate::commands::rotate_master(&store),
         Some(Command::Key {
             command: KeyCommand::ResetAdminToken { store },
-        }) => crate::store::cmd::reset_admin_token(&store),
+        }) => crate::commands::reset_admin_token(&store),
         Some(Command::Version) => {
             say(format!("llm-link {}", env!("CARGO_PKG_VERSION")));
             ExitCode::SUCCESS

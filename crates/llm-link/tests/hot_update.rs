@@ -7,14 +7,14 @@ mod common;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use common::*;
-use llm_link::config::CliInput;
+use llm_link_gateway::config::CliInput;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-fn single(mock: &Mock, model: &str) -> llm_link::config::Config {
+fn single(mock: &Mock, model: &str) -> llm_link_gateway::config::Config {
     let cli = CliInput {
         provider: Some("openai-compatible".into()),
         base_url: Some(format!("{}/v1", mock.base)),
@@ -262,9 +262,9 @@ async fn validate_calls_the_upstream_for_real() {
 async fn mutating_endpoints_need_loopback_or_the_admin_token() {
     let a = mock().await;
     let mut cfg = single(&a, "model-a");
-    cfg.admin_token = Some(llm_link::config::Secret::new("admin-t"));
-    let state = llm_link::AppState::new(&cfg).unwrap();
-    let app = llm_link::app(state.clone());
+    cfg.admin_token = Some(llm_link_gateway::config::Secret::new("admin-t"));
+    let state = llm_link_server::AppState::new(&cfg).unwrap();
+    let app = llm_link_server::app(state.clone());
     let remote: SocketAddr = "203.0.113.9:4000".parse().unwrap();
     let req = |token: Option<&str>, from: SocketAddr| {
         let mut b = axum::http::Request::post("/api/config/update")
@@ -331,7 +331,7 @@ async fn cors_origins_are_configurable() {
     let a = mock().await;
     let mut cfg = single(&a, "model-a");
     cfg.cors_origins = vec!["http://localhost:5173".into()];
-    let app = llm_link::app(llm_link::AppState::new(&cfg).unwrap());
+    let app = llm_link_server::app(llm_link_server::AppState::new(&cfg).unwrap());
     let r = axum::http::Request::get("/api/config/current")
         .header("origin", "http://localhost:5173")
         .body(Body::empty())

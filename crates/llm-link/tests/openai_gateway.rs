@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use llm_link::config::CliInput;
+use llm_link_gateway::config::CliInput;
 use serde_json::{json, Value};
 use std::time::Duration;
 

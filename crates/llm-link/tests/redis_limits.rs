@@ -21,7 +21,9 @@ async fn two_replicas_share_one_requests_per_minute_limit() {
         return;
     }
     let prefix = format!("llm-link-test-{}-{}", std::process::id(), fastrand_suffix());
-    if let Err(e) = llm_link::routing::shared::connect("redis://127.0.0.1:6379/0", &prefix).await {
+    if let Err(e) =
+        llm_link_gateway::routing::shared::connect("redis://127.0.0.1:6379/0", &prefix).await
+    {
         panic!("Redis at 127.0.0.1:6379 is needed for this test (set LLM_LINK_SKIP_REDIS=1 to skip): {e}");
     }
     let mock = mock().await;

@@ -9,7 +9,7 @@ mod common;
 mod store_common;
 
 use common::*;
-use llm_link::store::crypto::MasterKey;
+use llm_link_store::crypto::MasterKey;
 use serde_json::{json, Value};
 use store_common::{chat, Admin, Engine, TestDb};
 
@@ -721,12 +721,12 @@ async fn file_and_database_together(engine: Engine) {
     assert_eq!(l["providers"][0]["active"], false);
 
     // A config file declaring a database provider's name is refused, naming the field.
-    let file: llm_link::config::FileConfig = toml::from_str(&format!(
+    let file: llm_link_gateway::config::FileConfig = toml::from_str(&format!(
         "[[providers]]\nname = \"x\"\nkind = \"openai-compatible\"\nbase_url = \"{0}/v1\"\nmodels = [\"m\"]\n\n[[providers]]\nname = \"deepseek\"\nkind = \"openai-compatible\"\nbase_url = \"{0}/v1\"\nmodels = [\"m2\"]\n",
         mock.base
     ))
     .unwrap();
-    let e = llm_link::store::live::check_file_names(&file, &gw.state.layers.db()).unwrap_err();
+    let e = llm_link_gateway::snapshot::check_file_names(&file, &gw.state.layers.db()).unwrap_err();
     assert_eq!(e.field, "providers[1].name");
 }
 
@@ -735,13 +735,13 @@ async fn generated_admin_token_is_stored_hashed() {
     let db = TestDb::sqlite().await;
     let key = MasterKey::generate();
     let (store, _) = db.open(&key).await;
-    let (token, hash) = llm_link::store::token::ensure(&store.db).await.unwrap();
+    let (token, hash) = llm_link_store::token::ensure(&store.db).await.unwrap();
     let token = token.unwrap();
     let hash = hash.unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains(&token));
     // A second start generates nothing.
-    let (again, _) = llm_link::store::token::ensure(&store.db).await.unwrap();
+    let (again, _) = llm_link_store::token::ensure(&store.db).await.unwrap();
     assert!(again.is_none());
     drop(store);
     let (store, layer) = db.open(&key).await;
@@ -750,8 +750,8 @@ async fn generated_admin_token_is_stored_hashed() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     cfg.port = addr.port();
-    let state = llm_link::AppState::with_store(&cfg, Some(store), layer).unwrap();
-    tokio::spawn(llm_link::serve_on(listener, state));
+    let state = llm_link_server::AppState::with_store(&cfg, Some(store), layer).unwrap();
+    tokio::spawn(llm_link_server::serve_on(listener, state));
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/api/providers");
     for _ in 0..2 {

@@ -8,8 +8,8 @@ mod common;
 mod store_common;
 
 use common::*;
-use llm_link::config::CliInput;
-use llm_link::store::crypto::MasterKey;
+use llm_link_gateway::config::CliInput;
+use llm_link_store::crypto::MasterKey;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -169,9 +169,9 @@ fn write(path: &std::path::Path, text: &str) {
 }
 
 async fn next_outcome(
-    rx: &mut tokio::sync::watch::Receiver<llm_link::config::watch::Outcome>,
+    rx: &mut tokio::sync::watch::Receiver<llm_link_server::watch::Outcome>,
     after: u64,
-) -> llm_link::config::watch::Outcome {
+) -> llm_link_server::watch::Outcome {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         {
@@ -214,8 +214,8 @@ async fn config_file_edits_apply_live_and_bad_edits_are_rejected() {
         port: Some(0),
         ..CliInput::default()
     };
-    let file = llm_link::config::load_file(&path).unwrap();
-    let cfg = llm_link::config::build(&cli, Some(&file), &|_| None).unwrap();
+    let file = llm_link_gateway::config::load_file(&path).unwrap();
+    let cfg = llm_link_gateway::config::build(&cli, Some(&file), &|_| None).unwrap();
     let key = MasterKey::generate();
     let (store, layer) = db.open(&key).await;
     let gw = store_common::gateway(cfg, store, layer).await;
@@ -229,7 +229,7 @@ async fn config_file_edits_apply_live_and_bad_edits_are_rejected() {
         )
         .await;
     assert_eq!(s, 201);
-    let watch = llm_link::config::watch::spawn(
+    let watch = llm_link_server::watch::spawn(
         gw.state.clone(),
         path.clone(),
         cli.clone(),
@@ -310,7 +310,7 @@ async fn replicas_share_changes(engine: Engine) {
     let (s2, l2) = db.open(&key).await;
     let one = store_common::gateway(config_from("", &[]), s1, l1).await;
     let two = store_common::gateway(config_from("", &[]), s2, l2).await;
-    llm_link::store::live::spawn_poller(two.state.clone(), Duration::from_millis(50));
+    llm_link_server::apply::spawn_poller(two.state.clone(), Duration::from_millis(50));
     let (s, _) = Admin::new(&one)
         .post(
             "/api/providers",
@@ -377,7 +377,7 @@ async fn refused_keys_are_recorded(engine: Engine) {
     let r = gw.post("/v1/chat/completions", chat("fail-401")).await;
     assert!(r.status().is_server_error(), "{}", r.status());
     assert!(!r.text().await.unwrap().contains("sk-first-key-111111"));
-    let n = llm_link::store::live::persist_key_failures(&gw.state, &store)
+    let n = llm_link_server::apply::persist_key_failures(&gw.state, &store)
         .await
         .unwrap();
     assert_eq!(n, 2);
@@ -393,7 +393,7 @@ async fn refused_keys_are_recorded(engine: Engine) {
     assert_eq!(p["active"], false);
     // Nothing left to record.
     assert_eq!(
-        llm_link::store::live::persist_key_failures(&gw.state, &store)
+        llm_link_server::apply::persist_key_failures(&gw.state, &store)
             .await
             .unwrap(),
         0

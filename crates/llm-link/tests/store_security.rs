@@ -8,8 +8,8 @@ mod common;
 mod store_common;
 
 use common::*;
-use llm_link::store::crypto::MasterKey;
-use llm_link::store::DbTarget;
+use llm_link_store::crypto::MasterKey;
+use llm_link_store::DbTarget;
 use serde_json::json;
 use std::io::Read;
 use store_common::{chat, Admin, Engine, TestDb};
@@ -103,7 +103,7 @@ async fn no_plaintext_key_in_the_database_file_or_a_backup() {
 
     // A backup taken while serving: compressed, and no key in clear inside.
     let out = db.dir.path().join("backups/llm-link-test.db.gz");
-    let r = llm_link::store::backup::backup(&path, &out, None, None)
+    let r = llm_link_store::backup::backup(&path, &out, None, None)
         .await
         .unwrap();
     assert!(r.bytes > 0);
@@ -156,7 +156,7 @@ async fn master_key_rotation(engine: Engine) {
         tx.commit().await.unwrap();
     }
     let new = MasterKey::generate();
-    let e = llm_link::store::cmd::rotate(&store.db, &old, &new, "test")
+    let e = llm_link_store::boot::rotate(&store.db, &old, &new, "test")
         .await
         .unwrap_err();
     assert!(e.contains("key"), "{e}");
@@ -176,7 +176,7 @@ async fn master_key_rotation(engine: Engine) {
     }
 
     // Now it goes through: every secret re-encrypted under the new key.
-    let n = llm_link::store::cmd::rotate(&store.db, &old, &new, "test")
+    let n = llm_link_store::boot::rotate(&store.db, &old, &new, "test")
         .await
         .unwrap();
     assert_eq!(n, 4, "three keys and one header set");
@@ -204,7 +204,7 @@ async fn master_key_rotation(engine: Engine) {
     drop(store);
 
     // The old key no longer opens the database; the new one does, and serves.
-    let e = llm_link::store::boot::open_with_key(&db.target, old.clone())
+    let e = llm_link_store::boot::open_with_key(&db.target, old.clone())
         .await
         .unwrap_err();
     assert!(e.contains(new.id()), "{e}");

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use common::{config_from, Gateway};
 use futures_util::StreamExt;
-use llm_link::store::crypto::MasterKey;
+use llm_link_store::crypto::MasterKey;
 use serde_json::{json, Value};
 use std::time::Duration;
 use store_common::{Admin, Engine, TestDb};
@@ -165,7 +165,7 @@ async fn start_upstream() -> String {
     format!("http://{addr}")
 }
 
-fn config(up: &str) -> llm_link::config::Config {
+fn config(up: &str) -> llm_link_gateway::config::Config {
     config_from(
         &format!(
             r#"
@@ -356,7 +356,7 @@ async fn every_surface_is_metered(engine: Engine) {
     let v = wait_rows(&gw, &admin, 16).await;
     let rows = v["data"].as_array().unwrap().clone();
     assert_eq!(rows.len(), 16);
-    let kid = llm_link::usage::key_id(CLIENT_KEY);
+    let kid = llm_link_gateway::meter::key_id(CLIENT_KEY);
     assert_eq!(kid.len(), 8);
     for r in &rows {
         assert_eq!(r["key_id"], kid.as_str(), "{r}");

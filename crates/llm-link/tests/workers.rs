@@ -1,4 +1,4 @@
-//! Thread-per-core serving (`llm_link::workers`), as the binary runs it:
+//! Thread-per-core serving (`llm_link_server::workers`), as the binary runs it:
 //! connections spread over the serving threads, callers' addresses reach
 //! the handlers, and a shutdown lets in-flight streams finish.
 
@@ -10,7 +10,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serving_threads_answer_spread_and_drain() {
     // This test binary is the only user of the process-wide setting.
-    llm_link::workers::configure(2);
+    llm_link_gateway::workers::configure(2);
     let mock = common::mock().await;
     let text = format!(
         r#"
@@ -27,11 +27,11 @@ models = ["mock-model", "slow-stream"]
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     cfg.port = addr.port();
-    let state = llm_link::AppState::new(&cfg).unwrap();
+    let state = llm_link_server::AppState::new(&cfg).unwrap();
     let token = state.shutdown.clone();
-    let server = tokio::spawn(llm_link::workers::serve(
+    let server = tokio::spawn(llm_link_server::workers::serve(
         listener,
-        llm_link::app(state.clone()),
+        llm_link_server::app(state.clone()),
         token.clone(),
     ));
     let base = format!("http://{addr}");

@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures_util::StreamExt;
-use llm_link::config::{self, CliInput, Config, FileConfig};
-use llm_link::AppState;
+use llm_link_gateway::config::{self, CliInput, Config, FileConfig};
+use llm_link_server::AppState;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -349,7 +349,7 @@ pub async fn gateway(cfg: Config) -> Gateway {
     let state = AppState::new(&cfg).unwrap();
     let st = state.clone();
     tokio::spawn(async move {
-        llm_link::serve_on(listener, st).await.unwrap();
+        llm_link_server::serve_on(listener, st).await.unwrap();
     });
     Gateway {
         base: format!("http://{addr}"),

@@ -8,11 +8,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::common::Gateway;
-use llm_link::config::{Config, Secret};
-use llm_link::store::crypto::MasterKey;
-use llm_link::store::live::DbLayer;
-use llm_link::store::{DbTarget, Store};
-use llm_link::AppState;
+use llm_link_gateway::config::catalog::DbLayer;
+use llm_link_gateway::config::{Config, Secret};
+use llm_link_server::AppState;
+use llm_link_store::crypto::MasterKey;
+use llm_link_store::{DbTarget, Store};
 use serde_json::Value;
 use sqlx::Connection;
 use std::sync::Arc;
@@ -123,7 +123,7 @@ impl TestDb {
     }
 
     pub async fn open(&self, key: &MasterKey) -> (Arc<Store>, DbLayer) {
-        llm_link::store::boot::open_with_key(&self.target, key.clone())
+        llm_link_store::boot::open_with_key(&self.target, key.clone())
             .await
             .unwrap()
     }
@@ -164,7 +164,7 @@ pub async fn gateway(mut cfg: Config, store: Arc<Store>, layer: DbLayer) -> Gate
     let state = AppState::with_store(&cfg, Some(store), layer).unwrap();
     let st = state.clone();
     tokio::spawn(async move {
-        llm_link::serve_on(listener, st).await.unwrap();
+        llm_link_server::serve_on(listener, st).await.unwrap();
     });
     Gateway {
         base: format!("http://{addr}"),

@@ -1,0 +1,520 @@
+//! Usage metering, the request lifecycle's one finaliser: one row per
+//! chat/embeddings request, on success and failure alike, written in
+//! batches through the [`Recorder`].
+//!
+//! One finalizer for every surface: the [`meter`] middleware wraps each
+//! metered route. Handlers only attach a [`Note`] to their response (what
+//! routing chose, the usage of a whole answer, and for a stream a shared
+//! [`Tally`] the stream fills in as it passes); the middleware wraps the
+//! response body, and the row is settled when that body ends or is dropped
+//! (a client that disconnects mid-stream included), then pushed into the
+//! [`Recorder`]'s queue. Nothing on the request path waits on the database.
+//!
+//! The client key is never stored: only the first 8 hex digits of its
+//! SHA-256 (`key_id`).
+
+use crate::dispatch::{ChatOutcome, EmbedOutcome};
+use crate::error::{ApiError, ErrorCode};
+use crate::presets::Wire;
+use crate::providers::{ByteStream, EventStream, ForwardBody, Forwarded};
+use crate::routing::exec::RouteLog;
+use crate::snapshot::Runtime;
+use crate::usage::{Recorder, UsageRow};
+use axum_core::body::Body;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http::HeaderValue;
+use http_body::Body as HttpBody;
+use llm_link_protocol::ir::{StreamEvent, Usage};
+use llm_link_protocol::usage::{Format, UsageScanner};
+use sha2::{Digest, Sha256};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// Error label of a request whose client went away before the answer ended.
+pub const CLIENT_DISCONNECTED: &str = "client_disconnected";
+/// Error label of an in-band error event inside a stream that had started.
+pub const STREAM_ERROR: &str = "stream_error";
+/// Status recorded for a client that went away before any answer (nginx's 499).
+pub const STATUS_CLIENT_CLOSED: u16 = 499;
+
+/// The metered endpoints, by path: (protocol, endpoint).
+pub fn endpoint_of(path: &str) -> Option<(&'static str, &'static str)> {
+    let p = path.strip_prefix("/anthropic").unwrap_or(path);
+    Some(match p {
+        "/v1/chat/completions" => ("openai", "chat/completions"),
+        "/v1/completions" => ("openai", "completions"),
+        "/v1/embeddings" => ("openai", "embeddings"),
+        "/v1/messages" => ("anthropic", "messages"),
+        "/api/chat" => ("ollama", "chat"),
+        "/api/generate" => ("ollama", "generate"),
+        "/api/embed" => ("ollama", "embed"),
+        "/api/embeddings" => ("ollama", "embeddings"),
+        _ => return None,
+    })
+}
+
+/// The non-secret identifier of a client key: the first 8 hex digits of
+/// its SHA-256 (`printf %s KEY | sha256sum | cut -c1-8`).
+pub fn key_id(key: &str) -> String {
+    let d = Sha256::digest(key.as_bytes());
+    d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+fn format_of(wire: Wire) -> Format {
+    match wire {
+        Wire::OpenAi => Format::OpenAi,
+        Wire::Anthropic => Format::Anthropic,
+        Wire::Ollama => Format::Ollama,
+    }
+}
+
+/// What a stream reports while it passes: its latest usage and the first
+/// error inside it.
+#[derive(Debug, Default)]
+pub struct Tally {
+    inner: Mutex<(Option<Usage>, Option<&'static str>)>,
+}
+
+impl Tally {
+    fn set_usage(&self, u: Usage) {
+        self.lock().0 = Some(u);
+    }
+
+    fn error(&self, code: &'static str) {
+        self.lock().1.get_or_insert(code);
+    }
+
+    fn get(&self) -> (Option<Usage>, Option<&'static str>) {
+        *self.lock()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Usage>, Option<&'static str>)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a handler knows about its request, attached to the response for
+/// the [`meter`] middleware.
+#[derive(Debug, Clone, Default)]
+pub struct Note {
+    model: String,
+    provider: Option<String>,
+    upstream_model: Option<String>,
+    attempts: u32,
+    stream: bool,
+    usage: Option<Usage>,
+    error: Option<&'static str>,
+    /// Catalog prices per million tokens (input, output), when known.
+    price: Option<(Option<f64>, Option<f64>)>,
+    tally: Option<Arc<Tally>>,
+    /// Usage is not recorded (no database): every method does nothing.
+    off: bool,
+}
+
+impl Note {
+    /// The requested model and what routing did: the provider and upstream
+    /// model of the last attempt (the one that answered, on success).
+    pub fn new(rec: &Recorder, rt: &Runtime, model: &str, log: &RouteLog, stream: bool) -> Note {
+        if !rec.enabled() {
+            return Note {
+                off: true,
+                ..Note::default()
+            };
+        }
+        let last = log.steps.iter().rev().find(|s| s.key.is_some());
+        let provider = last.map(|s| s.provider.to_string());
+        let upstream_model = last.map(|s| s.model.clone());
+        let price = match (&provider, &upstream_model) {
+            (Some(p), Some(up)) if !rt.catalog.models.is_empty() => rt
+                .catalog
+                .models
+                .iter()
+                .find(|m| m.served_by == *p && (m.model_id == model || m.model_id == *up))
+                .filter(|m| m.input_price.is_some() || m.output_price.is_some())
+                .map(|m| (m.input_price, m.output_price)),
+            _ => None,
+        };
+        Note {
+            model: model.to_string(),
+            provider,
+            upstream_model,
+            attempts: log.attempts() as u32,
+            stream,
+            price,
+            ..Note::default()
+        }
+    }
+
+    /// Reads usage from a chat answer; a stream is wrapped to report it as
+    /// it passes.
+    pub fn chat(mut self, res: &mut Result<ChatOutcome, ApiError>, client: Wire) -> Note {
+        if self.off {
+            return self;
+        }
+        match res {
+            Err(e) => self.error = Some(e.code()),
+            Ok(ChatOutcome::Forwarded(fwd)) => self.forwarded(fwd, client),
+            Ok(ChatOutcome::Response(r)) => self.usage = r.usage,
+            Ok(ChatOutcome::Stream(events)) => {
+                let tally = self.tally();
+                let inner = std::mem::replace(events, Box::pin(futures_util::stream::empty()));
+                *events = watch_events(inner, tally);
+            }
+        }
+        self
+    }
+
+    /// Reads usage from an embeddings answer.
+    pub fn embed(mut self, res: &Result<EmbedOutcome, ApiError>, client: Wire) -> Note {
+        if self.off {
+            return self;
+        }
+        match res {
+            Err(e) => self.error = Some(e.code()),
+            Ok(EmbedOutcome::Forwarded(fwd)) => {
+                if let ForwardBody::Full(b) = &fwd.body {
+                    self.usage = llm_link_protocol::usage::from_body(format_of(client), b);
+                }
+            }
+            Ok(EmbedOutcome::Response(r)) => self.usage = Some(r.usage),
+        }
+        self
+    }
+
+    /// Reads usage from a forwarded answer of the client's own format.
+    pub fn forwarded(&mut self, fwd: &mut Forwarded, wire: Wire) {
+        if self.off {
+            return;
+        }
+        let format = format_of(wire);
+        match &mut fwd.body {
+            ForwardBody::Full(b) => self.usage = llm_link_protocol::usage::from_body(format, b),
+            ForwardBody::Stream(s) => {
+                let tally = self.tally();
+                let inner: ByteStream =
+                    std::mem::replace(s, Box::pin(futures_util::stream::empty()));
+                *s = Box::pin(Scanned {
+                    inner,
+                    scanner: UsageScanner::new(format),
+                    tally,
+                    ended: false,
+                });
+            }
+        }
+    }
+
+    fn tally(&mut self) -> Arc<Tally> {
+        self.tally.get_or_insert_with(Arc::default).clone()
+    }
+
+    /// Hands the note to the [`meter`] middleware.
+    pub fn attach(self, resp: &mut http::Response<Body>) {
+        if self.off {
+            return;
+        }
+        resp.extensions_mut().insert(self);
+    }
+}
+
+fn watch_events(events: EventStream, tally: Arc<Tally>) -> EventStream {
+    Box::pin(events.map(move |item| {
+        match &item {
+            Ok(StreamEvent::Chunk(c)) => {
+                if let Some(u) = c.usage {
+                    tally.set_usage(u);
+                }
+            }
+            Ok(StreamEvent::Error(_)) => tally.error(STREAM_ERROR),
+            Ok(StreamEvent::Done) => {}
+            Err(e) => tally.error(e.code()),
+        }
+        item
+    }))
+}
+
+/// A forwarded byte stream watched for usage; the bytes pass unchanged.
+struct Scanned {
+    inner: ByteStream,
+    scanner: UsageScanner,
+    tally: Arc<Tally>,
+    ended: bool,
+}
+
+impl Scanned {
+    fn report(&self) {
+        if let Some(u) = self.scanner.usage() {
+            self.tally.set_usage(u);
+        }
+        if self.scanner.saw_error() {
+            self.tally.error(STREAM_ERROR);
+        }
+    }
+}
+
+impl Stream for Scanned {
+    type Item = Result<Bytes, ApiError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let item = this.inner.as_mut().poll_next(cx);
+        match &item {
+            Poll::Ready(Some(Ok(b))) if this.scanner.feed(b) => this.report(),
+            Poll::Ready(Some(Err(e))) => this.tally.error(e.code()),
+            Poll::Ready(None) if !this.ended => {
+                this.ended = true;
+                if this.scanner.finish() {
+                    this.report();
+                }
+            }
+            _ => {}
+        }
+        item
+    }
+}
+
+/// What the middleware knows before the handler runs.
+struct Draft {
+    rec: Recorder,
+    started: Instant,
+    row: UsageRow,
+}
+
+impl Draft {
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// A metered request between [`begin`] and [`finish`]. Records the request
+/// as abandoned when the client goes away before the handler answered (the
+/// handler's future is dropped with this).
+pub struct Pending(Option<Draft>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let mut row = d.row.clone();
+            row.status = STATUS_CLIENT_CLOSED;
+            row.error = Some(CLIENT_DISCONNECTED);
+            row.latency_ms = d.elapsed_ms();
+            d.rec.record(row);
+        }
+    }
+}
+
+fn header_text(h: &http::HeaderMap, name: &str) -> Option<String> {
+    let v = h.get(name)?.to_str().ok()?.trim();
+    (!v.is_empty() && v.len() <= 128).then(|| v.to_string())
+}
+
+/// Usage metering of the model routes, first half: what is known before
+/// the handler runs. `None` when nothing is recorded (no database, or not a
+/// model call). Runs inside client auth, so a rejected key records nothing
+/// (see the server's `api::ModelRoutes`).
+pub fn begin(rec: &Recorder, app: Option<&str>, req: &http::Request<Body>) -> Option<Pending> {
+    if !rec.enabled() {
+        return None;
+    }
+    let (protocol, endpoint) = endpoint_of(req.uri().path())?;
+    let h = req.headers();
+    let row = UsageRow {
+        ts: crate::util::now_ms(),
+        request_id: header_text(h, "x-request-id").unwrap_or_default(),
+        protocol,
+        endpoint,
+        app: header_text(h, "x-llm-link-app").or_else(|| app.map(str::to_string)),
+        key_id: crate::auth::presented_key(h).map(key_id),
+        ..UsageRow::default()
+    };
+    Some(Pending(Some(Draft {
+        rec: rec.clone(),
+        started: Instant::now(),
+        row,
+    })))
+}
+
+/// Usage metering, second half: settles the row from the handler's answer,
+/// or wraps a body still to come so the row is settled when it ends.
+pub fn finish(mut pending: Pending, mut resp: http::Response<Body>) -> http::Response<Body> {
+    let Some(draft) = pending.0.take() else {
+        return resp;
+    };
+    let note = resp.extensions_mut().remove::<Note>();
+    let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
+    if note.is_none() && code.is_none() {
+        // Not a model call (an Ollama load/unload answer).
+        return resp;
+    }
+    let Draft {
+        rec,
+        started,
+        mut row,
+    } = draft;
+    if let Some(id) = header_text(resp.headers(), "x-request-id") {
+        row.request_id = id;
+    } else {
+        if row.request_id.is_empty() {
+            row.request_id = crate::util::new_id("req_");
+        }
+        if let Ok(v) = HeaderValue::from_str(&row.request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+    }
+    row.status = resp.status().as_u16();
+    let note = note.unwrap_or_default();
+    row.model.clone_from(&note.model);
+    row.provider.clone_from(&note.provider);
+    row.upstream_model.clone_from(&note.upstream_model);
+    row.attempts = note.attempts;
+    row.stream = note.stream;
+    row.error = code.or(note.error);
+    if row.error.is_none() && row.status >= 400 {
+        row.error = Some("http_error");
+    }
+    let finish = Finish {
+        rec,
+        started,
+        row,
+        note,
+    };
+    let (parts, body) = resp.into_parts();
+    http::Response::from_parts(
+        parts,
+        Body::new(Metered {
+            inner: body,
+            finish: Some(finish),
+            ttfb_ms: None,
+        }),
+    )
+}
+
+/// Settles the row once the body is done.
+struct Finish {
+    rec: Recorder,
+    started: Instant,
+    row: UsageRow,
+    note: Note,
+}
+
+impl Finish {
+    fn done(self, ttfb_ms: Option<u64>, complete: bool) {
+        let Finish {
+            rec,
+            started,
+            mut row,
+            note,
+        } = self;
+        row.latency_ms = started.elapsed().as_millis() as u64;
+        row.ttfb_ms = ttfb_ms;
+        let (streamed, inband) = note.tally.as_ref().map(|t| t.get()).unwrap_or_default();
+        if row.error.is_none() {
+            row.error = inband.or((!complete).then_some(CLIENT_DISCONNECTED));
+        }
+        if let Some(u) = streamed.or(note.usage) {
+            row.input_tokens = Some(u.prompt_tokens);
+            row.output_tokens = Some(u.completion_tokens);
+            row.cached_tokens = u.cached_tokens;
+            row.reasoning_tokens = u.reasoning_tokens;
+            row.cost = note.price.map(|(i, o)| {
+                (u.prompt_tokens as f64 * i.unwrap_or(0.0)
+                    + u.completion_tokens as f64 * o.unwrap_or(0.0))
+                    / 1_000_000.0
+            });
+        }
+        rec.record(row);
+    }
+}
+
+/// The response body, watched for its first byte and its end (or drop).
+struct Metered {
+    inner: Body,
+    finish: Option<Finish>,
+    ttfb_ms: Option<u64>,
+}
+
+impl Metered {
+    fn settle(&mut self, complete: bool) {
+        if let Some(f) = self.finish.take() {
+            f.done(self.ttfb_ms, complete);
+        }
+    }
+}
+
+impl HttpBody for Metered {
+    type Data = Bytes;
+    type Error = axum_core::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum_core::Error>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if this.ttfb_ms.is_none() && f.is_data() {
+                    if let Some(fin) = &this.finish {
+                        this.ttfb_ms = Some(fin.started.elapsed().as_millis() as u64);
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(f) = &mut this.finish {
+                    f.row.error.get_or_insert(STREAM_ERROR);
+                }
+                this.settle(false);
+            }
+            Poll::Ready(None) => this.settle(true),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        // A whole body whose one frame was sent ends without a last poll.
+        let complete = self.inner.is_end_stream();
+        self.settle(complete);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn key_ids_are_short_hashes() {
+        // printf %s sk-test | sha256sum
+        assert_eq!(key_id("sk-test"), "f3abf2a6");
+        assert_eq!(key_id("sk-test").len(), 8);
+        assert_ne!(key_id("a"), key_id("b"));
+    }
+
+    #[test]
+    fn metered_paths() {
+        assert_eq!(
+            endpoint_of("/v1/chat/completions"),
+            Some(("openai", "chat/completions"))
+        );
+        assert_eq!(
+            endpoint_of("/anthropic/v1/messages"),
+            Some(("anthropic", "messages"))
+        );
+        assert_eq!(endpoint_of("/api/generate"), Some(("ollama", "generate")));
+        assert_eq!(endpoint_of("/v1/models"), None);
+        assert_eq!(endpoint_of("/v1/messages/count_tokens"), None);
+    }
+}

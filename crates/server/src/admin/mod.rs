@@ -1,0 +1,52 @@
+//! Administrative surfaces: the hot-update API for desktop hosts, and the
+//! admin API over the store (providers, keys, model catalog, app mappings,
+//! audit log), which takes the admin token.
+
+pub mod apps;
+pub mod hotupdate;
+pub mod models;
+pub mod providers;
+pub mod rest;
+pub mod routing;
+pub mod usage;
+
+use crate::state::AppState;
+use axum::Router;
+use std::sync::Arc;
+
+/// `/api/providers`, `/api/apps`, `/api/v1/llm-models`, `/api/audit`,
+/// `/api/v1/llm/usage`, behind the admin token.
+pub fn store_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .merge(providers::routes())
+        .merge(models::routes())
+        .merge(apps::routes())
+        .merge(crate::admin::usage::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            rest::require_admin,
+        ))
+}
+
+use axum::http::{HeaderValue, Method};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// CORS for the admin endpoints: none unless origins are configured.
+pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(list))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::AUTHORIZATION,
+            ]),
+    )
+}

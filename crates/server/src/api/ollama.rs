@@ -1,0 +1,515 @@
+//! The Ollama surface, as Ollama clients (Zed, the ollama SDKs) expect it:
+//! `/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`,
+//! `/api/tags`, `/api/show`, `/api/ps`, `/api/version`; `/api/delete`,
+//! `/api/pull` and friends answer a clear error.
+
+use super::{body_rejection, server_timing};
+use crate::error::{ApiError, OllamaError, Render};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use llm_link_gateway::dispatch::{self, ChatOutcome, EmbedOutcome};
+use llm_link_gateway::presets::Wire;
+use llm_link_gateway::providers::{Endpoint, EventStream};
+use llm_link_gateway::routing::Target;
+use llm_link_gateway::snapshot::Runtime;
+use llm_link_gateway::util::now_secs;
+use llm_link_protocol::ir::EmbeddingRequest;
+use llm_link_protocol::ir::StreamEvent;
+use llm_link_protocol::json::RawObject;
+use llm_link_protocol::ollama::{self, stream::ChatStreamEncoder, Timings};
+use llm_link_protocol::passthrough;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The Ollama API version llm-link answers as (`GET /api/version`): the
+/// surface matches Ollama's API of this version, tools and images included.
+pub const OLLAMA_API_VERSION: &str = "0.9.0";
+
+fn inband_error(e: &ApiError) -> Bytes {
+    error_line(&e.to_string())
+}
+
+const SURFACE: super::Surface = super::Surface {
+    error: ApiError::ollama_response,
+    inband_error,
+    stream_type: "application/x-ndjson",
+};
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/chat", post(chat))
+        .route("/api/generate", post(generate))
+        .route("/api/embed", post(embed))
+        .route("/api/embeddings", post(embeddings_legacy))
+        .route("/api/tags", get(tags))
+        .route("/api/show", post(show))
+        .route("/api/ps", get(ps))
+        .route("/api/delete", delete(unsupported))
+        .route("/api/pull", post(unsupported))
+        .route("/api/push", post(unsupported))
+        .route("/api/create", post(unsupported))
+        .route("/api/copy", post(unsupported))
+        .route_layer(super::ModelRoutes::new(state, SURFACE))
+        .route("/api/version", get(version))
+        .route("/", get(root).head(root))
+}
+
+async fn root() -> &'static str {
+    "Ollama is running"
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({"version": OLLAMA_API_VERSION}))
+}
+
+/// Unknown paths under `/api/` answer in Ollama's shape.
+pub async fn unknown_path() -> Response {
+    ApiError::NotFound("unknown endpoint".into()).ollama_response()
+}
+
+async fn unsupported() -> Response {
+    ApiError::bad_request(
+        "llm-link does not manage model files: its models come from the providers it is configured with (GET /api/tags lists them); configure providers with --provider or --config instead",
+    )
+    .ollama_response()
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+pub fn rfc3339_secs(secs: u64) -> String {
+    ollama::rfc3339_from_unix_nanos(u128::from(secs) * 1_000_000_000)
+}
+
+fn now_rfc3339() -> String {
+    ollama::rfc3339_from_unix_nanos(unix_nanos())
+}
+
+/// Resolves an Ollama model name; a `:latest` tag that is not part of a
+/// declared name is ignored, as Ollama clients add it on their own.
+fn resolve(rt: &Runtime, model: &str) -> Result<Target, ApiError> {
+    by_ollama_name(model, |m| rt.router.resolve(m))
+}
+
+/// Looks a model up by `model`, then without a `:latest` tag that Ollama
+/// clients add on their own; "not found" in Ollama's words.
+fn by_ollama_name<T>(
+    model: &str,
+    find: impl Fn(&str) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match find(model) {
+        Err(ApiError::ModelNotFound(_)) if model.ends_with(":latest") => {
+            find(model.trim_end_matches(":latest")).map_err(|_| not_found(model))
+        }
+        Err(ApiError::ModelNotFound(_)) => Err(not_found(model)),
+        other => other,
+    }
+}
+
+fn not_found(model: &str) -> ApiError {
+    ApiError::ModelNotFound(format!(
+        "model '{model}' not found; GET /api/tags lists the models llm-link serves"
+    ))
+}
+
+fn error_line(msg: &str) -> Bytes {
+    let mut v = ollama::error_body(msg).to_string().into_bytes();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+fn timings(started: Instant, first: Option<Instant>) -> Timings {
+    let total = started.elapsed();
+    let prompt = first.map(|f| f.duration_since(started)).unwrap_or(total);
+    Timings {
+        total_ns: total.as_nanos() as u64,
+        load_ns: 0,
+        prompt_eval_ns: prompt.as_nanos() as u64,
+        eval_ns: total.saturating_sub(prompt).as_nanos() as u64,
+    }
+}
+
+/// Shared by `/api/chat` and `/api/generate` once the request is decoded.
+async fn answer(
+    st: &AppState,
+    headers: &HeaderMap,
+    obj: &RawObject<'_>,
+    body: &Bytes,
+    model: &str,
+    endpoint: Endpoint,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let rt = st.runtime();
+    let plan = by_ollama_name(model, |m| {
+        dispatch::plan(st.app.as_deref(), &rt, headers, m)
+    })?;
+    let generate = endpoint == Endpoint::OllamaGenerate;
+    let f = if generate {
+        passthrough::ollama_generate(obj)?
+    } else {
+        passthrough::ollama_chat(obj)?
+    };
+    let ir = if dispatch::needs_translation(&rt.router, &plan, Wire::Ollama) {
+        Some(if generate {
+            ollama::decode_generate_request(body)?
+        } else {
+            ollama::decode_chat_request(body)?
+        })
+    } else {
+        None
+    };
+    let reasoning = ir.as_ref().map(|r| r.reasoning_output).unwrap_or_default();
+    let (mut res, log) = dispatch::chat(
+        &rt.router,
+        &plan,
+        Wire::Ollama,
+        endpoint,
+        (obj, body),
+        model,
+        f.stream,
+        ir.as_ref(),
+        headers,
+    )
+    .await;
+    let note = llm_link_gateway::meter::Note::new(&st.usage, &rt, model, &log, f.stream)
+        .chat(&mut res, Wire::Ollama);
+    let mut r = match res {
+        Err(e) => e.ollama_response(),
+        Ok(ChatOutcome::Forwarded(fwd)) => {
+            super::forwarded_response(fwd, started, f.stream, SURFACE)
+        }
+        Ok(ChatOutcome::Response(resp)) => {
+            let t = timings(started, None);
+            let v = if generate {
+                ollama::encode_generate_response(&resp, model, &now_rfc3339(), t, reasoning)
+            } else {
+                ollama::encode_chat_response(&resp, model, &now_rfc3339(), t, reasoning)
+            };
+            let mut r = super::json_response(&v);
+            if let Some(v) = server_timing(started.elapsed(), started.elapsed()) {
+                r.headers_mut().insert("server-timing", v);
+            }
+            r
+        }
+        Ok(ChatOutcome::Stream(events)) => {
+            let enc = ChatStreamEncoder::new(model.to_string(), now_rfc3339(), reasoning, generate);
+            super::stream_response(
+                Body::from_stream(encode_stream(events, enc, started)),
+                "application/x-ndjson",
+            )
+        }
+    };
+    dispatch::annotate(&mut r, &plan, &log);
+    note.attach(&mut r);
+    Ok(r)
+}
+
+fn encode_stream(
+    events: EventStream,
+    enc: ChatStreamEncoder,
+    started: Instant,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+    struct St {
+        events: EventStream,
+        enc: ChatStreamEncoder,
+        first: Option<Instant>,
+        done: bool,
+    }
+    let st = St {
+        events,
+        enc,
+        first: None,
+        done: false,
+    };
+    futures_util::stream::unfold(st, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            match st.events.next().await {
+                Some(Ok(StreamEvent::Chunk(c))) => {
+                    if st.first.is_none() {
+                        st.first = Some(Instant::now());
+                    }
+                    if let Some(b) = st.enc.encode(&c) {
+                        return Some((Ok(b), st));
+                    }
+                }
+                Some(Ok(StreamEvent::Done)) | None => {
+                    st.done = true;
+                    let b = st.enc.finish(timings(started, st.first), now_rfc3339());
+                    return Some((Ok(b), st));
+                }
+                Some(Ok(StreamEvent::Error(e))) => {
+                    st.done = true;
+                    let b = st.enc.error(&e.message);
+                    return Some((Ok(b), st));
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    let b = st.enc.error(&e.to_string());
+                    return Some((Ok(b), st));
+                }
+            }
+        }
+    })
+}
+
+async fn chat(
+    State(st): State<Arc<AppState>>,
+    super::Headers(headers): super::Headers,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OllamaError> {
+    let started = Instant::now();
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    // An empty `messages` loads (or, with keep_alive 0, unloads) a model in
+    // Ollama: answer as Ollama does once the model is known.
+    let model = obj.model()?;
+    let messages: Option<Vec<Value>> = obj.get("messages")?;
+    if messages.as_ref().is_none_or(|m| m.is_empty()) {
+        resolve(&st.runtime(), &model)?;
+        let unload = obj
+            .get::<Value>("keep_alive")?
+            .is_some_and(|k| k == json!(0) || k == json!("0"));
+        return Ok(Json(json!({
+            "model": model,
+            "created_at": now_rfc3339(),
+            "message": {"role": "assistant", "content": ""},
+            "done_reason": if unload { "unload" } else { "load" },
+            "done": true,
+        }))
+        .into_response());
+    }
+    Ok(answer(
+        &st,
+        &headers,
+        &obj,
+        &body,
+        &model,
+        Endpoint::OllamaChat,
+        started,
+    )
+    .await?)
+}
+
+async fn generate(
+    State(st): State<Arc<AppState>>,
+    super::Headers(headers): super::Headers,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OllamaError> {
+    let started = Instant::now();
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    let model = obj.model()?;
+    let prompt: Option<String> = obj.get("prompt")?;
+    if prompt.as_deref().is_none_or(str::is_empty) && !obj.has("images") {
+        resolve(&st.runtime(), &model)?;
+        return Ok(Json(json!({
+            "model": model,
+            "created_at": now_rfc3339(),
+            "response": "",
+            "done_reason": "load",
+            "done": true,
+        }))
+        .into_response());
+    }
+    Ok(answer(
+        &st,
+        &headers,
+        &obj,
+        &body,
+        &model,
+        Endpoint::OllamaGenerate,
+        started,
+    )
+    .await?)
+}
+
+async fn embed_common(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    req: EmbeddingRequest,
+    endpoint: Endpoint,
+    legacy: bool,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let rt = st.runtime();
+    let plan = by_ollama_name(&req.model, |m| rt.router.plan(m))?;
+    let (res, log) = dispatch::embed(
+        &rt.router,
+        &plan,
+        Wire::Ollama,
+        endpoint,
+        body,
+        &req.model,
+        &req,
+        headers,
+    )
+    .await;
+    let note = llm_link_gateway::meter::Note::new(&st.usage, &rt, &req.model, &log, false)
+        .embed(&res, Wire::Ollama);
+    let mut r = match res {
+        Err(e) => e.ollama_response(),
+        Ok(EmbedOutcome::Forwarded(fwd)) => super::forwarded_response(fwd, started, false, SURFACE),
+        Ok(EmbedOutcome::Response(mut resp)) => {
+            resp.model = req.model.clone();
+            if legacy {
+                super::json_response(&ollama::encode_embeddings_legacy_response(&resp))
+            } else {
+                super::json_response(&ollama::encode_embed_response(
+                    &resp,
+                    started.elapsed().as_nanos() as u64,
+                ))
+            }
+        }
+    };
+    dispatch::annotate(&mut r, &plan, &log);
+    note.attach(&mut r);
+    Ok(r)
+}
+
+async fn embed(
+    State(st): State<Arc<AppState>>,
+    super::Headers(headers): super::Headers,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OllamaError> {
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let req = ollama::decode_embed_request(&body)?;
+    Ok(embed_common(&st, &headers, &body, req, Endpoint::OllamaEmbed, false).await?)
+}
+
+async fn embeddings_legacy(
+    State(st): State<Arc<AppState>>,
+    super::Headers(headers): super::Headers,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OllamaError> {
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let req = ollama::decode_embeddings_legacy_request(&body)?;
+    Ok(embed_common(&st, &headers, &body, req, Endpoint::OllamaEmbeddings, true).await?)
+}
+
+/// What a model can do, in Ollama's capability words.
+pub fn capabilities(model: &str, force: bool) -> Vec<&'static str> {
+    let m = model.to_ascii_lowercase();
+    if m.contains("embed") {
+        return vec!["embedding"];
+    }
+    let mut caps = vec!["completion", "tools"];
+    let vision = [
+        "4o",
+        "4.1",
+        "vision",
+        "-vl",
+        "4v",
+        "claude-3",
+        "claude-sonnet",
+        "claude-opus",
+        "llava",
+        "gemini",
+    ];
+    if force || vision.iter().any(|v| m.contains(v)) {
+        caps.push("vision");
+    }
+    if ["reasoner", "-r1", "qwq", "o3", "thinking"]
+        .iter()
+        .any(|v| m.contains(v))
+    {
+        caps.push("thinking");
+    }
+    caps
+}
+
+fn force_caps(st: &AppState) -> bool {
+    st.app
+        .as_deref()
+        .and_then(llm_link_gateway::apps::find)
+        .is_some_and(|a| a.force_capabilities)
+}
+
+async fn tags(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let rt = st.runtime();
+    let modified = rfc3339_secs(now_secs().saturating_sub(st.started.elapsed().as_secs()));
+    let force = force_caps(&st);
+    let models: Vec<Value> = rt
+        .router
+        .models()
+        .iter()
+        .map(|m| {
+            let family = family_of(&rt, &m.id);
+            let mut entry = ollama::tag_entry(&m.id, &modified, &family, "");
+            if let Value::Object(o) = &mut entry {
+                o.insert("capabilities".into(), json!(capabilities(&m.id, force)));
+            }
+            entry
+        })
+        .collect();
+    Json(json!({"models": models}))
+}
+
+fn family_of(rt: &Runtime, model: &str) -> String {
+    rt.router
+        .resolve(model)
+        .map(|t| t.provider.config().preset.kind.replace('-', "_"))
+        .unwrap_or_else(|_| "llm_link".into())
+}
+
+async fn show(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OllamaError> {
+    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let obj = RawObject::parse(&body)?;
+    let model: String = match obj.get::<String>("model")? {
+        Some(m) => m,
+        None => obj.require("name")?,
+    };
+    let rt = st.runtime();
+    let target = resolve(&rt, &model)?;
+    let family = target.provider.config().preset.kind.replace('-', "_");
+    let ctx = llm_link_gateway::presets::context_window(&target.upstream_model);
+    let caps = capabilities(&model, force_caps(&st));
+    let mut info = serde_json::Map::new();
+    info.insert("general.architecture".into(), json!(family));
+    info.insert("general.basename".into(), json!(model));
+    info.insert("general.parameter_count".into(), json!(0));
+    info.insert(format!("{family}.context_length"), json!(ctx));
+    Ok(Json(json!({
+        "license": "",
+        "modelfile": format!("# served by llm-link from provider `{}` as `{}`\nFROM {model}\n", target.provider.name(), target.upstream_model),
+        "parameters": format!("num_ctx {ctx}"),
+        "template": "{{ .Prompt }}",
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": family,
+            "families": [family],
+            "parameter_size": "",
+            "quantization_level": "",
+        },
+        "model_info": info,
+        "capabilities": caps,
+        "modified_at": rfc3339_secs(now_secs().saturating_sub(st.started.elapsed().as_secs())),
+    }))
+    .into_response())
+}
+
+async fn ps() -> Json<Value> {
+    // Cloud providers keep nothing loaded here; managed local models come later.
+    Json(json!({"models": []}))
+}

@@ -1,0 +1,571 @@
+//! The HTTP/1.1 front of every client connection.
+//!
+//! Plain keep-alive HTTP/1.1 requests with a `Content-Length` body (what
+//! the OpenAI, Anthropic and Ollama SDKs send) are parsed here and handed
+//! to the router directly; the answer is written back with one write for
+//! its head and first bytes. Under hyper's server each such request went
+//! through a dispatcher, a body channel and several layers of futures,
+//! which measured about half of llm-link's own CPU per proxied request.
+//!
+//! Anything else — HTTP/2 (prior knowledge), HTTP/1.0, `Transfer-Encoding`
+//! request bodies, `Expect: 100-continue`, upgrades, `HEAD`, bodies over
+//! [`MAX_FAST_BODY`], heads that do not parse or exceed [`MAX_HEAD`] —
+//! hands the connection, with the bytes already read, to hyper, which
+//! serves it from then on. So every HTTP feature keeps hyper's handling
+//! and errors; only the common case is short.
+//!
+//! A body that did not arrive with its head streams to the handler as it
+//! comes, so an answer that needs no body (a 401 from the key check) goes
+//! out at once; the connection then closes, since what is left of that
+//! body would otherwise be read as the next request. Like hyper's default,
+//! a client that closes its side while its request is being served
+//! cancels that request (the upstream call is dropped).
+
+use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
+use axum::http::{header, Method, Request, Response, Uri};
+use axum::Router;
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use llm_link_gateway::http1::{header_map, offsets, write_two, Span};
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request head served here (hyper takes larger ones).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Largest request body served here (hyper takes larger ones, and applies
+/// the body limit while reading).
+pub const MAX_FAST_BODY: usize = 1024 * 1024;
+/// Most request headers served here.
+const MAX_HEADERS: usize = 64;
+/// Response bodies up to this size are copied behind the head (one write).
+const INLINE: usize = 16 * 1024;
+/// Body frames that are ready together are joined into writes of about
+/// this size at most.
+const COALESCE: usize = 64 * 1024;
+
+/// Serves one client connection until it closes, `shutdown` finds it idle,
+/// or it is handed to hyper (then until hyper is done with it).
+pub async fn serve(
+    mut io: TcpStream,
+    peer: SocketAddr,
+    mut router: Router,
+    shutdown: CancellationToken,
+    graceful: Watcher,
+) {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(4 * 1024);
+    let mut spans: Vec<Span> = Vec::with_capacity(16);
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
+    loop {
+        // One request head, or the hand-over.
+        let head = loop {
+            if !buf.is_empty() {
+                match parse_request(&buf, &mut spans) {
+                    Parse::Ready(head) => break head,
+                    Parse::Partial if buf.len() < MAX_HEAD => {}
+                    Parse::Partial | Parse::Other => {
+                        return handoff(io, buf, peer, router, graceful).await;
+                    }
+                }
+            }
+            buf.reserve(8 * 1024);
+            let read = tokio::select! {
+                biased;
+                r = io.read_buf(&mut buf) => r,
+                _ = &mut cancelled, if buf.is_empty() => return,
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        // Its body: whole when it came with the head (the usual case), else
+        // streamed to the handler as it arrives, so an answer that needs no
+        // body (a 401) goes out without waiting for it.
+        let total = head.len + head.body_len;
+        let raw = buf.split_to(head.len.max(total.min(buf.len()))).freeze();
+        let mut remaining = total.saturating_sub(raw.len());
+        let mut feed = None;
+        let body = if remaining == 0 {
+            Body::from(raw.slice(head.len..))
+        } else {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<io::Result<Bytes>>();
+            if raw.len() > head.len {
+                let _ = tx.send(Ok(raw.slice(head.len..)));
+            }
+            feed = Some(tx);
+            Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+        };
+        let Some(req) = build_request(head.method, &raw, head.path, &spans, body, peer) else {
+            // Something hyper rejects with a proper 400; let it.
+            let mut all = BytesMut::from(&raw[..]);
+            all.extend_from_slice(&buf);
+            return handoff(io, all, peer, router, graceful).await;
+        };
+        // Serve it; a client that goes away meanwhile cancels it.
+        let call = tower::Service::call(&mut router, req);
+        tokio::pin!(call);
+        let mut watch = true;
+        let resp = loop {
+            tokio::select! {
+                biased;
+                r = &mut call => break r,
+                r = io.read_buf(&mut buf), if watch => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if remaining > 0 {
+                            let part = buf.split_to(remaining.min(buf.len())).freeze();
+                            remaining -= part.len();
+                            if let Some(tx) = &feed {
+                                let _ = tx.send(Ok(part));
+                            }
+                            if remaining == 0 {
+                                feed = None;
+                            }
+                        }
+                        // Pipelined bytes wait in the buffer; stop watching
+                        // once it holds a full head's worth.
+                        watch = buf.len() < MAX_HEAD;
+                    }
+                },
+            }
+        };
+        drop(feed);
+        // An answer given before the whole body arrived ends the connection
+        // (the rest of the body would be read as the next request).
+        let close = head.close || remaining > 0;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let keep = match write_response(&mut io, &mut out, resp, close).await {
+            Ok(keep) => keep,
+            Err(_) => return,
+        };
+        if !keep || shutdown.is_cancelled() {
+            let _ = io.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// A parsed request head that this front serves.
+struct Head {
+    method: Method,
+    /// Where the path sits in the head bytes.
+    path: (usize, usize),
+    len: usize,
+    body_len: usize,
+    close: bool,
+}
+
+enum Parse {
+    Ready(Head),
+    Partial,
+    /// Valid or not, hyper's to serve.
+    Other,
+}
+
+/// Parses a request head; on `Ready`, `spans` holds where its headers are.
+fn parse_request(buf: &[u8], spans: &mut Vec<Span>) -> Parse {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(_) => return Parse::Other,
+    };
+    if req.version != Some(1) {
+        return Parse::Other;
+    }
+    let method = match req.method {
+        Some("POST") => Method::POST,
+        Some("GET") => Method::GET,
+        Some("PUT") => Method::PUT,
+        Some("DELETE") => Method::DELETE,
+        Some("PATCH") => Method::PATCH,
+        Some("OPTIONS") => Method::OPTIONS,
+        _ => return Parse::Other,
+    };
+    let Some(path) = req.path else {
+        return Parse::Other;
+    };
+    if !path.starts_with('/') {
+        return Parse::Other;
+    }
+    let mut body_len: Option<usize> = None;
+    let mut close = false;
+    spans.clear();
+    for h in req.headers.iter() {
+        spans.push(Span::of(buf, h));
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<usize>().ok());
+            match (n, body_len) {
+                (Some(n), None) if n <= MAX_FAST_BODY => body_len = Some(n),
+                _ => return Parse::Other,
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"upgrade")
+        {
+            return Parse::Other;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let t = token.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    return Parse::Other;
+                }
+            }
+        }
+    }
+    Parse::Ready(Head {
+        method,
+        path: offsets(buf, path.as_bytes()),
+        len,
+        body_len: body_len.unwrap_or(0),
+        close,
+    })
+}
+
+/// The request for the router. Header bytes are shared with the head, not
+/// copied. `None` when something in it is not valid for `http` types.
+fn build_request(
+    method: Method,
+    raw: &Bytes,
+    path: (usize, usize),
+    spans: &[Span],
+    body: Body,
+    peer: SocketAddr,
+) -> Option<Request<Body>> {
+    let uri = Uri::from_maybe_shared(raw.slice(path.0..path.1)).ok()?;
+    let headers = header_map(raw, spans)?;
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    req.extensions_mut().insert(ConnectInfo(peer));
+    Some(req)
+}
+
+/// Writes a response; `Ok(true)` when the connection stays open.
+async fn write_response(
+    io: &mut TcpStream,
+    out: &mut Vec<u8>,
+    resp: Response<Body>,
+    client_close: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let bodyless = status.is_informational() || status.as_u16() == 204 || status.as_u16() == 304;
+    let length = if bodyless {
+        None
+    } else {
+        body.size_hint().exact().or_else(|| {
+            parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+    };
+    let server_close = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let close = client_close || server_close;
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
+            continue;
+        }
+        has_date |= name == header::DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"date: ");
+        date::append(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    match length {
+        _ if bodyless => {}
+        Some(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+    if bodyless {
+        io.write_all(out).await?;
+        return Ok(!close);
+    }
+
+    let chunked = length.is_none();
+    let mut sent: u64 = 0;
+    // Bytes wait in `out` (the head first) while more frames are ready at
+    // once, so a burst of frames (a translated stream yields one per
+    // event) leaves in one write; before waiting for a frame that is not
+    // ready, what is pending goes out.
+    loop {
+        let frame = match futures_util::FutureExt::now_or_never(body.frame()) {
+            Some(f) => f,
+            None => {
+                if !out.is_empty() {
+                    io.write_all(out).await?;
+                    out.clear();
+                }
+                body.frame().await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(_)) => return Err(io::Error::other("response body failed")),
+            Some(Ok(f)) => match f.into_data() {
+                Ok(d) => d,
+                Err(_) => continue, // trailers are not sent
+            },
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if length.is_some_and(|n| sent > n) {
+            return Err(io::Error::other("response body longer than its length"));
+        }
+        if chunked {
+            let _ = write!(out, "{:x}\r\n", data.len());
+        }
+        if data.len() > INLINE {
+            // Large: written without copying it behind what is pending.
+            write_two(io, out, &data).await?;
+            out.clear();
+            if chunked {
+                out.extend_from_slice(b"\r\n");
+            }
+        } else {
+            out.extend_from_slice(&data);
+            if chunked {
+                out.extend_from_slice(b"\r\n");
+            }
+            if out.len() >= COALESCE {
+                io.write_all(out).await?;
+                out.clear();
+            }
+        }
+    }
+    if let Some(n) = length {
+        if sent != n {
+            return Err(io::Error::other("response body shorter than its length"));
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
+    }
+    Ok(!close)
+}
+
+/// Hands the connection, with what was read of it, to hyper.
+async fn handoff(
+    io: TcpStream,
+    read: BytesMut,
+    peer: SocketAddr,
+    router: Router,
+    graceful: Watcher,
+) {
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let mut router = router.clone();
+        async move { tower::Service::call(&mut router, req.map(Body::new)).await }
+    });
+    let io = Prefixed {
+        read: read.freeze(),
+        io,
+    };
+    let conn = auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .into_owned();
+    let _ = graceful.watch(conn).await;
+}
+
+/// The next connection from `listener`, or `None` once `shutdown` is
+/// cancelled. A failed accept (EMFILE and friends) is logged and retried
+/// after a short pause, so open connections keep being served and the loop
+/// does not spin.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            res = listener.accept() => match res {
+                Ok(c) => return Some(c),
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
+}
+
+/// The open connections of one serving loop, so that shutdown can wait
+/// until each has finished.
+#[derive(Clone)]
+pub struct Connections {
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    closed: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Connections {
+    /// Counts into `open`, which others may read (the acceptor balances on it).
+    pub fn new(open: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Connections {
+        Connections {
+            open,
+            closed: std::sync::Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Runs a connection; `counted` when whoever accepted it already
+    /// added it to the count.
+    pub fn spawn(
+        &self,
+        conn: impl std::future::Future<Output = ()> + Send + 'static,
+        counted: bool,
+    ) {
+        use std::sync::atomic::Ordering;
+        if !counted {
+            self.open.fetch_add(1, Ordering::Relaxed);
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            conn.await;
+            this.open.fetch_sub(1, Ordering::Relaxed);
+            this.closed.notify_one();
+        });
+    }
+
+    /// Returns once no connection is open.
+    pub async fn drained(&self) {
+        while self.open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            self.closed.notified().await;
+        }
+    }
+}
+
+/// A connection whose first bytes were already read.
+struct Prefixed {
+    read: Bytes,
+    io: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read[..n]);
+            self.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// The `Date` header's value, formatted once per second per thread.
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+
+    pub fn append(out: &mut Vec<u8>) {
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.0 != secs || c.1.is_empty() {
+                *c = (secs, httpdate::fmt_http_date(now));
+            }
+            out.extend_from_slice(c.1.as_bytes());
+        });
+    }
+}
+
+#[cfg(test)]
+#[path = "front_tests.rs"]
+mod tests;

@@ -1,0 +1,135 @@
+//! Shared state: the configuration snapshot the request path reads, swapped
+//! atomically on change so nothing on that path waits on a lock or the
+//! database.
+
+use arc_swap::ArcSwap;
+use llm_link_gateway::config::{Config, ConfigError, Secret};
+use llm_link_gateway::snapshot::{Layers, Runtime};
+use llm_link_gateway::usage::Recorder;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Where this instance listens (the bound port, not the requested 0).
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub host: String,
+    pub port: u16,
+}
+
+pub struct AppState {
+    runtime: ArcSwap<Runtime>,
+    pub body_limit: usize,
+    /// Differs on every start, even two starts in the same second.
+    pub instance_id: u64,
+    pub pid: u32,
+    pub started: Instant,
+    pub listen: Listen,
+    /// The `--app` preset this instance was started with.
+    pub app: Option<String>,
+    /// Lets non-loopback callers use the mutating admin endpoints.
+    pub admin_token: Option<Secret>,
+    pub cors_origins: Vec<String>,
+    /// Cancelled to begin a graceful shutdown.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// What the runtime is composed from: the config file and command line,
+    /// and the database (see `llm_link_gateway::snapshot`; the `apply` module writes it).
+    pub layers: Layers,
+    /// The database, when there is one (admin API, live apply).
+    pub store: Option<Arc<llm_link_store::Store>>,
+    /// Where usage rows go (disabled without a database).
+    pub usage: Recorder,
+}
+
+impl AppState {
+    pub fn new(cfg: &Config) -> Result<Arc<AppState>, String> {
+        AppState::with_store(cfg, None, Default::default()).map_err(|e| e.to_string())
+    }
+
+    /// A state whose runtime also serves what the database holds.
+    pub fn with_store(
+        cfg: &Config,
+        store: Option<Arc<llm_link_store::Store>>,
+        db: llm_link_gateway::config::catalog::DbLayer,
+    ) -> Result<Arc<AppState>, ConfigError> {
+        let layers = Layers::new(cfg.clone(), db);
+        let runtime = layers.runtime()?;
+        let usage = match &store {
+            Some(s) if tokio::runtime::Handle::try_current().is_ok() => {
+                Recorder::start(llm_link_store::usage::DbSink(s.db.clone()))
+            }
+            _ => Recorder::disabled(),
+        };
+        Ok(Arc::new(AppState {
+            runtime: ArcSwap::from_pointee(runtime),
+            body_limit: cfg.body_limit,
+            instance_id: new_instance_id(),
+            pid: std::process::id(),
+            started: Instant::now(),
+            listen: Listen {
+                host: cfg.host.clone(),
+                port: cfg.port,
+            },
+            app: cfg.app.clone(),
+            admin_token: cfg.admin_token.clone(),
+            cors_origins: cfg.cors_origins.clone(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            layers,
+            store,
+            usage,
+        }))
+    }
+
+    /// The in-process provider switch (hot-update API): replaces the
+    /// file/command-line providers and aliases; database providers and
+    /// client auth stay.
+    pub fn switch_providers(&self, cfg: &Config) -> Result<(), String> {
+        self.layers
+            .update(&|rt| self.swap(rt), |base, _| {
+                base.providers = cfg.providers.clone();
+                base.aliases = cfg.aliases.clone();
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The current snapshot.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// A short look at the current snapshot, without touching its shared
+    /// reference count (which every serving thread would otherwise bounce
+    /// between cores). Not to be held across an `.await`.
+    pub fn peek_runtime(&self) -> arc_swap::Guard<Arc<Runtime>> {
+        self.runtime.load()
+    }
+
+    /// Replaces the snapshot; requests in flight keep the one they loaded.
+    pub fn swap(&self, rt: Runtime) {
+        self.runtime.store(Arc::new(rt));
+    }
+}
+
+/// Milliseconds since the epoch times 1000 plus a random part: unique per
+/// start and still exact in a JavaScript number (< 2^53).
+fn new_instance_id() -> u64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    ms.saturating_mul(1000) + fastrand::u64(0..1000)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn instance_ids_differ_and_fit_javascript() {
+        let a = super::new_instance_id();
+        let b = super::new_instance_id();
+        assert!(a < (1u64 << 53));
+        // Same millisecond is possible; the random part still differs most of the time.
+        let ids: std::collections::HashSet<u64> =
+            (0..50).map(|_| super::new_instance_id()).collect();
+        assert!(ids.len() > 1);
+        assert!(a > 1_700_000_000_000_000 && b > 1_700_000_000_000_000);
+    }
+}
