@@ -74,6 +74,7 @@ pub enum Command {
 
 /// Where the data lives (same flags and variables as `serve`).
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Storage")]
 pub struct StoreArgs {
     /// Database URL: a SQLite file path or sqlite://PATH (default: llm-link.db in the
     /// data dir), postgres://… for shared mode, or `none` (then usage is not recorded)
@@ -81,25 +82,17 @@ pub struct StoreArgs {
         long,
         env = "LLM_LINK_DATABASE",
         value_name = "URL",
-        hide_env_values = true,
-        help_heading = "Storage"
+        hide_env_values = true
     )]
     pub database: Option<String>,
     /// Data dir: the SQLite file, master.key, backups
     /// [default: $XDG_DATA_HOME/llm-link or ~/.local/share/llm-link]
-    #[arg(
-        long,
-        env = "LLM_LINK_DATA_DIR",
-        value_name = "DIR",
-        help_heading = "Storage"
-    )]
+    #[arg(long, env = "LLM_LINK_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
     /// Output file [default: DATA_DIR/backups/llm-link-<UTC time>.db.gz]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -109,17 +102,21 @@ pub struct BackupArgs {
     /// Remove backups in the output folder older than this (30d, 12h)
     #[arg(long, value_name = "AGE")]
     pub max_age: Option<String>,
+    // Last: its `Storage` heading would carry over to flags after it.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
     /// The backup (.db.gz from `llm-link backup`, or a plain SQLite file)
     pub file: PathBuf,
     /// Restore even if the backup's secrets belong to another master key
     #[arg(long)]
     pub force: bool,
+    // Last: its `Storage` heading would carry over to flags after it.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,26 +160,31 @@ pub enum ConfigCommand {
     },
 }
 
+/// `serve`'s flags, in groups that `--help` shows under their headings;
+/// every flag can also come from its `LLM_LINK_<FLAG>` variable.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub upstream: ProviderArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServerArgs {
     /// Address to listen on; anything but loopback should come with --auth-key
-    #[arg(
-        long,
-        env = "LLM_LINK_HOST",
-        value_name = "IP",
-        help_heading = "Server"
-    )]
+    #[arg(long, env = "LLM_LINK_HOST", value_name = "IP")]
     pub host: Option<String>,
     /// Port to listen on (0 picks a free one) [default: 11434]
-    #[arg(long, env = "LLM_LINK_PORT", help_heading = "Server")]
+    #[arg(long, env = "LLM_LINK_PORT")]
     pub port: Option<u16>,
     /// Config file declaring providers, models and aliases (.toml, .yaml, .yml, .json)
-    #[arg(
-        long,
-        env = "LLM_LINK_CONFIG",
-        value_name = "FILE",
-        help_heading = "Server"
-    )]
+    #[arg(long, env = "LLM_LINK_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Key clients must present as `Authorization: Bearer KEY` or `x-api-key: KEY`;
     /// repeat or separate with commas for several
@@ -191,93 +193,22 @@ pub struct ServeArgs {
         env = "LLM_LINK_AUTH_KEY",
         value_name = "KEY",
         value_delimiter = ',',
-        hide_env_values = true,
-        help_heading = "Server"
+        hide_env_values = true
     )]
     pub auth_key: Vec<String>,
     /// Largest request body accepted (413 beyond) [default: 32MiB]
-    #[arg(
-        long,
-        env = "LLM_LINK_BODY_LIMIT",
-        value_name = "SIZE",
-        help_heading = "Server"
-    )]
+    #[arg(long, env = "LLM_LINK_BODY_LIMIT", value_name = "SIZE")]
     pub body_limit: Option<String>,
-
-    /// Provider kind for single-provider mode (see `llm-link providers`)
-    #[arg(
-        long,
-        env = "LLM_LINK_PROVIDER",
-        value_name = "KIND",
-        help_heading = "Provider"
-    )]
-    pub provider: Option<String>,
-    /// Default model for --provider; in single-provider mode any model name is forwarded
-    #[arg(
-        long,
-        env = "LLM_LINK_MODEL",
-        value_name = "NAME",
-        help_heading = "Provider"
-    )]
-    pub model: Option<String>,
-    /// Upstream API key for --provider (default: the kind's variable, e.g. ZHIPU_API_KEY)
-    #[arg(
-        long,
-        env = "LLM_LINK_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true,
-        help_heading = "Provider"
-    )]
-    pub api_key: Option<String>,
-    /// Upstream base URL for --provider (default: the kind's published URL)
-    #[arg(
-        long,
-        env = "LLM_LINK_BASE_URL",
-        value_name = "URL",
-        help_heading = "Provider"
-    )]
-    pub base_url: Option<String>,
-    /// Upstream connect timeout [default: 10s]
-    #[arg(
-        long,
-        env = "LLM_LINK_CONNECT_TIMEOUT",
-        value_name = "DURATION",
-        help_heading = "Provider"
-    )]
-    pub connect_timeout: Option<String>,
-    /// Longest wait for an upstream's response headers [default: 300s]
-    #[arg(
-        long,
-        env = "LLM_LINK_FIRST_BYTE_TIMEOUT",
-        value_name = "DURATION",
-        help_heading = "Provider"
-    )]
-    pub first_byte_timeout: Option<String>,
-    /// Longest silence between two chunks of an upstream answer [default: 120s]
-    #[arg(
-        long,
-        env = "LLM_LINK_IDLE_TIMEOUT",
-        value_name = "DURATION",
-        help_heading = "Provider"
-    )]
-    pub idle_timeout: Option<String>,
-
     /// Redis for limits shared by several replicas (redis://host:6379/0); optional
     #[arg(
         long,
         env = "LLM_LINK_REDIS",
         value_name = "URL",
-        hide_env_values = true,
-        help_heading = "Server"
+        hide_env_values = true
     )]
     pub redis: Option<String>,
     /// Client preset (zed, codex, claude-code, aider, openhands, continue); see `llm-link apps`
-    #[arg(
-        long,
-        env = "LLM_LINK_APP",
-        value_name = "NAME",
-        help_heading = "Server"
-    )]
+    #[arg(long, env = "LLM_LINK_APP", value_name = "NAME")]
     pub app: Option<String>,
     /// Admin token: required by the admin API (/api/providers, /api/apps, /api/v1/llm-models)
     /// and lets non-loopback callers use the mutating /api/config/* endpoints
@@ -286,8 +217,7 @@ pub struct ServeArgs {
         long,
         env = "LLM_LINK_ADMIN_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true,
-        help_heading = "Server"
+        hide_env_values = true
     )]
     pub admin_token: Option<String>,
     /// Browser origins allowed to call /api/config/* (CORS); none by default
@@ -295,70 +225,81 @@ pub struct ServeArgs {
         long = "cors-origin",
         env = "LLM_LINK_CORS_ORIGIN",
         value_name = "ORIGIN",
-        value_delimiter = ',',
-        help_heading = "Server"
+        value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
     /// How long in-flight requests and streams may finish after a shutdown signal [default: 30s]
-    #[arg(
-        long,
-        env = "LLM_LINK_SHUTDOWN_TIMEOUT",
-        value_name = "DURATION",
-        help_heading = "Server"
-    )]
+    #[arg(long, env = "LLM_LINK_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
     /// Serving threads, each with its own event loop and upstream connection pools [default: one per CPU core]
-    #[arg(
-        long,
-        env = "LLM_LINK_WORKERS",
-        value_name = "N",
-        value_parser = clap::value_parser!(u16).range(1..=1024),
-        help_heading = "Server"
-    )]
+    #[arg(long, env = "LLM_LINK_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+}
 
-    #[command(flatten)]
-    pub store: StoreArgs,
-
-    /// Log filter: error, warn, info, debug, trace, or a tracing directive like llm_link=debug
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Provider")]
+pub struct ProviderArgs {
+    /// Provider kind for single-provider mode (see `llm-link providers`)
+    #[arg(long, env = "LLM_LINK_PROVIDER", value_name = "KIND")]
+    pub provider: Option<String>,
+    /// Default model for --provider; in single-provider mode any model name is forwarded
+    #[arg(long, env = "LLM_LINK_MODEL", value_name = "NAME")]
+    pub model: Option<String>,
+    /// Upstream API key for --provider (default: the kind's variable, e.g. ZHIPU_API_KEY)
     #[arg(
         long,
-        env = "LLM_LINK_LOG_LEVEL",
-        value_name = "LEVEL",
-        help_heading = "Logging"
+        env = "LLM_LINK_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
     )]
+    pub api_key: Option<String>,
+    /// Upstream base URL for --provider (default: the kind's published URL)
+    #[arg(long, env = "LLM_LINK_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Upstream connect timeout [default: 10s]
+    #[arg(long, env = "LLM_LINK_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Longest wait for an upstream's response headers [default: 300s]
+    #[arg(long, env = "LLM_LINK_FIRST_BYTE_TIMEOUT", value_name = "DURATION")]
+    pub first_byte_timeout: Option<String>,
+    /// Longest silence between two chunks of an upstream answer [default: 120s]
+    #[arg(long, env = "LLM_LINK_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive like llm_link=debug
+    #[arg(long, env = "LLM_LINK_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// Log line format (logs go to stderr)
-    #[arg(
-        long,
-        env = "LLM_LINK_LOG_FORMAT",
-        value_enum,
-        help_heading = "Logging"
-    )]
+    #[arg(long, env = "LLM_LINK_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 }
 
 impl ServeArgs {
     pub fn input(&self) -> CliInput {
+        let (s, p, l) = (&self.server, &self.upstream, &self.log);
         CliInput {
-            host: self.host.clone(),
-            port: self.port,
-            provider: self.provider.clone(),
-            model: self.model.clone(),
-            api_key: self.api_key.clone(),
-            base_url: self.base_url.clone(),
-            auth_keys: self.auth_key.clone(),
-            body_limit: self.body_limit.clone(),
-            connect_timeout: self.connect_timeout.clone(),
-            first_byte_timeout: self.first_byte_timeout.clone(),
-            idle_timeout: self.idle_timeout.clone(),
-            log_level: self.log_level.clone(),
-            log_format: self.log_format,
-            app: self.app.clone(),
-            admin_token: self.admin_token.clone(),
-            cors_origins: self.cors_origins.clone(),
-            shutdown_timeout: self.shutdown_timeout.clone(),
-            redis: self.redis.clone(),
+            host: s.host.clone(),
+            port: s.port,
+            provider: p.provider.clone(),
+            model: p.model.clone(),
+            api_key: p.api_key.clone(),
+            base_url: p.base_url.clone(),
+            auth_keys: s.auth_key.clone(),
+            body_limit: s.body_limit.clone(),
+            connect_timeout: p.connect_timeout.clone(),
+            first_byte_timeout: p.first_byte_timeout.clone(),
+            idle_timeout: p.idle_timeout.clone(),
+            log_level: l.log_level.clone(),
+            log_format: l.log_format,
+            app: s.app.clone(),
+            admin_token: s.admin_token.clone(),
+            cors_origins: s.cors_origins.clone(),
+            shutdown_timeout: s.shutdown_timeout.clone(),
+            redis: s.redis.clone(),
         }
     }
 }

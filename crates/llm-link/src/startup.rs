@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    let file = match &args.config {
+    let file = match &args.server.config {
         Some(path) => match config::load_file(path) {
             Ok(f) => Some(f),
             Err(e) => return usage_error(e),
@@ -26,7 +26,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
     // Serving threads are fixed for the life of the process; upstream client
     // sets are sized from this, so it is set before any state is built.
     llm_link_gateway::workers::configure(
-        args.workers
+        args.server
+            .workers
             .map(usize::from)
             .unwrap_or_else(llm_link_gateway::workers::default_count),
     );
@@ -44,7 +45,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     };
     let storage = Storage {
         args: args.store.clone(),
-        config_path: args.config.clone(),
+        config_path: args.server.config.clone(),
         cli: args.input(),
         file,
     };
