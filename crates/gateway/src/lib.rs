@@ -10,9 +10,9 @@
 pub mod apps;
 pub mod auth;
 pub mod config;
-pub mod dispatch;
 pub mod error;
 pub mod http1;
+pub mod lifecycle;
 pub mod meter;
 pub mod presets;
 pub mod providers;

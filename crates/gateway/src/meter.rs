@@ -13,7 +13,6 @@
 //! The client key is never stored: only the first 8 hex digits of its
 //! SHA-256 (`key_id`).
 
-use crate::dispatch::{ChatOutcome, EmbedOutcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::presets::Wire;
 use crate::providers::{ByteStream, EventStream, ForwardBody, Forwarded};
@@ -97,7 +96,7 @@ impl Tally {
 }
 
 /// What a handler knows about its request, attached to the response for
-/// the [`meter`] middleware.
+/// [`finish`].
 #[derive(Debug, Clone, Default)]
 pub struct Note {
     model: String,
@@ -148,40 +147,29 @@ impl Note {
         }
     }
 
-    /// Reads usage from a chat answer; a stream is wrapped to report it as
-    /// it passes.
-    pub fn chat(mut self, res: &mut Result<ChatOutcome, ApiError>, client: Wire) -> Note {
-        if self.off {
-            return self;
+    /// Records the error a request ended with.
+    pub fn failed(&mut self, e: &ApiError) {
+        if !self.off {
+            self.error = Some(e.code());
         }
-        match res {
-            Err(e) => self.error = Some(e.code()),
-            Ok(ChatOutcome::Forwarded(fwd)) => self.forwarded(fwd, client),
-            Ok(ChatOutcome::Response(r)) => self.usage = r.usage,
-            Ok(ChatOutcome::Stream(events)) => {
-                let tally = self.tally();
-                let inner = std::mem::replace(events, Box::pin(futures_util::stream::empty()));
-                *events = watch_events(inner, tally);
-            }
-        }
-        self
     }
 
-    /// Reads usage from an embeddings answer.
-    pub fn embed(mut self, res: &Result<EmbedOutcome, ApiError>, client: Wire) -> Note {
+    /// Records the usage of a whole (translated) answer.
+    pub fn answered(&mut self, usage: Option<Usage>) {
+        if !self.off {
+            self.usage = usage;
+        }
+    }
+
+    /// Wraps a translated stream so it reports its usage and in-band
+    /// errors as it passes.
+    pub fn watch(&mut self, events: &mut EventStream) {
         if self.off {
-            return self;
+            return;
         }
-        match res {
-            Err(e) => self.error = Some(e.code()),
-            Ok(EmbedOutcome::Forwarded(fwd)) => {
-                if let ForwardBody::Full(b) = &fwd.body {
-                    self.usage = llm_link_protocol::usage::from_body(format_of(client), b);
-                }
-            }
-            Ok(EmbedOutcome::Response(r)) => self.usage = Some(r.usage),
-        }
-        self
+        let tally = self.tally();
+        let inner = std::mem::replace(events, Box::pin(futures_util::stream::empty()));
+        *events = watch_events(inner, tally);
     }
 
     /// Reads usage from a forwarded answer of the client's own format.
@@ -210,7 +198,7 @@ impl Note {
         self.tally.get_or_insert_with(Arc::default).clone()
     }
 
-    /// Hands the note to the [`meter`] middleware.
+    /// Hands the note to [`finish`].
     pub fn attach(self, resp: &mut http::Response<Body>) {
         if self.off {
             return;

@@ -2,7 +2,7 @@
 //! (also under `/anthropic/v1/…`), and `GET /v1/models` in Anthropic's shape
 //! when the request carries `anthropic-version`.
 
-use super::{body_rejection, server_timing};
+use super::body_rejection;
 use crate::error::{AnthropicError, ApiError, Render};
 use crate::state::AppState;
 use axum::body::Body;
@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use llm_link_gateway::dispatch::{self, ChatOutcome};
+use llm_link_gateway::lifecycle::{self, ChatCall, ChatOutcome};
 use llm_link_gateway::presets::Wire;
 use llm_link_gateway::providers::{Endpoint, EventStream, ForwardBody};
 use llm_link_gateway::util::new_id;
@@ -62,33 +62,28 @@ async fn messages(
     let obj = RawObject::parse(&body)?;
     let model = obj.model()?;
     let rt = st.runtime();
-    let plan = dispatch::plan(st.app.as_deref(), &rt, &headers, &model)?;
+    let plan = lifecycle::plan(st.app.as_deref(), &rt, &headers, &model)?;
     // Light checks always, so extended thinking, server tools, documents and
     // cache_control reach an Anthropic upstream untouched; the full decode
     // only when some target translates.
     let f = passthrough::anthropic_messages(&obj, true)?;
-    let ir = if dispatch::needs_translation(&rt.router, &plan, Wire::Anthropic) {
+    let ir = if lifecycle::needs_translation(&rt.router, &plan, Wire::Anthropic) {
         Some(anthropic::decode_request_object(&obj, true)?)
     } else {
         None
     };
-    let t0 = Instant::now();
-    let (mut res, log) = dispatch::chat(
-        &rt.router,
-        &plan,
-        Wire::Anthropic,
-        Endpoint::Messages,
-        (&obj, &body),
-        &model,
-        f.stream,
-        ir.as_ref(),
-        &headers,
-    )
-    .await;
-    let upstream = t0.elapsed();
-    let note = llm_link_gateway::meter::Note::new(&st.usage, &rt, &model, &log, f.stream)
-        .chat(&mut res, Wire::Anthropic);
-    let mut r = match res {
+    let call = ChatCall {
+        wire: Wire::Anthropic,
+        endpoint: Endpoint::Messages,
+        obj: &obj,
+        body: &body,
+        model: &model,
+        stream: f.stream,
+        ir: ir.as_ref(),
+        headers: &headers,
+    };
+    let ran = lifecycle::chat(&rt, &st.usage, plan, call).await;
+    let mut r = match ran.result {
         Err(e) => e.anthropic_response(),
         Ok(ChatOutcome::Forwarded(fwd)) => {
             super::forwarded_response(fwd, started, f.stream, SURFACE)
@@ -97,30 +92,18 @@ async fn messages(
             if resp.id.is_empty() {
                 resp.id = new_id("msg_");
             }
-            let mut r = super::json_response(&anthropic::encode_messages_response(
-                &resp,
-                &model,
-                ReasoningOutput::Separate,
-            ));
-            if let Some(v) = server_timing(started.elapsed(), upstream) {
-                r.headers_mut().insert("server-timing", v);
-            }
-            r
+            let body =
+                anthropic::encode_messages_response(&resp, &model, ReasoningOutput::Separate);
+            super::timed(super::json_response(&body), started, ran.upstream)
         }
         Ok(ChatOutcome::Stream(events)) => {
             let enc = StreamEncoder::new(new_id("msg_"), model.clone(), ReasoningOutput::Separate);
-            let mut r = super::stream_response(
-                Body::from_stream(encode_stream(events, enc)),
-                "text/event-stream",
-            );
-            if let Some(v) = server_timing(started.elapsed(), upstream) {
-                r.headers_mut().insert("server-timing", v);
-            }
-            r
+            let body = Body::from_stream(encode_stream(events, enc));
+            let r = super::stream_response(body, "text/event-stream");
+            super::timed(r, started, ran.upstream)
         }
     };
-    dispatch::annotate(&mut r, &plan, &log);
-    note.attach(&mut r);
+    ran.trail.settle(&mut r);
     Ok(r)
 }
 
@@ -185,7 +168,7 @@ async fn count_tokens(
     if target.provider.wire() == Wire::Anthropic {
         // Exact: ask Anthropic.
         let req = passthrough::anthropic_messages(&obj, false)?;
-        let out = dispatch::rewrite_model_in(&obj, &body, &req.model, &target.upstream_model);
+        let out = lifecycle::rewrite_model_in(&obj, &body, &req.model, &target.upstream_model);
         let fwd = target
             .provider
             .forward(Endpoint::CountTokens, out, false, &headers)

@@ -8,7 +8,9 @@ pub mod openai;
 use crate::error::ApiError;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode};
-use std::time::Duration;
+use axum::response::Response;
+use llm_link_gateway::lifecycle;
+use std::time::{Duration, Instant};
 
 /// The request's headers, moved out of the request rather than cloned
 /// (axum's `HeaderMap` extractor copies every header). For handlers whose
@@ -64,6 +66,15 @@ pub fn server_timing(total: Duration, upstream: Duration) -> Option<HeaderValue>
     s.extend_from_slice(b", upstream;dur=");
     millis(&mut s, upstream.as_micros());
     HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
+}
+
+/// `response` with `Server-Timing` for an answer that took `upstream` of
+/// the time since `started` at the provider.
+pub fn timed(mut response: Response, started: Instant, upstream: Duration) -> Response {
+    if let Some(v) = server_timing(started.elapsed(), upstream) {
+        response.headers_mut().insert("server-timing", v);
+    }
+    response
 }
 
 /// What differs between the three client surfaces when answering.
@@ -226,13 +237,13 @@ where
             );
             return Box::pin(std::future::ready(Ok(r)));
         }
-        let pending = llm_link_gateway::meter::begin(&self.st.usage, self.st.app.as_deref(), &req);
+        let pending = lifecycle::open(&self.st.usage, self.st.app.as_deref(), &req);
         let fut = self.inner.call(req);
         match pending {
             None => Box::pin(fut),
             Some(p) => Box::pin(async move {
                 let resp = fut.await?;
-                Ok(llm_link_gateway::meter::finish(p, resp))
+                Ok(lifecycle::close(p, resp))
             }),
         }
     }

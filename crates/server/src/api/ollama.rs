@@ -3,7 +3,7 @@
 //! `/api/tags`, `/api/show`, `/api/ps`, `/api/version`; `/api/delete`,
 //! `/api/pull` and friends answer a clear error.
 
-use super::{body_rejection, server_timing};
+use super::body_rejection;
 use crate::error::{ApiError, OllamaError, Render};
 use crate::state::AppState;
 use axum::body::Body;
@@ -15,7 +15,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use llm_link_gateway::dispatch::{self, ChatOutcome, EmbedOutcome};
+use llm_link_gateway::lifecycle::{self, ChatCall, ChatOutcome, EmbedOutcome};
 use llm_link_gateway::presets::Wire;
 use llm_link_gateway::providers::{Endpoint, EventStream};
 use llm_link_gateway::routing::Target;
@@ -155,7 +155,7 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     let rt = st.runtime();
     let plan = by_ollama_name(model, |m| {
-        dispatch::plan(st.app.as_deref(), &rt, headers, m)
+        lifecycle::plan(st.app.as_deref(), &rt, headers, m)
     })?;
     let generate = endpoint == Endpoint::OllamaGenerate;
     let f = if generate {
@@ -163,7 +163,7 @@ async fn answer(
     } else {
         passthrough::ollama_chat(obj)?
     };
-    let ir = if dispatch::needs_translation(&rt.router, &plan, Wire::Ollama) {
+    let ir = if lifecycle::needs_translation(&rt.router, &plan, Wire::Ollama) {
         Some(if generate {
             ollama::decode_generate_request(body)?
         } else {
@@ -173,21 +173,18 @@ async fn answer(
         None
     };
     let reasoning = ir.as_ref().map(|r| r.reasoning_output).unwrap_or_default();
-    let (mut res, log) = dispatch::chat(
-        &rt.router,
-        &plan,
-        Wire::Ollama,
+    let call = ChatCall {
+        wire: Wire::Ollama,
         endpoint,
-        (obj, body),
+        obj,
+        body,
         model,
-        f.stream,
-        ir.as_ref(),
+        stream: f.stream,
+        ir: ir.as_ref(),
         headers,
-    )
-    .await;
-    let note = llm_link_gateway::meter::Note::new(&st.usage, &rt, model, &log, f.stream)
-        .chat(&mut res, Wire::Ollama);
-    let mut r = match res {
+    };
+    let ran = lifecycle::chat(&rt, &st.usage, plan, call).await;
+    let mut r = match ran.result {
         Err(e) => e.ollama_response(),
         Ok(ChatOutcome::Forwarded(fwd)) => {
             super::forwarded_response(fwd, started, f.stream, SURFACE)
@@ -199,11 +196,7 @@ async fn answer(
             } else {
                 ollama::encode_chat_response(&resp, model, &now_rfc3339(), t, reasoning)
             };
-            let mut r = super::json_response(&v);
-            if let Some(v) = server_timing(started.elapsed(), started.elapsed()) {
-                r.headers_mut().insert("server-timing", v);
-            }
-            r
+            super::timed(super::json_response(&v), started, started.elapsed())
         }
         Ok(ChatOutcome::Stream(events)) => {
             let enc = ChatStreamEncoder::new(model.to_string(), now_rfc3339(), reasoning, generate);
@@ -213,8 +206,7 @@ async fn answer(
             )
         }
     };
-    dispatch::annotate(&mut r, &plan, &log);
-    note.attach(&mut r);
+    ran.trail.settle(&mut r);
     Ok(r)
 }
 
@@ -351,20 +343,18 @@ async fn embed_common(
     let started = Instant::now();
     let rt = st.runtime();
     let plan = by_ollama_name(&req.model, |m| rt.router.plan(m))?;
-    let (res, log) = dispatch::embed(
-        &rt.router,
-        &plan,
+    let ran = lifecycle::embed(
+        &rt,
+        &st.usage,
+        plan,
         Wire::Ollama,
         endpoint,
         body,
-        &req.model,
         &req,
         headers,
     )
     .await;
-    let note = llm_link_gateway::meter::Note::new(&st.usage, &rt, &req.model, &log, false)
-        .embed(&res, Wire::Ollama);
-    let mut r = match res {
+    let mut r = match ran.result {
         Err(e) => e.ollama_response(),
         Ok(EmbedOutcome::Forwarded(fwd)) => super::forwarded_response(fwd, started, false, SURFACE),
         Ok(EmbedOutcome::Response(mut resp)) => {
@@ -379,8 +369,7 @@ async fn embed_common(
             }
         }
     };
-    dispatch::annotate(&mut r, &plan, &log);
-    note.attach(&mut r);
+    ran.trail.settle(&mut r);
     Ok(r)
 }
 

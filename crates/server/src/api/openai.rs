@@ -5,7 +5,7 @@
 //! with only the model name rewritten; otherwise it goes through the
 //! internal model.
 
-use super::{body_rejection, server_timing};
+use super::body_rejection;
 use crate::error::{ApiError, OpenAiError, Render};
 use crate::state::AppState;
 use axum::body::Body;
@@ -17,10 +17,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use llm_link_gateway::dispatch::{self, ChatOutcome, EmbedOutcome};
-use llm_link_gateway::meter as usage;
+use llm_link_gateway::lifecycle::{self, ChatCall, ChatOutcome, EmbedOutcome};
 use llm_link_gateway::presets::Wire;
-use llm_link_gateway::providers::{Endpoint, EventStream, ForwardBody};
+use llm_link_gateway::providers::{Endpoint, EventStream};
 use llm_link_gateway::util::{new_id, now_secs};
 use llm_link_protocol::ir::{StreamError, StreamEvent};
 use llm_link_protocol::json::RawObject;
@@ -59,10 +58,10 @@ async fn chat_completions(
     let obj = RawObject::parse(&body)?;
     let model = obj.model()?;
     let rt = st.runtime();
-    let plan = dispatch::plan(st.app.as_deref(), &rt, &headers, &model)?;
+    let plan = lifecycle::plan(st.app.as_deref(), &rt, &headers, &model)?;
     // Light checks always; the full decode only when some target translates.
     let f = passthrough::openai_chat(&obj)?;
-    let ir = if dispatch::needs_translation(&rt.router, &plan, Wire::OpenAi) {
+    let ir = if lifecycle::needs_translation(&rt.router, &plan, Wire::OpenAi) {
         Some(openai::decode_chat_object(&obj)?)
     } else {
         None
@@ -71,23 +70,18 @@ async fn chat_completions(
         .as_ref()
         .map(|r| (r.include_usage, r.reasoning_output))
         .unwrap_or_default();
-    let t0 = Instant::now();
-    let (mut res, log) = dispatch::chat(
-        &rt.router,
-        &plan,
-        Wire::OpenAi,
-        Endpoint::ChatCompletions,
-        (&obj, &body),
-        &model,
-        f.stream,
-        ir.as_ref(),
-        &headers,
-    )
-    .await;
-    let upstream = t0.elapsed();
-    let note =
-        usage::Note::new(&st.usage, &rt, &model, &log, f.stream).chat(&mut res, Wire::OpenAi);
-    let mut r = match res {
+    let call = ChatCall {
+        wire: Wire::OpenAi,
+        endpoint: Endpoint::ChatCompletions,
+        obj: &obj,
+        body: &body,
+        model: &model,
+        stream: f.stream,
+        ir: ir.as_ref(),
+        headers: &headers,
+    };
+    let ran = lifecycle::chat(&rt, &st.usage, plan, call).await;
+    let mut r = match ran.result {
         Err(e) => e.openai_response(),
         Ok(ChatOutcome::Forwarded(fwd)) => {
             super::forwarded_response(fwd, started, f.stream, SURFACE)
@@ -102,11 +96,8 @@ async fn chat_completions(
             if resp.created == 0 {
                 resp.created = now_secs();
             }
-            let mut r = super::json_response(&openai::encode_chat_response(&resp, reasoning));
-            if let Some(v) = server_timing(started.elapsed(), upstream) {
-                r.headers_mut().insert("server-timing", v);
-            }
-            r
+            let body = openai::encode_chat_response(&resp, reasoning);
+            super::timed(super::json_response(&body), started, ran.upstream)
         }
         Ok(ChatOutcome::Stream(events)) => {
             let enc = ChunkEncoder::new(
@@ -116,18 +107,12 @@ async fn chat_completions(
                 include_usage,
                 reasoning,
             );
-            let mut r = super::stream_response(
-                Body::from_stream(encode_openai_stream(events, enc)),
-                "text/event-stream",
-            );
-            if let Some(v) = server_timing(started.elapsed(), upstream) {
-                r.headers_mut().insert("server-timing", v);
-            }
-            r
+            let body = Body::from_stream(encode_openai_stream(events, enc));
+            let r = super::stream_response(body, "text/event-stream");
+            super::timed(r, started, ran.upstream)
         }
     };
-    dispatch::annotate(&mut r, &plan, &log);
-    note.attach(&mut r);
+    ran.trail.settle(&mut r);
     Ok(r)
 }
 
@@ -189,44 +174,28 @@ async fn completions(
     let stream = obj.get::<bool>("stream")?.unwrap_or(false);
     let rt = st.runtime();
     let plan = rt.router.plan(&model)?;
-    let (mut res, log) = llm_link_gateway::routing::exec::execute(&rt.router, &plan, (body.len() / 4) as u64, |a| {
-        let body = &body;
-        let headers = &headers;
-        let model = &model;
-        async move {
-            if a.provider.wire() != Wire::OpenAi {
-                return Err(ApiError::bad_request(format!(
-                    "legacy /v1/completions needs an OpenAI-compatible provider; `{}` speaks {}. Use /v1/chat/completions",
-                    a.provider.name(),
-                    a.provider.wire().as_str()
-                )));
-            }
-            let out = dispatch::rewrite_model(body, model, &a.upstream_model)?;
-            let fwd = a.provider.forward(Endpoint::Completions, out, stream, headers).await?;
-            // A stream keeps the in-flight slot until it ends.
-            let guard = a.guard;
-            Ok((fwd, guard))
-        }
+    let call = ChatCall {
+        wire: Wire::OpenAi,
+        endpoint: Endpoint::Completions,
+        obj: &obj,
+        body: &body,
+        model: &model,
+        stream,
+        ir: None,
+        headers: &headers,
+    };
+    let ran = lifecycle::forward_only(&rt, &st.usage, plan, call, |name, wire| {
+        ApiError::bad_request(format!(
+            "legacy /v1/completions needs an OpenAI-compatible provider; `{name}` speaks {}. Use /v1/chat/completions",
+            wire.as_str()
+        ))
     })
     .await;
-    let mut note = usage::Note::new(&st.usage, &rt, &model, &log, stream);
-    if let Ok((fwd, _)) = &mut res {
-        note.forwarded(fwd, Wire::OpenAi);
-    }
-    let mut r = match res {
+    let mut r = match ran.result {
         Err(e) => e.openai_response(),
-        Ok((mut fwd, guard)) => {
-            if let ForwardBody::Stream(s) = fwd.body {
-                fwd.body = ForwardBody::Stream(Box::pin(s.map(move |item| {
-                    let _held = &guard;
-                    item
-                })));
-            }
-            super::forwarded_response(fwd, started, stream, SURFACE)
-        }
+        Ok(fwd) => super::forwarded_response(fwd, started, stream, SURFACE),
     };
-    dispatch::annotate(&mut r, &plan, &log);
-    note.attach(&mut r);
+    ran.trail.settle(&mut r);
     Ok(r)
 }
 
@@ -241,35 +210,29 @@ async fn embeddings(
     let req = openai::decode_embedding_request(&body)?;
     let rt = st.runtime();
     let plan = rt.router.plan(&req.model)?;
-    let t0 = Instant::now();
-    let (res, log) = dispatch::embed(
-        &rt.router,
-        &plan,
+    let ran = lifecycle::embed(
+        &rt,
+        &st.usage,
+        plan,
         Wire::OpenAi,
         Endpoint::Embeddings,
         &body,
-        &req.model,
         &req,
         &headers,
     )
     .await;
-    let note = usage::Note::new(&st.usage, &rt, &req.model, &log, false).embed(&res, Wire::OpenAi);
-    let mut r = match res {
+    let mut r = match ran.result {
         Err(e) => e.openai_response(),
         Ok(EmbedOutcome::Forwarded(fwd)) => super::forwarded_response(fwd, started, false, SURFACE),
         Ok(EmbedOutcome::Response(mut resp)) => {
             if resp.model.is_empty() {
                 resp.model = req.model.clone();
             }
-            let mut r = super::json_response(&openai::encode_embedding_response(&resp));
-            if let Some(v) = server_timing(started.elapsed(), t0.elapsed()) {
-                r.headers_mut().insert("server-timing", v);
-            }
-            r
+            let body = openai::encode_embedding_response(&resp);
+            super::timed(super::json_response(&body), started, ran.upstream)
         }
     };
-    dispatch::annotate(&mut r, &plan, &log);
-    note.attach(&mut r);
+    ran.trail.settle(&mut r);
     Ok(r)
 }
 
