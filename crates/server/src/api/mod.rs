@@ -7,9 +7,18 @@ pub mod openai;
 
 use crate::error::ApiError;
 use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use llm_link_gateway::lifecycle;
+use bytes::Bytes;
+use llm_link_gateway::lifecycle::{self, ChatCall, ChatOutcome};
+use llm_link_gateway::presets::Wire;
+use llm_link_gateway::providers::{Endpoint, EventStream};
+use llm_link_gateway::routing::Plan;
+use llm_link_gateway::snapshot::Runtime;
+use llm_link_protocol::ir::{ChatChunk, ChatRequest, ChatResponse, StreamError, StreamEvent};
+use llm_link_protocol::json::{DecodeError, RawObject};
+use llm_link_protocol::passthrough::Forwardable;
 use std::time::{Duration, Instant};
 
 /// The request's headers, moved out of the request rather than cloned
@@ -30,8 +39,45 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Headers {
     }
 }
 
+/// The request body, read within the body limit, and the time the handler
+/// started; a body that cannot be read (too large, broken) is an error in
+/// the surface's shape `E`.
+pub struct ReqBody<E> {
+    pub bytes: bytes::Bytes,
+    pub started: Instant,
+    shape: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E> ReqBody<E> {
+    /// The body's JSON top level (fields decoded on demand).
+    pub fn parse(&self) -> Result<RawObject<'_>, ApiError> {
+        Ok(RawObject::parse(&self.bytes)?)
+    }
+}
+
+impl<E> axum::extract::FromRequest<std::sync::Arc<crate::state::AppState>> for ReqBody<E>
+where
+    E: From<ApiError> + axum::response::IntoResponse,
+{
+    type Rejection = E;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        st: &std::sync::Arc<crate::state::AppState>,
+    ) -> Result<ReqBody<E>, E> {
+        let bytes = bytes::Bytes::from_request(req, st)
+            .await
+            .map_err(|r| E::from(body_rejection(r, st.body_limit)))?;
+        Ok(ReqBody {
+            bytes,
+            started: Instant::now(),
+            shape: std::marker::PhantomData,
+        })
+    }
+}
+
 /// Maps a body that could not be read (too large, broken) to an error.
-pub fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
+fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge(format!(
             "request body is larger than the limit of {limit} bytes (raise it with --body-limit)"
@@ -157,6 +203,168 @@ pub fn forwarded_response(
         r.headers_mut().insert("server-timing", v);
     }
     r
+}
+
+/// How one surface reads a chat-like request.
+pub struct ChatReader {
+    pub wire: Wire,
+    pub endpoint: Endpoint,
+    /// The light checks every body gets (a same-format target receives it
+    /// as it is); says whether the client wants a stream.
+    pub check: fn(&RawObject<'_>) -> Result<Forwardable, DecodeError>,
+    /// The full decode into the internal model, only when some target of
+    /// the plan translates.
+    pub decode: fn(&RawObject<'_>, &Bytes) -> Result<ChatRequest, DecodeError>,
+}
+
+/// What a surface's encoders get with a translated answer.
+pub struct Translated<'a> {
+    /// The model the client asked for.
+    pub model: &'a str,
+    /// The decoded request (its output options: usage chunks, reasoning).
+    pub ir: Option<&'a ChatRequest>,
+    pub started: Instant,
+    pub upstream: Duration,
+}
+
+/// A parsed chat-like body and the model it names.
+pub struct ChatBody<'a> {
+    pub obj: &'a RawObject<'a>,
+    pub body: &'a Bytes,
+    pub model: &'a str,
+}
+
+impl<'a> ChatBody<'a> {
+    pub fn new(obj: &'a RawObject<'a>, body: &'a Bytes, model: &'a str) -> ChatBody<'a> {
+        ChatBody { obj, body, model }
+    }
+}
+
+impl Translated<'_> {
+    /// A whole translated answer, with `Server-Timing`.
+    pub fn json(&self, v: &serde_json::Value) -> Response {
+        timed(json_response(v), self.started, self.upstream)
+    }
+
+    /// A translated stream of `content_type`, with `Server-Timing`.
+    pub fn stream<S>(&self, events: S, content_type: &'static str) -> Response
+    where
+        S: futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+    {
+        let r = stream_response(axum::body::Body::from_stream(events), content_type);
+        timed(r, self.started, self.upstream)
+    }
+}
+
+/// Steps 4–8 of the request lifecycle (`llm_link_gateway::lifecycle`) for
+/// a chat-like request whose plan is made: checks and (when needed)
+/// decodes the body, runs the plan, and answers in the surface's shape —
+/// a forwarded answer as it came, a translated one through `whole` or
+/// `streamed`.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_chat(
+    st: &crate::state::AppState,
+    rt: &Runtime,
+    plan: Plan,
+    headers: &HeaderMap,
+    req: ChatBody<'_>,
+    started: Instant,
+    (reader, surface): (&ChatReader, Surface),
+    whole: impl FnOnce(ChatResponse, &Translated<'_>) -> Response,
+    streamed: impl FnOnce(EventStream, &Translated<'_>) -> Response,
+) -> Result<Response, ApiError> {
+    let f = (reader.check)(req.obj)?;
+    let ir = if lifecycle::needs_translation(&rt.router, &plan, reader.wire) {
+        Some((reader.decode)(req.obj, req.body)?)
+    } else {
+        None
+    };
+    let call = ChatCall {
+        wire: reader.wire,
+        endpoint: reader.endpoint,
+        obj: req.obj,
+        body: req.body,
+        model: req.model,
+        stream: f.stream,
+        ir: ir.as_ref(),
+        headers,
+    };
+    let ran = lifecycle::chat(rt, &st.usage, plan, call).await;
+    let t = Translated {
+        model: req.model,
+        ir: ir.as_ref(),
+        started,
+        upstream: ran.upstream,
+    };
+    let mut r = match ran.result {
+        Err(e) => (surface.error)(&e),
+        Ok(ChatOutcome::Forwarded(fwd)) => forwarded_response(fwd, started, f.stream, surface),
+        Ok(ChatOutcome::Response(resp)) => whole(resp, &t),
+        Ok(ChatOutcome::Stream(events)) => streamed(events, &t),
+    };
+    ran.trail.settle(&mut r);
+    Ok(r)
+}
+
+/// A surface's encoder for a translated stream: how each event of the
+/// internal model is written in the client's wire format.
+pub trait EventEncoder: Send + 'static {
+    /// Written at once, before the upstream's first event.
+    fn start(&mut self) -> Option<Bytes> {
+        None
+    }
+    /// A chunk; `None` when it writes nothing by itself.
+    fn chunk(&mut self, c: &ChatChunk) -> Option<Bytes>;
+    /// The end of a stream that completed.
+    fn finish(&mut self) -> Bytes;
+    /// An error event the upstream sent inside its stream.
+    fn error(&mut self, e: &StreamError) -> Bytes;
+    /// The upstream failed after the stream had started.
+    fn failed(&mut self, e: &ApiError) -> Bytes;
+    /// A keep-alive written whenever the upstream is quiet this long.
+    fn keepalive(&self) -> Option<(Duration, Bytes)> {
+        None
+    }
+}
+
+/// A translated stream encoded for the client; it ends after the encoder's
+/// end or error event.
+pub fn encode_events<E: EventEncoder>(
+    events: EventStream,
+    mut enc: E,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    use futures_util::StreamExt;
+    let head = enc.start();
+    futures_util::stream::unfold(
+        (events, enc, head, false),
+        |(mut events, mut enc, head, done)| async move {
+            if let Some(b) = head {
+                return Some((Ok(b), (events, enc, None, false)));
+            }
+            if done {
+                return None;
+            }
+            loop {
+                let next = match enc.keepalive() {
+                    None => events.next().await,
+                    Some((every, ping)) => match tokio::time::timeout(every, events.next()).await {
+                        Err(_) => return Some((Ok(ping), (events, enc, None, false))),
+                        Ok(n) => n,
+                    },
+                };
+                let last = match next {
+                    Some(Ok(StreamEvent::Chunk(c))) => match enc.chunk(&c) {
+                        Some(b) => return Some((Ok(b), (events, enc, None, false))),
+                        None => continue,
+                    },
+                    Some(Ok(StreamEvent::Done)) | None => enc.finish(),
+                    Some(Ok(StreamEvent::Error(e))) => enc.error(&e),
+                    Some(Err(e)) => enc.failed(&e),
+                };
+                return Some((Ok(last), (events, enc, None, true)));
+            }
+        },
+    )
 }
 
 /// The layer on the model routes of every surface: the client-key check

@@ -3,31 +3,26 @@
 //! `/api/tags`, `/api/show`, `/api/ps`, `/api/version`; `/api/delete`,
 //! `/api/pull` and friends answer a clear error.
 
-use super::body_rejection;
 use crate::error::{ApiError, OllamaError, Render};
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use futures_util::StreamExt;
-use llm_link_gateway::lifecycle::{self, ChatCall, ChatOutcome, EmbedOutcome};
+use llm_link_gateway::lifecycle::{self, EmbedOutcome};
 use llm_link_gateway::presets::Wire;
-use llm_link_gateway::providers::{Endpoint, EventStream};
+use llm_link_gateway::providers::Endpoint;
 use llm_link_gateway::routing::Target;
 use llm_link_gateway::snapshot::Runtime;
 use llm_link_gateway::util::now_secs;
-use llm_link_protocol::ir::EmbeddingRequest;
-use llm_link_protocol::ir::StreamEvent;
+use llm_link_protocol::ir::{ChatChunk, ChatResponse, EmbeddingRequest, StreamError};
 use llm_link_protocol::json::RawObject;
 use llm_link_protocol::ollama::{self, stream::ChatStreamEncoder, Timings};
 use llm_link_protocol::passthrough;
 use serde_json::{json, Value};
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -143,132 +138,93 @@ fn timings(started: Instant, first: Option<Instant>) -> Timings {
     }
 }
 
-/// Shared by `/api/chat` and `/api/generate` once the request is decoded.
+const CHAT: super::ChatReader = super::ChatReader {
+    wire: Wire::Ollama,
+    endpoint: Endpoint::OllamaChat,
+    check: passthrough::ollama_chat,
+    decode: |_, body| ollama::decode_chat_request(body),
+};
+
+const GENERATE: super::ChatReader = super::ChatReader {
+    wire: Wire::Ollama,
+    endpoint: Endpoint::OllamaGenerate,
+    check: passthrough::ollama_generate,
+    decode: |_, body| ollama::decode_generate_request(body),
+};
+
+/// Shared by `/api/chat` and `/api/generate` once the request is read.
 async fn answer(
     st: &AppState,
     headers: &HeaderMap,
-    obj: &RawObject<'_>,
-    body: &Bytes,
-    model: &str,
-    endpoint: Endpoint,
+    req: super::ChatBody<'_>,
+    reader: &super::ChatReader,
     started: Instant,
 ) -> Result<Response, ApiError> {
     let rt = st.runtime();
-    let plan = by_ollama_name(model, |m| {
+    let plan = by_ollama_name(req.model, |m| {
         lifecycle::plan(st.app.as_deref(), &rt, headers, m)
     })?;
-    let generate = endpoint == Endpoint::OllamaGenerate;
-    let f = if generate {
-        passthrough::ollama_generate(obj)?
-    } else {
-        passthrough::ollama_chat(obj)?
-    };
-    let ir = if lifecycle::needs_translation(&rt.router, &plan, Wire::Ollama) {
-        Some(if generate {
-            ollama::decode_generate_request(body)?
+    let generate = reader.endpoint == Endpoint::OllamaGenerate;
+    let whole = |resp: ChatResponse, t: &super::Translated<'_>| {
+        let reasoning = t.ir.map(|r| r.reasoning_output).unwrap_or_default();
+        let (at, timing) = (now_rfc3339(), timings(t.started, None));
+        let v = if generate {
+            ollama::encode_generate_response(&resp, t.model, &at, timing, reasoning)
         } else {
-            ollama::decode_chat_request(body)?
-        })
-    } else {
-        None
+            ollama::encode_chat_response(&resp, t.model, &at, timing, reasoning)
+        };
+        super::timed(super::json_response(&v), t.started, t.started.elapsed())
     };
-    let reasoning = ir.as_ref().map(|r| r.reasoning_output).unwrap_or_default();
-    let call = ChatCall {
-        wire: Wire::Ollama,
-        endpoint,
-        obj,
-        body,
-        model,
-        stream: f.stream,
-        ir: ir.as_ref(),
-        headers,
+    let streamed = |events, t: &super::Translated<'_>| {
+        let reasoning = t.ir.map(|r| r.reasoning_output).unwrap_or_default();
+        let enc = NdjsonEncoder {
+            enc: ChatStreamEncoder::new(t.model.to_string(), now_rfc3339(), reasoning, generate),
+            started: t.started,
+            first: None,
+        };
+        super::stream_response(
+            Body::from_stream(super::encode_events(events, enc)),
+            "application/x-ndjson",
+        )
     };
-    let ran = lifecycle::chat(&rt, &st.usage, plan, call).await;
-    let mut r = match ran.result {
-        Err(e) => e.ollama_response(),
-        Ok(ChatOutcome::Forwarded(fwd)) => {
-            super::forwarded_response(fwd, started, f.stream, SURFACE)
-        }
-        Ok(ChatOutcome::Response(resp)) => {
-            let t = timings(started, None);
-            let v = if generate {
-                ollama::encode_generate_response(&resp, model, &now_rfc3339(), t, reasoning)
-            } else {
-                ollama::encode_chat_response(&resp, model, &now_rfc3339(), t, reasoning)
-            };
-            super::timed(super::json_response(&v), started, started.elapsed())
-        }
-        Ok(ChatOutcome::Stream(events)) => {
-            let enc = ChatStreamEncoder::new(model.to_string(), now_rfc3339(), reasoning, generate);
-            super::stream_response(
-                Body::from_stream(encode_stream(events, enc, started)),
-                "application/x-ndjson",
-            )
-        }
-    };
-    ran.trail.settle(&mut r);
-    Ok(r)
+    let surface = (reader, SURFACE);
+    super::serve_chat(
+        st, &rt, plan, headers, req, started, surface, whole, streamed,
+    )
+    .await
 }
 
-fn encode_stream(
-    events: EventStream,
+/// Ollama's NDJSON stream, whose last line carries the timings (from the
+/// request's start and its first chunk).
+struct NdjsonEncoder {
     enc: ChatStreamEncoder,
     started: Instant,
-) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
-    struct St {
-        events: EventStream,
-        enc: ChatStreamEncoder,
-        first: Option<Instant>,
-        done: bool,
+    first: Option<Instant>,
+}
+
+impl super::EventEncoder for NdjsonEncoder {
+    fn chunk(&mut self, c: &ChatChunk) -> Option<Bytes> {
+        self.first.get_or_insert_with(Instant::now);
+        self.enc.encode(c)
     }
-    let st = St {
-        events,
-        enc,
-        first: None,
-        done: false,
-    };
-    futures_util::stream::unfold(st, move |mut st| async move {
-        if st.done {
-            return None;
-        }
-        loop {
-            match st.events.next().await {
-                Some(Ok(StreamEvent::Chunk(c))) => {
-                    if st.first.is_none() {
-                        st.first = Some(Instant::now());
-                    }
-                    if let Some(b) = st.enc.encode(&c) {
-                        return Some((Ok(b), st));
-                    }
-                }
-                Some(Ok(StreamEvent::Done)) | None => {
-                    st.done = true;
-                    let b = st.enc.finish(timings(started, st.first), now_rfc3339());
-                    return Some((Ok(b), st));
-                }
-                Some(Ok(StreamEvent::Error(e))) => {
-                    st.done = true;
-                    let b = st.enc.error(&e.message);
-                    return Some((Ok(b), st));
-                }
-                Some(Err(e)) => {
-                    st.done = true;
-                    let b = st.enc.error(&e.to_string());
-                    return Some((Ok(b), st));
-                }
-            }
-        }
-    })
+    fn finish(&mut self) -> Bytes {
+        self.enc
+            .finish(timings(self.started, self.first), now_rfc3339())
+    }
+    fn error(&mut self, e: &StreamError) -> Bytes {
+        self.enc.error(&e.message)
+    }
+    fn failed(&mut self, e: &ApiError) -> Bytes {
+        self.enc.error(&e.to_string())
+    }
 }
 
 async fn chat(
     State(st): State<Arc<AppState>>,
     super::Headers(headers): super::Headers,
-    body: Result<Bytes, BytesRejection>,
+    body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
-    let started = Instant::now();
-    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
-    let obj = RawObject::parse(&body)?;
+    let obj = body.parse()?;
     // An empty `messages` loads (or, with keep_alive 0, unloads) a model in
     // Ollama: answer as Ollama does once the model is known.
     let model = obj.model()?;
@@ -287,26 +243,16 @@ async fn chat(
         }))
         .into_response());
     }
-    Ok(answer(
-        &st,
-        &headers,
-        &obj,
-        &body,
-        &model,
-        Endpoint::OllamaChat,
-        started,
-    )
-    .await?)
+    let req = super::ChatBody::new(&obj, &body.bytes, &model);
+    Ok(answer(&st, &headers, req, &CHAT, body.started).await?)
 }
 
 async fn generate(
     State(st): State<Arc<AppState>>,
     super::Headers(headers): super::Headers,
-    body: Result<Bytes, BytesRejection>,
+    body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
-    let started = Instant::now();
-    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
-    let obj = RawObject::parse(&body)?;
+    let obj = body.parse()?;
     let model = obj.model()?;
     let prompt: Option<String> = obj.get("prompt")?;
     if prompt.as_deref().is_none_or(str::is_empty) && !obj.has("images") {
@@ -320,16 +266,8 @@ async fn generate(
         }))
         .into_response());
     }
-    Ok(answer(
-        &st,
-        &headers,
-        &obj,
-        &body,
-        &model,
-        Endpoint::OllamaGenerate,
-        started,
-    )
-    .await?)
+    let req = super::ChatBody::new(&obj, &body.bytes, &model);
+    Ok(answer(&st, &headers, req, &GENERATE, body.started).await?)
 }
 
 async fn embed_common(
@@ -376,9 +314,9 @@ async fn embed_common(
 async fn embed(
     State(st): State<Arc<AppState>>,
     super::Headers(headers): super::Headers,
-    body: Result<Bytes, BytesRejection>,
+    body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
-    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let body = body.bytes;
     let req = ollama::decode_embed_request(&body)?;
     Ok(embed_common(&st, &headers, &body, req, Endpoint::OllamaEmbed, false).await?)
 }
@@ -386,9 +324,9 @@ async fn embed(
 async fn embeddings_legacy(
     State(st): State<Arc<AppState>>,
     super::Headers(headers): super::Headers,
-    body: Result<Bytes, BytesRejection>,
+    body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
-    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let body = body.bytes;
     let req = ollama::decode_embeddings_legacy_request(&body)?;
     Ok(embed_common(&st, &headers, &body, req, Endpoint::OllamaEmbeddings, true).await?)
 }
@@ -460,9 +398,9 @@ fn family_of(rt: &Runtime, model: &str) -> String {
 
 async fn show(
     State(st): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
+    body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
-    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let body = body.bytes;
     let obj = RawObject::parse(&body)?;
     let model: String = match obj.get::<String>("model")? {
         Some(m) => m,

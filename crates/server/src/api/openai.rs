@@ -5,30 +5,23 @@
 //! with only the model name rewritten; otherwise it goes through the
 //! internal model.
 
-use super::body_rejection;
 use crate::error::{ApiError, OpenAiError, Render};
 use crate::state::AppState;
-use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use futures_util::StreamExt;
-use llm_link_gateway::lifecycle::{self, ChatCall, ChatOutcome, EmbedOutcome};
+use llm_link_gateway::lifecycle::{self, ChatCall, EmbedOutcome};
 use llm_link_gateway::presets::Wire;
-use llm_link_gateway::providers::{Endpoint, EventStream};
+use llm_link_gateway::providers::Endpoint;
 use llm_link_gateway::util::{new_id, now_secs};
-use llm_link_protocol::ir::{StreamError, StreamEvent};
-use llm_link_protocol::json::RawObject;
+use llm_link_protocol::ir::{ChatChunk, ChatResponse, StreamError};
 use llm_link_protocol::openai::{self, stream::ChunkEncoder};
 use llm_link_protocol::passthrough;
 use serde_json::json;
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 const SURFACE: super::Surface = super::Surface {
     error: ApiError::openai_response,
@@ -46,114 +39,86 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route_layer(super::ModelRoutes::new(state, SURFACE))
 }
 
-type Body_ = Result<Bytes, BytesRejection>;
+type Body_ = super::ReqBody<OpenAiError>;
+
+const CHAT: super::ChatReader = super::ChatReader {
+    wire: Wire::OpenAi,
+    endpoint: Endpoint::ChatCompletions,
+    check: passthrough::openai_chat,
+    decode: |obj, _| openai::decode_chat_object(obj),
+};
 
 async fn chat_completions(
     State(st): State<Arc<AppState>>,
     super::Headers(headers): super::Headers,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
-    let started = Instant::now();
-    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
-    let obj = RawObject::parse(&body)?;
+    let obj = body.parse()?;
     let model = obj.model()?;
     let rt = st.runtime();
     let plan = lifecycle::plan(st.app.as_deref(), &rt, &headers, &model)?;
-    // Light checks always; the full decode only when some target translates.
-    let f = passthrough::openai_chat(&obj)?;
-    let ir = if lifecycle::needs_translation(&rt.router, &plan, Wire::OpenAi) {
-        Some(openai::decode_chat_object(&obj)?)
-    } else {
-        None
-    };
-    let (include_usage, reasoning) = ir
-        .as_ref()
-        .map(|r| (r.include_usage, r.reasoning_output))
-        .unwrap_or_default();
-    let call = ChatCall {
-        wire: Wire::OpenAi,
-        endpoint: Endpoint::ChatCompletions,
-        obj: &obj,
-        body: &body,
-        model: &model,
-        stream: f.stream,
-        ir: ir.as_ref(),
-        headers: &headers,
-    };
-    let ran = lifecycle::chat(&rt, &st.usage, plan, call).await;
-    let mut r = match ran.result {
-        Err(e) => e.openai_response(),
-        Ok(ChatOutcome::Forwarded(fwd)) => {
-            super::forwarded_response(fwd, started, f.stream, SURFACE)
+    let req = super::ChatBody::new(&obj, &body.bytes, &model);
+    let whole = |mut resp: ChatResponse, t: &super::Translated<'_>| {
+        let reasoning = t.ir.map(|r| r.reasoning_output).unwrap_or_default();
+        if resp.id.is_empty() {
+            resp.id = new_id("chatcmpl-");
         }
-        Ok(ChatOutcome::Response(mut resp)) => {
-            if resp.id.is_empty() {
-                resp.id = new_id("chatcmpl-");
-            }
-            if resp.model.is_empty() {
-                resp.model = model.clone();
-            }
-            if resp.created == 0 {
-                resp.created = now_secs();
-            }
-            let body = openai::encode_chat_response(&resp, reasoning);
-            super::timed(super::json_response(&body), started, ran.upstream)
+        if resp.model.is_empty() {
+            resp.model = t.model.to_string();
         }
-        Ok(ChatOutcome::Stream(events)) => {
-            let enc = ChunkEncoder::new(
-                new_id("chatcmpl-"),
-                now_secs(),
-                model.clone(),
-                include_usage,
-                reasoning,
-            );
-            let body = Body::from_stream(encode_openai_stream(events, enc));
-            let r = super::stream_response(body, "text/event-stream");
-            super::timed(r, started, ran.upstream)
+        if resp.created == 0 {
+            resp.created = now_secs();
         }
+        t.json(&openai::encode_chat_response(&resp, reasoning))
     };
-    ran.trail.settle(&mut r);
-    Ok(r)
+    let streamed = |events, t: &super::Translated<'_>| {
+        let (include_usage, reasoning) =
+            t.ir.map(|r| (r.include_usage, r.reasoning_output))
+                .unwrap_or_default();
+        let enc = ChunkEncoder::new(
+            new_id("chatcmpl-"),
+            now_secs(),
+            t.model.to_string(),
+            include_usage,
+            reasoning,
+        );
+        t.stream(super::encode_events(events, enc), "text/event-stream")
+    };
+    let surface = (&CHAT, SURFACE);
+    let r = super::serve_chat(
+        &st,
+        &rt,
+        plan,
+        &headers,
+        req,
+        body.started,
+        surface,
+        whole,
+        streamed,
+    );
+    Ok(r.await?)
 }
 
-/// Encodes decoded events for an OpenAI client; an error after the start
-/// becomes an in-band error event.
-fn encode_openai_stream(
-    events: EventStream,
-    enc: ChunkEncoder,
-) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
-    futures_util::stream::unfold(
-        (events, enc, false),
-        |(mut events, mut enc, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                match events.next().await {
-                    Some(Ok(StreamEvent::Chunk(c))) => {
-                        if let Some(b) = enc.encode(&c) {
-                            return Some((Ok(b), (events, enc, false)));
-                        }
-                    }
-                    Some(Ok(StreamEvent::Done)) | None => {
-                        let b = enc.finish();
-                        return Some((Ok(b), (events, enc, true)));
-                    }
-                    Some(Ok(StreamEvent::Error(e))) => {
-                        let b = enc.error(&e);
-                        return Some((Ok(b), (events, enc, true)));
-                    }
-                    Some(Err(e)) => {
-                        let b = enc.error(&StreamError {
-                            message: e.to_string(),
-                            kind: e.openai_type().to_string(),
-                        });
-                        return Some((Ok(b), (events, enc, true)));
-                    }
-                }
-            }
-        },
-    )
+impl super::EventEncoder for ChunkEncoder {
+    fn chunk(&mut self, c: &ChatChunk) -> Option<Bytes> {
+        self.encode(c)
+    }
+    fn finish(&mut self) -> Bytes {
+        ChunkEncoder::finish(self)
+    }
+    fn error(&mut self, e: &StreamError) -> Bytes {
+        ChunkEncoder::error(self, e)
+    }
+    /// An error after the start becomes an in-band error event.
+    fn failed(&mut self, e: &ApiError) -> Bytes {
+        ChunkEncoder::error(
+            self,
+            &StreamError {
+                message: e.to_string(),
+                kind: e.openai_type().to_string(),
+            },
+        )
+    }
 }
 
 /// An in-band OpenAI error event for a forwarded stream that broke off.
@@ -167,9 +132,7 @@ async fn completions(
     super::Headers(headers): super::Headers,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
-    let started = Instant::now();
-    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
-    let obj = RawObject::parse(&body)?;
+    let (started, obj) = (body.started, body.parse()?);
     let model = openai::validate_completion_request(&obj)?;
     let stream = obj.get::<bool>("stream")?.unwrap_or(false);
     let rt = st.runtime();
@@ -178,7 +141,7 @@ async fn completions(
         wire: Wire::OpenAi,
         endpoint: Endpoint::Completions,
         obj: &obj,
-        body: &body,
+        body: &body.bytes,
         model: &model,
         stream,
         ir: None,
@@ -204,8 +167,7 @@ async fn embeddings(
     super::Headers(headers): super::Headers,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
-    let started = Instant::now();
-    let body = body.map_err(|r| body_rejection(r, st.body_limit))?;
+    let (started, body) = (body.started, body.bytes);
     // Validates every field before anything goes upstream.
     let req = openai::decode_embedding_request(&body)?;
     let rt = st.runtime();
