@@ -50,6 +50,8 @@ fn inband_error(e: &ApiError) -> Bytes {
 const MESSAGES: super::ChatReader = super::ChatReader {
     wire: Wire::Anthropic,
     endpoint: Endpoint::Messages,
+    surface: SURFACE,
+    plan: lifecycle::plan,
     // Light checks always, so extended thinking, server tools, documents
     // and cache_control reach an Anthropic upstream untouched; the full
     // decode only when some target translates.
@@ -64,9 +66,7 @@ async fn messages(
 ) -> Result<Response, AnthropicError> {
     let obj = body.parse()?;
     let model = obj.model()?;
-    let rt = st.runtime();
-    let plan = lifecycle::plan(st.app.as_deref(), &rt, &headers, &model)?;
-    let req = super::ChatBody::new(&obj, &body.bytes, &model);
+    let req = super::ChatBody::new(&body, &obj, &model);
     let whole = |mut resp: ChatResponse, t: &super::Translated<'_>| {
         if resp.id.is_empty() {
             resp.id = new_id("msg_");
@@ -85,19 +85,7 @@ async fn messages(
         );
         t.stream(super::encode_events(events, enc), "text/event-stream")
     };
-    let surface = (&MESSAGES, SURFACE);
-    let r = super::serve_chat(
-        &st,
-        &rt,
-        plan,
-        &headers,
-        req,
-        body.started,
-        surface,
-        whole,
-        streamed,
-    );
-    Ok(r.await?)
+    Ok(super::serve_chat(&st, &headers, req, &MESSAGES, whole, streamed).await?)
 }
 
 /// Anthropic SSE: `message_start` and a `ping` at once, pings while the

@@ -11,12 +11,15 @@ use axum::http::HeaderMap;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use llm_link_gateway::lifecycle::{self, ChatCall, ChatOutcome};
+use llm_link_gateway::lifecycle::{self, ChatCall, ChatOutcome, EmbedOutcome};
 use llm_link_gateway::presets::Wire;
 use llm_link_gateway::providers::{Endpoint, EventStream};
 use llm_link_gateway::routing::Plan;
 use llm_link_gateway::snapshot::Runtime;
-use llm_link_protocol::ir::{ChatChunk, ChatRequest, ChatResponse, StreamError, StreamEvent};
+use llm_link_protocol::ir::{
+    ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamError,
+    StreamEvent,
+};
 use llm_link_protocol::json::{DecodeError, RawObject};
 use llm_link_protocol::passthrough::Forwardable;
 use std::time::{Duration, Instant};
@@ -209,6 +212,9 @@ pub fn forwarded_response(
 pub struct ChatReader {
     pub wire: Wire,
     pub endpoint: Endpoint,
+    pub surface: Surface,
+    /// The model's plan (`lifecycle::plan`, or a surface's lookup around it).
+    pub plan: fn(Option<&str>, &Runtime, &HeaderMap, &str) -> Result<Plan, ApiError>,
     /// The light checks every body gets (a same-format target receives it
     /// as it is); says whether the client wants a stream.
     pub check: fn(&RawObject<'_>) -> Result<Forwardable, DecodeError>,
@@ -232,11 +238,17 @@ pub struct ChatBody<'a> {
     pub obj: &'a RawObject<'a>,
     pub body: &'a Bytes,
     pub model: &'a str,
+    pub started: Instant,
 }
 
 impl<'a> ChatBody<'a> {
-    pub fn new(obj: &'a RawObject<'a>, body: &'a Bytes, model: &'a str) -> ChatBody<'a> {
-        ChatBody { obj, body, model }
+    pub fn new<E>(body: &'a ReqBody<E>, obj: &'a RawObject<'a>, model: &'a str) -> ChatBody<'a> {
+        ChatBody {
+            obj,
+            body: &body.bytes,
+            model,
+            started: body.started,
+        }
     }
 }
 
@@ -257,22 +269,20 @@ impl Translated<'_> {
 }
 
 /// Steps 4–8 of the request lifecycle (`llm_link_gateway::lifecycle`) for
-/// a chat-like request whose plan is made: checks and (when needed)
-/// decodes the body, runs the plan, and answers in the surface's shape —
-/// a forwarded answer as it came, a translated one through `whole` or
-/// `streamed`.
-#[allow(clippy::too_many_arguments)]
+/// a chat-like request: plans, checks and (when needed) decodes the body,
+/// runs the plan, and answers in the surface's shape — a forwarded answer
+/// as it came, a translated one through `whole` or `streamed`.
 pub async fn serve_chat(
     st: &crate::state::AppState,
-    rt: &Runtime,
-    plan: Plan,
     headers: &HeaderMap,
     req: ChatBody<'_>,
-    started: Instant,
-    (reader, surface): (&ChatReader, Surface),
+    reader: &ChatReader,
     whole: impl FnOnce(ChatResponse, &Translated<'_>) -> Response,
     streamed: impl FnOnce(EventStream, &Translated<'_>) -> Response,
 ) -> Result<Response, ApiError> {
+    let (started, surface) = (req.started, reader.surface);
+    let rt = st.runtime();
+    let plan = (reader.plan)(st.app.as_deref(), &rt, headers, req.model)?;
     let f = (reader.check)(req.obj)?;
     let ir = if lifecycle::needs_translation(&rt.router, &plan, reader.wire) {
         Some((reader.decode)(req.obj, req.body)?)
@@ -289,7 +299,7 @@ pub async fn serve_chat(
         ir: ir.as_ref(),
         headers,
     };
-    let ran = lifecycle::chat(rt, &st.usage, plan, call).await;
+    let ran = lifecycle::chat(&rt, &st.usage, plan, call).await;
     let t = Translated {
         model: req.model,
         ir: ir.as_ref(),
@@ -301,6 +311,39 @@ pub async fn serve_chat(
         Ok(ChatOutcome::Forwarded(fwd)) => forwarded_response(fwd, started, f.stream, surface),
         Ok(ChatOutcome::Response(resp)) => whole(resp, &t),
         Ok(ChatOutcome::Stream(events)) => streamed(events, &t),
+    };
+    ran.trail.settle(&mut r);
+    Ok(r)
+}
+
+/// How one surface serves an embeddings request.
+pub struct EmbedReader {
+    pub wire: Wire,
+    pub endpoint: Endpoint,
+    pub surface: Surface,
+    /// The model's plan.
+    pub plan: fn(&Runtime, &str) -> Result<Plan, ApiError>,
+}
+
+/// Steps 4–8 for an embeddings request the surface has decoded in full:
+/// a forwarded answer as it came, a translated one through `whole` (given
+/// the time spent upstream).
+pub async fn serve_embed(
+    st: &crate::state::AppState,
+    headers: &HeaderMap,
+    (body, req): (&Bytes, &EmbeddingRequest),
+    reader: &EmbedReader,
+    started: Instant,
+    whole: impl FnOnce(EmbeddingResponse, Duration) -> Response,
+) -> Result<Response, ApiError> {
+    let rt = st.runtime();
+    let plan = (reader.plan)(&rt, &req.model)?;
+    let (wire, endpoint) = (reader.wire, reader.endpoint);
+    let ran = lifecycle::embed(&rt, &st.usage, plan, wire, endpoint, body, req, headers).await;
+    let mut r = match ran.result {
+        Err(e) => (reader.surface.error)(&e),
+        Ok(EmbedOutcome::Forwarded(fwd)) => forwarded_response(fwd, started, false, reader.surface),
+        Ok(EmbedOutcome::Response(resp)) => whole(resp, ran.upstream),
     };
     ran.trail.settle(&mut r);
     Ok(r)

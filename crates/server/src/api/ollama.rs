@@ -12,13 +12,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use llm_link_gateway::lifecycle::{self, EmbedOutcome};
+use llm_link_gateway::lifecycle;
 use llm_link_gateway::presets::Wire;
 use llm_link_gateway::providers::Endpoint;
-use llm_link_gateway::routing::Target;
+use llm_link_gateway::routing::{Plan, Target};
 use llm_link_gateway::snapshot::Runtime;
 use llm_link_gateway::util::now_secs;
-use llm_link_protocol::ir::{ChatChunk, ChatResponse, EmbeddingRequest, StreamError};
+use llm_link_protocol::ir::{
+    ChatChunk, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamError,
+};
 use llm_link_protocol::json::RawObject;
 use llm_link_protocol::ollama::{self, stream::ChatStreamEncoder, Timings};
 use llm_link_protocol::passthrough;
@@ -141,6 +143,8 @@ fn timings(started: Instant, first: Option<Instant>) -> Timings {
 const CHAT: super::ChatReader = super::ChatReader {
     wire: Wire::Ollama,
     endpoint: Endpoint::OllamaChat,
+    surface: SURFACE,
+    plan: ollama_plan,
     check: passthrough::ollama_chat,
     decode: |_, body| ollama::decode_chat_request(body),
 };
@@ -148,9 +152,41 @@ const CHAT: super::ChatReader = super::ChatReader {
 const GENERATE: super::ChatReader = super::ChatReader {
     wire: Wire::Ollama,
     endpoint: Endpoint::OllamaGenerate,
+    surface: SURFACE,
+    plan: ollama_plan,
     check: passthrough::ollama_generate,
     decode: |_, body| ollama::decode_generate_request(body),
 };
+
+/// The plan for an Ollama model name (a `:latest` tag the clients add is
+/// ignored when it is not part of a declared name).
+fn ollama_plan(
+    app: Option<&str>,
+    rt: &Runtime,
+    headers: &HeaderMap,
+    model: &str,
+) -> Result<Plan, ApiError> {
+    by_ollama_name(model, |m| lifecycle::plan(app, rt, headers, m))
+}
+
+/// Ollama's answer to a request that only loads (or unloads) a model: the
+/// model must exist; `output` is the empty answer field of the endpoint.
+fn loaded(
+    st: &AppState,
+    model: &str,
+    reason: &str,
+    output: (&str, Value),
+) -> Result<Response, ApiError> {
+    resolve(&st.runtime(), model)?;
+    let mut v = json!({
+        "model": model,
+        "created_at": now_rfc3339(),
+        "done_reason": reason,
+        "done": true,
+    });
+    v[output.0] = output.1;
+    Ok(Json(v).into_response())
+}
 
 /// Shared by `/api/chat` and `/api/generate` once the request is read.
 async fn answer(
@@ -158,12 +194,7 @@ async fn answer(
     headers: &HeaderMap,
     req: super::ChatBody<'_>,
     reader: &super::ChatReader,
-    started: Instant,
 ) -> Result<Response, ApiError> {
-    let rt = st.runtime();
-    let plan = by_ollama_name(req.model, |m| {
-        lifecycle::plan(st.app.as_deref(), &rt, headers, m)
-    })?;
     let generate = reader.endpoint == Endpoint::OllamaGenerate;
     let whole = |resp: ChatResponse, t: &super::Translated<'_>| {
         let reasoning = t.ir.map(|r| r.reasoning_output).unwrap_or_default();
@@ -187,11 +218,7 @@ async fn answer(
             "application/x-ndjson",
         )
     };
-    let surface = (reader, SURFACE);
-    super::serve_chat(
-        st, &rt, plan, headers, req, started, surface, whole, streamed,
-    )
-    .await
+    super::serve_chat(st, headers, req, reader, whole, streamed).await
 }
 
 /// Ollama's NDJSON stream, whose last line carries the timings (from the
@@ -230,21 +257,15 @@ async fn chat(
     let model = obj.model()?;
     let messages: Option<Vec<Value>> = obj.get("messages")?;
     if messages.as_ref().is_none_or(|m| m.is_empty()) {
-        resolve(&st.runtime(), &model)?;
         let unload = obj
             .get::<Value>("keep_alive")?
             .is_some_and(|k| k == json!(0) || k == json!("0"));
-        return Ok(Json(json!({
-            "model": model,
-            "created_at": now_rfc3339(),
-            "message": {"role": "assistant", "content": ""},
-            "done_reason": if unload { "unload" } else { "load" },
-            "done": true,
-        }))
-        .into_response());
+        let reason = if unload { "unload" } else { "load" };
+        let message = json!({"role": "assistant", "content": ""});
+        return Ok(loaded(&st, &model, reason, ("message", message))?);
     }
-    let req = super::ChatBody::new(&obj, &body.bytes, &model);
-    Ok(answer(&st, &headers, req, &CHAT, body.started).await?)
+    let req = super::ChatBody::new(&body, &obj, &model);
+    Ok(answer(&st, &headers, req, &CHAT).await?)
 }
 
 async fn generate(
@@ -256,60 +277,45 @@ async fn generate(
     let model = obj.model()?;
     let prompt: Option<String> = obj.get("prompt")?;
     if prompt.as_deref().is_none_or(str::is_empty) && !obj.has("images") {
-        resolve(&st.runtime(), &model)?;
-        return Ok(Json(json!({
-            "model": model,
-            "created_at": now_rfc3339(),
-            "response": "",
-            "done_reason": "load",
-            "done": true,
-        }))
-        .into_response());
+        return Ok(loaded(&st, &model, "load", ("response", json!("")))?);
     }
-    let req = super::ChatBody::new(&obj, &body.bytes, &model);
-    Ok(answer(&st, &headers, req, &GENERATE, body.started).await?)
+    let req = super::ChatBody::new(&body, &obj, &model);
+    Ok(answer(&st, &headers, req, &GENERATE).await?)
 }
 
+/// `/api/embed` and the legacy `/api/embeddings`, once decoded.
 async fn embed_common(
     st: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
     req: EmbeddingRequest,
-    endpoint: Endpoint,
-    legacy: bool,
+    reader: &super::EmbedReader,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let rt = st.runtime();
-    let plan = by_ollama_name(&req.model, |m| rt.router.plan(m))?;
-    let ran = lifecycle::embed(
-        &rt,
-        &st.usage,
-        plan,
-        Wire::Ollama,
-        endpoint,
-        body,
-        &req,
-        headers,
-    )
-    .await;
-    let mut r = match ran.result {
-        Err(e) => e.ollama_response(),
-        Ok(EmbedOutcome::Forwarded(fwd)) => super::forwarded_response(fwd, started, false, SURFACE),
-        Ok(EmbedOutcome::Response(mut resp)) => {
-            resp.model = req.model.clone();
-            if legacy {
-                super::json_response(&ollama::encode_embeddings_legacy_response(&resp))
-            } else {
-                super::json_response(&ollama::encode_embed_response(
-                    &resp,
-                    started.elapsed().as_nanos() as u64,
-                ))
-            }
+    let legacy = reader.endpoint == Endpoint::OllamaEmbeddings;
+    let whole = |mut resp: EmbeddingResponse, _| {
+        resp.model = req.model.clone();
+        if legacy {
+            super::json_response(&ollama::encode_embeddings_legacy_response(&resp))
+        } else {
+            let ns = started.elapsed().as_nanos() as u64;
+            super::json_response(&ollama::encode_embed_response(&resp, ns))
         }
     };
-    ran.trail.settle(&mut r);
-    Ok(r)
+    super::serve_embed(st, headers, (body, &req), reader, started, whole).await
 }
+
+const EMBED: super::EmbedReader = super::EmbedReader {
+    wire: Wire::Ollama,
+    endpoint: Endpoint::OllamaEmbed,
+    surface: SURFACE,
+    plan: |rt, model| by_ollama_name(model, |m| rt.router.plan(m)),
+};
+
+const EMBEDDINGS: super::EmbedReader = super::EmbedReader {
+    endpoint: Endpoint::OllamaEmbeddings,
+    ..EMBED
+};
 
 async fn embed(
     State(st): State<Arc<AppState>>,
@@ -318,7 +324,7 @@ async fn embed(
 ) -> Result<Response, OllamaError> {
     let body = body.bytes;
     let req = ollama::decode_embed_request(&body)?;
-    Ok(embed_common(&st, &headers, &body, req, Endpoint::OllamaEmbed, false).await?)
+    Ok(embed_common(&st, &headers, &body, req, &EMBED).await?)
 }
 
 async fn embeddings_legacy(
@@ -328,7 +334,7 @@ async fn embeddings_legacy(
 ) -> Result<Response, OllamaError> {
     let body = body.bytes;
     let req = ollama::decode_embeddings_legacy_request(&body)?;
-    Ok(embed_common(&st, &headers, &body, req, Endpoint::OllamaEmbeddings, true).await?)
+    Ok(embed_common(&st, &headers, &body, req, &EMBEDDINGS).await?)
 }
 
 /// What a model can do, in Ollama's capability words.

@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use llm_link_gateway::lifecycle::{self, ChatCall, EmbedOutcome};
+use llm_link_gateway::lifecycle::{self, ChatCall};
 use llm_link_gateway::presets::Wire;
 use llm_link_gateway::providers::Endpoint;
 use llm_link_gateway::util::{new_id, now_secs};
-use llm_link_protocol::ir::{ChatChunk, ChatResponse, StreamError};
+use llm_link_protocol::ir::{ChatChunk, ChatResponse, EmbeddingResponse, StreamError};
 use llm_link_protocol::openai::{self, stream::ChunkEncoder};
 use llm_link_protocol::passthrough;
 use serde_json::json;
@@ -44,6 +44,8 @@ type Body_ = super::ReqBody<OpenAiError>;
 const CHAT: super::ChatReader = super::ChatReader {
     wire: Wire::OpenAi,
     endpoint: Endpoint::ChatCompletions,
+    surface: SURFACE,
+    plan: lifecycle::plan,
     check: passthrough::openai_chat,
     decode: |obj, _| openai::decode_chat_object(obj),
 };
@@ -55,9 +57,7 @@ async fn chat_completions(
 ) -> Result<Response, OpenAiError> {
     let obj = body.parse()?;
     let model = obj.model()?;
-    let rt = st.runtime();
-    let plan = lifecycle::plan(st.app.as_deref(), &rt, &headers, &model)?;
-    let req = super::ChatBody::new(&obj, &body.bytes, &model);
+    let req = super::ChatBody::new(&body, &obj, &model);
     let whole = |mut resp: ChatResponse, t: &super::Translated<'_>| {
         let reasoning = t.ir.map(|r| r.reasoning_output).unwrap_or_default();
         if resp.id.is_empty() {
@@ -84,19 +84,7 @@ async fn chat_completions(
         );
         t.stream(super::encode_events(events, enc), "text/event-stream")
     };
-    let surface = (&CHAT, SURFACE);
-    let r = super::serve_chat(
-        &st,
-        &rt,
-        plan,
-        &headers,
-        req,
-        body.started,
-        surface,
-        whole,
-        streamed,
-    );
-    Ok(r.await?)
+    Ok(super::serve_chat(&st, &headers, req, &CHAT, whole, streamed).await?)
 }
 
 impl super::EventEncoder for ChunkEncoder {
@@ -170,33 +158,23 @@ async fn embeddings(
     let (started, body) = (body.started, body.bytes);
     // Validates every field before anything goes upstream.
     let req = openai::decode_embedding_request(&body)?;
-    let rt = st.runtime();
-    let plan = rt.router.plan(&req.model)?;
-    let ran = lifecycle::embed(
-        &rt,
-        &st.usage,
-        plan,
-        Wire::OpenAi,
-        Endpoint::Embeddings,
-        &body,
-        &req,
-        &headers,
-    )
-    .await;
-    let mut r = match ran.result {
-        Err(e) => e.openai_response(),
-        Ok(EmbedOutcome::Forwarded(fwd)) => super::forwarded_response(fwd, started, false, SURFACE),
-        Ok(EmbedOutcome::Response(mut resp)) => {
-            if resp.model.is_empty() {
-                resp.model = req.model.clone();
-            }
-            let body = openai::encode_embedding_response(&resp);
-            super::timed(super::json_response(&body), started, ran.upstream)
+    let whole = |mut resp: EmbeddingResponse, upstream| {
+        if resp.model.is_empty() {
+            resp.model = req.model.clone();
         }
+        let body = openai::encode_embedding_response(&resp);
+        super::timed(super::json_response(&body), started, upstream)
     };
-    ran.trail.settle(&mut r);
-    Ok(r)
+    let r = super::serve_embed(&st, &headers, (&body, &req), &EMBED, started, whole);
+    Ok(r.await?)
 }
+
+const EMBED: super::EmbedReader = super::EmbedReader {
+    wire: Wire::OpenAi,
+    endpoint: Endpoint::Embeddings,
+    surface: SURFACE,
+    plan: |rt, model| rt.router.plan(model),
+};
 
 fn model_json(id: &str, owned_by: &str, created: u64) -> serde_json::Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": owned_by})
