@@ -3,9 +3,10 @@
 //! finaliser records. The errors themselves live in the engine
 //! (`llm_link_gateway::error`).
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 pub use llm_link_gateway::error::{ApiError, ErrorCode};
+use std::marker::PhantomData;
 
 /// An [`ApiError`] as a response of one client surface.
 pub trait Render {
@@ -18,7 +19,6 @@ pub trait Render {
 }
 
 impl Render for ApiError {
-    /// The error in OpenAI's shape.
     fn openai_response(&self) -> Response {
         let body = llm_link_protocol::openai::error_body(
             &self.to_string(),
@@ -26,17 +26,9 @@ impl Render for ApiError {
             Some(self.code()),
             self.param(),
         );
-        let mut resp = (self.status(), axum::Json(body)).into_response();
-        if let Some(ra) = self.retry_after() {
-            if let Ok(v) = HeaderValue::from_str(ra) {
-                resp.headers_mut().insert("retry-after", v);
-            }
-        }
-        resp.extensions_mut().insert(ErrorCode(self.code()));
-        resp
+        respond(self, self.status(), body)
     }
 
-    /// The error in Anthropic's shape: `{"type":"error","error":{"type","message"}}`.
     fn anthropic_response(&self) -> Response {
         let status = self.status();
         let kind = match self {
@@ -48,74 +40,79 @@ impl Render for ApiError {
             _ => llm_link_protocol::anthropic::error_type_for_status(status.as_u16()),
         };
         let body = llm_link_protocol::anthropic::error_body(kind, &self.to_string());
-        let mut resp = (status, axum::Json(body)).into_response();
-        if let Some(ra) = self.retry_after() {
-            if let Ok(v) = HeaderValue::from_str(ra) {
-                resp.headers_mut().insert("retry-after", v);
-            }
-        }
-        resp.extensions_mut().insert(ErrorCode(self.code()));
-        resp
+        respond(self, status, body)
     }
 
-    /// The error in Ollama's shape: `{"error":"…"}`.
     fn ollama_response(&self) -> Response {
         let body = llm_link_protocol::ollama::error_body(&self.to_string());
-        let mut resp = (self.status(), axum::Json(body)).into_response();
-        if let Some(ra) = self.retry_after() {
-            if let Ok(v) = HeaderValue::from_str(ra) {
-                resp.headers_mut().insert("retry-after", v);
-            }
+        respond(self, self.status(), body)
+    }
+}
+
+/// The error body with its status, `Retry-After` for a limit, and the
+/// [`ErrorCode`] the usage finaliser records.
+fn respond(e: &ApiError, status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Some(ra) = e.retry_after() {
+        if let Ok(v) = HeaderValue::from_str(ra) {
+            resp.headers_mut().insert("retry-after", v);
         }
-        resp.extensions_mut().insert(ErrorCode(self.code()));
-        resp
+    }
+    resp.extensions_mut().insert(ErrorCode(e.code()));
+    resp
+}
+
+/// A surface's error shape.
+pub trait Shape {
+    fn render(e: &ApiError) -> Response;
+}
+
+/// What handlers of surface `S` return, so errors render in its shape.
+pub struct Shaped<S: Shape>(pub ApiError, PhantomData<S>);
+
+impl<S: Shape, E: Into<ApiError>> From<E> for Shaped<S> {
+    fn from(e: E) -> Self {
+        Shaped(e.into(), PhantomData)
     }
 }
 
+impl<S: Shape> IntoResponse for Shaped<S> {
+    fn into_response(self) -> Response {
+        S::render(&self.0)
+    }
+}
+
+/// OpenAI's `{"error":{"message","type","code"}}`.
+pub enum OpenAi {}
+/// Anthropic's `{"type":"error","error":{"type","message"}}`.
+pub enum Anthropic {}
+/// Ollama's `{"error":"…"}`.
+pub enum Ollama {}
+
+impl Shape for OpenAi {
+    fn render(e: &ApiError) -> Response {
+        e.openai_response()
+    }
+}
+
+impl Shape for Anthropic {
+    fn render(e: &ApiError) -> Response {
+        e.anthropic_response()
+    }
+}
+
+impl Shape for Ollama {
+    fn render(e: &ApiError) -> Response {
+        e.ollama_response()
+    }
+}
+
+/// Handlers of the OpenAI surface return this.
+pub type OpenAiError = Shaped<OpenAi>;
 /// Handlers of the Anthropic surface return this.
-pub struct AnthropicError(pub ApiError);
-
-impl<E: Into<ApiError>> From<E> for AnthropicError {
-    fn from(e: E) -> Self {
-        AnthropicError(e.into())
-    }
-}
-
-impl IntoResponse for AnthropicError {
-    fn into_response(self) -> Response {
-        self.0.anthropic_response()
-    }
-}
-
+pub type AnthropicError = Shaped<Anthropic>;
 /// Handlers of the Ollama surface return this.
-pub struct OllamaError(pub ApiError);
-
-impl<E: Into<ApiError>> From<E> for OllamaError {
-    fn from(e: E) -> Self {
-        OllamaError(e.into())
-    }
-}
-
-impl IntoResponse for OllamaError {
-    fn into_response(self) -> Response {
-        self.0.ollama_response()
-    }
-}
-
-/// Handlers of the OpenAI surface return this so errors render in its shape.
-pub struct OpenAiError(pub ApiError);
-
-impl<E: Into<ApiError>> From<E> for OpenAiError {
-    fn from(e: E) -> Self {
-        OpenAiError(e.into())
-    }
-}
-
-impl IntoResponse for OpenAiError {
-    fn into_response(self) -> Response {
-        self.0.openai_response()
-    }
-}
+pub type OllamaError = Shaped<Ollama>;
 
 #[cfg(test)]
 mod tests {

@@ -72,19 +72,8 @@ pub fn provider_config(
             upstream: m.upstream.clone().unwrap_or_else(|| m.id.clone()),
         })
         .collect();
-    let default_model = p
-        .default_model
-        .clone()
-        .or_else(|| models.first().map(|m| m.id.clone()))
-        .or_else(|| (!preset.default_model.is_empty()).then(|| preset.default_model.to_string()));
-    if models.is_empty() {
-        if let Some(d) = &default_model {
-            models.push(ModelEntry {
-                id: d.clone(),
-                upstream: d.clone(),
-            });
-        }
-    }
+    let default_model =
+        llm_link_gateway::config::default_model(p.default_model.clone(), &mut models, preset);
     let headers = match &p.headers {
         None => Vec::new(),
         Some(ct) => {

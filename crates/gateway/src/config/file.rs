@@ -237,23 +237,14 @@ pub(super) fn provider_from_file(
         }
         models.push(ModelEntry { id, upstream });
     }
-    let default_model = p
-        .default_model
-        .clone()
-        .or_else(|| models.first().map(|m| m.id.clone()))
-        .or_else(|| (!preset.default_model.is_empty()).then(|| preset.default_model.to_string()));
-    if models.is_empty() {
-        if let Some(d) = &default_model {
-            models.push(ModelEntry {
-                id: d.clone(),
-                upstream: d.clone(),
-            });
-        } else if !p.forward_any_model {
-            return Err(ConfigError::new(
-                at("models"),
-                format!("provider `{name}` declares no models; list some or set forward_any_model = true"),
-            ));
-        }
+    let default_model = super::default_model(p.default_model.clone(), &mut models, preset);
+    if models.is_empty() && !p.forward_any_model {
+        return Err(ConfigError::new(
+            at("models"),
+            format!(
+                "provider `{name}` declares no models; list some or set forward_any_model = true"
+            ),
+        ));
     }
     let t = p.timeouts.clone().unwrap_or_default();
     let timeouts = Timeouts {

@@ -333,6 +333,26 @@ pub fn normalize_base_url(url: &str) -> Result<String, String> {
     Ok(url.trim().trim_end_matches('/').to_string())
 }
 
+/// A provider's default model: the one configured, else its first model,
+/// else its kind's. A provider that declares no models serves its default
+/// one (`models` stays empty only when there is none).
+pub fn default_model(
+    configured: Option<String>,
+    models: &mut Vec<ModelEntry>,
+    preset: &Preset,
+) -> Option<String> {
+    let d = configured
+        .or_else(|| models.first().map(|m| m.id.clone()))
+        .or_else(|| (!preset.default_model.is_empty()).then(|| preset.default_model.to_string()));
+    if let (true, Some(d)) = (models.is_empty(), &d) {
+        models.push(ModelEntry {
+            id: d.clone(),
+            upstream: d.clone(),
+        });
+    }
+    d
+}
+
 fn preset_for(kind: &str, field: &str) -> Result<&'static Preset, ConfigError> {
     let p = presets::find(kind).ok_or_else(|| {
         ConfigError::new(

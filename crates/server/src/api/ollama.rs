@@ -169,22 +169,25 @@ fn ollama_plan(
     by_ollama_name(model, |m| lifecycle::plan(app, rt, headers, m))
 }
 
-/// Ollama's answer to a request that only loads (or unloads) a model: the
-/// model must exist; `output` is the empty answer field of the endpoint.
-fn loaded(
-    st: &AppState,
-    model: &str,
-    reason: &str,
-    output: (&str, Value),
-) -> Result<Response, ApiError> {
+/// A request that only loads or unloads its model: the `done_reason`, and
+/// the endpoint's answer field with its empty value.
+struct Load {
+    reason: &'static str,
+    field: &'static str,
+    value: Value,
+}
+
+/// Ollama's answer to a request that only loads (or unloads) a model,
+/// which must exist.
+fn loaded(st: &AppState, model: &str, load: Load) -> Result<Response, ApiError> {
     resolve(&st.runtime(), model)?;
     let mut v = json!({
         "model": model,
         "created_at": now_rfc3339(),
-        "done_reason": reason,
+        "done_reason": load.reason,
         "done": true,
     });
-    v[output.0] = output.1;
+    v[load.field] = load.value;
     Ok(Json(v).into_response())
 }
 
@@ -251,21 +254,7 @@ async fn chat(
     super::Headers(headers): super::Headers,
     body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
-    let obj = body.parse()?;
-    // An empty `messages` loads (or, with keep_alive 0, unloads) a model in
-    // Ollama: answer as Ollama does once the model is known.
-    let model = obj.model()?;
-    let messages: Option<Vec<Value>> = obj.get("messages")?;
-    if messages.as_ref().is_none_or(|m| m.is_empty()) {
-        let unload = obj
-            .get::<Value>("keep_alive")?
-            .is_some_and(|k| k == json!(0) || k == json!("0"));
-        let reason = if unload { "unload" } else { "load" };
-        let message = json!({"role": "assistant", "content": ""});
-        return Ok(loaded(&st, &model, reason, ("message", message))?);
-    }
-    let req = super::ChatBody::new(&body, &obj, &model);
-    Ok(answer(&st, &headers, req, &CHAT).await?)
+    chat_like(&st, &headers, body, &CHAT).await
 }
 
 async fn generate(
@@ -273,14 +262,51 @@ async fn generate(
     super::Headers(headers): super::Headers,
     body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
+    chat_like(&st, &headers, body, &GENERATE).await
+}
+
+/// `/api/chat` and `/api/generate`: a request with nothing to answer only
+/// loads (or unloads) its model, as in Ollama; any other is served.
+async fn chat_like(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: super::ReqBody<OllamaError>,
+    reader: &super::ChatReader,
+) -> Result<Response, OllamaError> {
     let obj = body.parse()?;
     let model = obj.model()?;
-    let prompt: Option<String> = obj.get("prompt")?;
-    if prompt.as_deref().is_none_or(str::is_empty) && !obj.has("images") {
-        return Ok(loaded(&st, &model, "load", ("response", json!("")))?);
+    if let Some(load) = only_loads(&obj, reader.endpoint)? {
+        return Ok(loaded(st, &model, load)?);
     }
     let req = super::ChatBody::new(&body, &obj, &model);
-    Ok(answer(&st, &headers, req, &GENERATE).await?)
+    Ok(answer(st, headers, req, reader).await?)
+}
+
+/// Whether a request only loads or unloads its model. An empty `messages` loads (or,
+/// with `keep_alive` 0, unloads) a model in Ollama; so does a `generate`
+/// without prompt or images.
+fn only_loads(obj: &RawObject<'_>, endpoint: Endpoint) -> Result<Option<Load>, ApiError> {
+    if endpoint == Endpoint::OllamaGenerate {
+        let prompt: Option<String> = obj.get("prompt")?;
+        let empty = prompt.as_deref().is_none_or(str::is_empty) && !obj.has("images");
+        return Ok(empty.then(|| Load {
+            reason: "load",
+            field: "response",
+            value: json!(""),
+        }));
+    }
+    let messages: Option<Vec<Value>> = obj.get("messages")?;
+    if messages.as_ref().is_some_and(|m| !m.is_empty()) {
+        return Ok(None);
+    }
+    let unload = obj
+        .get::<Value>("keep_alive")?
+        .is_some_and(|k| k == json!(0) || k == json!("0"));
+    Ok(Some(Load {
+        reason: if unload { "unload" } else { "load" },
+        field: "message",
+        value: json!({"role": "assistant", "content": ""}),
+    }))
 }
 
 /// `/api/embed` and the legacy `/api/embeddings`, once decoded.
