@@ -2,13 +2,14 @@
 //! chat/embeddings request, on success and failure alike, written in
 //! batches through the [`Recorder`].
 //!
-//! One finalizer for every surface: the [`meter`] middleware wraps each
-//! metered route. Handlers only attach a [`Note`] to their response (what
-//! routing chose, the usage of a whole answer, and for a stream a shared
-//! [`Tally`] the stream fills in as it passes); the middleware wraps the
-//! response body, and the row is settled when that body ends or is dropped
-//! (a client that disconnects mid-stream included), then pushed into the
-//! [`Recorder`]'s queue. Nothing on the request path waits on the database.
+//! One finaliser for every surface, armed by the model-route layer
+//! ([`begin`], through `lifecycle::open`) before the handler runs. Handlers
+//! only attach a [`Note`] to their response (what routing chose, the usage
+//! of a whole answer, and for a stream a shared [`Tally`] the stream fills
+//! in as it passes); [`finish`] wraps the response body, and the row is
+//! settled when that body ends or is dropped (a client that disconnects
+//! mid-stream included), then pushed into the [`Recorder`]'s queue.
+//! Nothing on the request path waits on the database.
 //!
 //! The client key is never stored: only the first 8 hex digits of its
 //! SHA-256 (`key_id`).

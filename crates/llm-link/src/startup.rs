@@ -32,7 +32,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             .unwrap_or_else(llm_link_gateway::workers::default_count),
     );
     // The control runtime: accepting, signals, storage polling, file watch.
-    // Requests are served on the worker threads (crate::workers).
+    // Requests are served on the worker threads (llm_link_server::workers).
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -103,7 +103,7 @@ pub enum Origin {
     Cli,
     File,
     Env,
-    /// Created through the admin API (see `store::live`).
+    /// Created through the admin API (stored; see `config::catalog`).
     Database,
 }
 
