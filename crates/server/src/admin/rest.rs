@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use llm_link_gateway::auth::{self, presented_key};
 use llm_link_gateway::config::ConfigError;
 use llm_link_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
@@ -279,25 +280,22 @@ pub fn ident(s: &str) -> Ident {
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
 
-fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("x-admin-token").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if !v.is_empty() {
-            return Some(v);
+/// The headers that can carry the admin token, under the names the model
+/// endpoints read a client key from: `x-admin-token` takes the place of
+/// `x-api-key` (which is not an admin header), `Authorization: Bearer`
+/// stays. [`presented_key`] and [`auth::check`] then read them exactly as
+/// they read a client key.
+fn admin_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (from, to) in [
+        ("x-admin-token", "x-api-key"),
+        ("authorization", "authorization"),
+    ] {
+        if let Some(v) = headers.get(from) {
+            out.insert(to, v.clone());
         }
     }
-    let auth = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())?;
-    let (scheme, token) = auth.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    out
 }
 
 /// The admin token guard: `Authorization: Bearer <token>` or
@@ -316,14 +314,15 @@ pub async fn require_admin(
         )
         .into_response();
     }
-    let Some(given) = presented(req.headers()).map(str::to_string) else {
+    let headers = admin_headers(req.headers());
+    let Some(given) = presented_key(&headers).map(str::to_string) else {
         return AdminError::forbidden(
             "the admin API needs the admin token: send `Authorization: Bearer <token>` or `x-admin-token: <token>`",
         )
         .into_response();
     };
     let ok = match (&st.admin_token, hashed) {
-        (Some(t), _) => ct_eq(given.as_bytes(), t.expose().as_bytes()),
+        (Some(t), _) => auth::check(&headers, std::slice::from_ref(t)).is_ok(),
         (None, Some(store)) => {
             if store.admin.quick_check(&given) {
                 true
