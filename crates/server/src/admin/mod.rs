@@ -6,6 +6,7 @@ pub mod apps;
 pub mod hotupdate;
 pub mod models;
 pub mod providers;
+pub mod resource;
 pub mod rest;
 pub mod routing;
 pub mod usage;
