@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod hotupdate;
+pub mod keys;
 pub mod models;
 pub mod providers;
 pub mod resource;

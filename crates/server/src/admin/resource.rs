@@ -38,7 +38,7 @@
 //!    in [`super::store_routes`].
 //!
 //! `apps.rs` is the smallest complete example; `models.rs` has rows that own
-//! keys ([`super::keys::Keyed`]); `keys.rs` is a resource under a parent
+//! keys ([`super::keys::with_keys`]); `keys.rs` is a resource under a parent
 //! (`Scope` is the parent's `{id}`).
 
 use super::rest::{self, actor, body, Actor, AdminError, AdminResult};
@@ -382,12 +382,10 @@ impl Filters {
 
     /// One of `allowed`, else a 400 saying `message`.
     pub fn one_of(&self, name: &str, allowed: &[&str], message: &str) -> AdminResult<Option<&str>> {
-        match self.get(name) {
-            Some(v) if !allowed.contains(&v) => {
-                Err(AdminError::invalid(format!("query.{name}"), message))
-            }
-            v => Ok(v),
+        if let Some(v) = self.get(name) {
+            rest::one_of(&format!("query.{name}"), v, allowed, message)?;
         }
+        Ok(self.get(name))
     }
 
     /// A whole number.

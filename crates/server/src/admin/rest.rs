@@ -439,3 +439,11 @@ pub fn check_range(field: &str, v: i64, lo: i64, hi: i64) -> AdminResult<i64> {
     }
     Ok(v)
 }
+
+/// Refuses a value not in `allowed`, saying `message`.
+pub fn one_of(field: &str, v: &str, allowed: &[&str], message: &str) -> AdminResult<String> {
+    if !allowed.contains(&v) {
+        return Err(AdminError::invalid(field, message));
+    }
+    Ok(v.to_string())
+}
