@@ -1,9 +1,10 @@
 //! Shared pieces of the admin API (`/api/providers`, `/api/apps`,
-//! `/api/v1/llm-models`, `/api/audit`): the admin-token guard, the error
-//! body `{"error":{"message","field","type"}}`, body and query parsing that
-//! name the bad field, and the write helper that audits, commits and swaps.
+//! `/api/v1/llm-models`, `/api/audit`, `/api/v1/llm/usage`): the
+//! admin-token guard, the error body `{"error":{"message","field","type"}}`,
+//! body parsing that names the bad field, and the field validators. The
+//! CRUD cycles themselves are in [`super::resource`].
 
-use crate::apply::{FinishError, Write};
+use crate::apply::FinishError;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,7 +17,6 @@ use llm_link_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -238,44 +238,6 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// Query parameters, rejecting any not in `known` (naming it).
-pub fn query(q: &HashMap<String, String>, known: &[&str]) -> AdminResult<HashMap<String, String>> {
-    for k in q.keys() {
-        if !known.contains(&k.as_str()) {
-            return Err(AdminError::invalid(
-                format!("query.{k}"),
-                format!("unknown filter; known: {}", known.join(", ")),
-            ));
-        }
-    }
-    Ok(q.clone())
-}
-
-pub fn bool_param(q: &HashMap<String, String>, name: &str) -> AdminResult<Option<bool>> {
-    match q.get(name).map(|v| v.to_ascii_lowercase()) {
-        None => Ok(None),
-        Some(v) if v == "true" || v == "1" => Ok(Some(true)),
-        Some(v) if v == "false" || v == "0" => Ok(Some(false)),
-        Some(_) => Err(AdminError::invalid(
-            format!("query.{name}"),
-            "must be true or false",
-        )),
-    }
-}
-
-/// `123` is a row id; anything else is a name.
-pub enum Ident {
-    Id(i64),
-    Name(String),
-}
-
-pub fn ident(s: &str) -> Ident {
-    match s.parse::<i64>() {
-        Ok(n) => Ident::Id(n),
-        Err(_) => Ident::Name(s.to_string()),
-    }
-}
-
 /// Who made a change, for the audit log.
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
@@ -359,27 +321,6 @@ pub async fn require_admin(
 
 pub fn actor(req_actor: Option<axum::Extension<Actor>>) -> String {
     req_actor.map(|a| a.0 .0).unwrap_or_else(|| "admin".into())
-}
-
-/// Starts an admin write (apply lock + transaction, revision bumped).
-pub async fn begin(store: &Store) -> AdminResult<Write<'_>> {
-    Ok(Write::begin(store).await?)
-}
-
-/// Ends an admin write: records it in the audit log under the caller's
-/// name, then commits and applies it live (or rolls back if the result
-/// would not run).
-pub async fn commit(
-    mut w: Write<'_>,
-    st: &AppState,
-    who: Option<axum::Extension<Actor>>,
-    action: &str,
-    target: &str,
-    details: &serde_json::Value,
-) -> AdminResult<()> {
-    w.tx.audit(&actor(who), action, target, details).await?;
-    w.finish(st).await?;
-    Ok(())
 }
 
 /// `10s`, `1500ms`: the shortest exact form of a duration in milliseconds.
