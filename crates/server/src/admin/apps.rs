@@ -1,16 +1,15 @@
 //! `/api/apps`: app mappings (app name → routing rule, targets, fallback
 //! chain, retry settings), and `/api/audit`, the log of admin changes.
 
-use super::rest::{self, begin, body, commit, ident, Actor, AdminError, AdminResult, Ident};
+use super::resource::{self, lookup, name_free, Changes, Filters, Resource, Stored, Table};
+use super::rest::{self, AdminError, AdminResult};
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Extension, Json, Router};
-use bytes::Bytes;
+use axum::{Json, Router};
 use llm_link_store::rows::AppRow;
-use llm_link_store::{now_ms, rfc3339, Store};
+use llm_link_store::{now_ms, rfc3339, Store, Tx};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,13 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/apps", get(list).post(create))
-        .route(
-            "/api/apps/{id}",
-            get(read).put(update).patch(update).delete(remove),
-        )
-        .route("/api/audit", get(audit))
+    resource::routes::<AppRow>("/api/apps", "/api/apps/{id}").route("/api/audit", get(audit))
 }
 
 pub const ROUTING_RULES: &[&str] = &[
@@ -44,7 +37,7 @@ struct RetryIn {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AppBody {
+pub struct AppBody {
     #[serde(alias = "app_name")]
     name: Option<String>,
     description: Option<String>,
@@ -77,61 +70,63 @@ fn targets(field: &str, list: &[String]) -> AdminResult<Vec<String>> {
     Ok(out)
 }
 
-fn patch(row: &mut AppRow, b: &AppBody) -> AdminResult<Vec<&'static str>> {
-    let mut changed = Vec::new();
-    if let Some(n) = &b.name {
-        rest::check_name("name", n)?;
-        row.app_name = n.clone();
-        changed.push("name");
+/// `retry` merged into the stored retry settings.
+fn retry(old: &Value, r: &RetryIn) -> AdminResult<Value> {
+    let mut cfg = old.as_object().cloned().unwrap_or_default();
+    if let Some(n) = r.max_retries {
+        cfg.insert(
+            "max_retries".into(),
+            json!(rest::check_range("retry.max_retries", n, 0, 10)?),
+        );
     }
-    if let Some(d) = &b.description {
-        row.description = d.clone();
-        changed.push("description");
+    if let Some(n) = r.backoff_ms {
+        cfg.insert(
+            "backoff_ms".into(),
+            json!(rest::check_range("retry.backoff_ms", n, 0, 60_000)?),
+        );
     }
-    if let Some(e) = b.enabled {
-        row.enabled = e;
-        changed.push("enabled");
-    }
-    if let Some(r) = &b.routing_rule {
-        let r = r.trim().replace('-', "_");
-        if !ROUTING_RULES.contains(&r.as_str()) {
-            return Err(AdminError::invalid(
-                "routing_rule",
-                format!("must be one of {}", ROUTING_RULES.join(", ")),
-            ));
-        }
-        row.routing_rule = r;
-        changed.push("routing_rule");
-    }
-    if let Some(t) = &b.targets {
-        row.targets = targets("targets", t)?;
-        changed.push("targets");
-    }
-    if let Some(t) = &b.fallback_chain {
-        row.fallback_chain = targets("fallback_chain", t)?;
-        changed.push("fallback_chain");
-    }
-    if let Some(r) = &b.retry {
-        let mut cfg = row.retry_config.as_object().cloned().unwrap_or_default();
-        if let Some(n) = r.max_retries {
-            cfg.insert(
-                "max_retries".into(),
-                json!(rest::check_range("retry.max_retries", n, 0, 10)?),
-            );
-        }
-        if let Some(n) = r.backoff_ms {
-            cfg.insert(
-                "backoff_ms".into(),
-                json!(rest::check_range("retry.backoff_ms", n, 0, 60_000)?),
-            );
-        }
-        row.retry_config = Value::Object(cfg);
-        changed.push("retry");
-    }
+    Ok(Value::Object(cfg))
+}
+
+/// The fields an app mapping body sets.
+fn apply(row: &mut AppRow, b: &AppBody) -> AdminResult<Changes> {
+    let mut c = Changes::default();
+    c.check("name", b.name.as_deref(), &mut row.app_name, |f, n| {
+        rest::check_name(f, n)?;
+        Ok(n.to_string())
+    })?;
+    c.copy("description", b.description.clone(), &mut row.description);
+    c.copy("enabled", b.enabled, &mut row.enabled);
+    c.check(
+        "routing_rule",
+        b.routing_rule.as_deref(),
+        &mut row.routing_rule,
+        |f, r| {
+            let r = r.trim().replace('-', "_");
+            if !ROUTING_RULES.contains(&r.as_str()) {
+                return Err(AdminError::invalid(
+                    f,
+                    format!("must be one of {}", ROUTING_RULES.join(", ")),
+                ));
+            }
+            Ok(r)
+        },
+    )?;
+    c.check("targets", b.targets.as_deref(), &mut row.targets, targets)?;
+    c.check(
+        "fallback_chain",
+        b.fallback_chain.as_deref(),
+        &mut row.fallback_chain,
+        targets,
+    )?;
+    let old = row.retry_config.clone();
+    c.check("retry", b.retry.as_ref(), &mut row.retry_config, |_, r| {
+        retry(&old, r)
+    })?;
     if row.app_name.is_empty() {
         return Err(AdminError::invalid("name", "this field is required"));
     }
-    Ok(changed)
+    Ok(c)
 }
 
 fn app_json(a: &AppRow) -> Value {
@@ -153,140 +148,113 @@ fn app_json(a: &AppRow) -> Value {
     })
 }
 
-async fn find(store: &Store, id: &str) -> AdminResult<AppRow> {
-    let mut tx = store.db.begin_read().await?;
-    let a = match ident(id) {
-        Ident::Id(n) => tx.app(n).await?,
-        Ident::Name(n) => tx.app_by_name(&n).await?,
-    };
-    tx.rollback().await?;
-    a.ok_or_else(|| AdminError::not_found(format!("no app mapping `{id}`")))
-}
+impl Table for AppRow {
+    const NOUN: &'static str = "app mapping";
 
-async fn list(
-    State(st): State<Arc<AppState>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let q = rest::query(&q, &["enabled", "name"])?;
-    let enabled = rest::bool_param(&q, "enabled")?;
-    let mut tx = store.db.begin_read().await?;
-    let apps = tx.apps().await?;
-    tx.rollback().await?;
-    let data: Vec<Value> = apps
-        .iter()
-        .filter(|a| enabled.is_none_or(|e| a.enabled == e))
-        .filter(|a| {
-            q.get("name")
-                .is_none_or(|n| a.app_name.contains(n.as_str()))
-        })
-        .map(app_json)
-        .collect();
-    let total = data.len();
-    Ok(Json(json!({"apps": data, "total": total})).into_response())
-}
-
-async fn read(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> AdminResult {
-    let store = rest::store(&st)?;
-    Ok(Json(app_json(&find(store, &id).await?)).into_response())
-}
-
-async fn create(
-    State(st): State<Arc<AppState>>,
-    who: Option<Extension<Actor>>,
-    raw: Bytes,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let b: AppBody = body(&raw)?;
-    let now = now_ms();
-    let mut row = AppRow {
-        id: 0,
-        app_name: String::new(),
-        description: String::new(),
-        enabled: true,
-        routing_rule: "priority".into(),
-        targets: Vec::new(),
-        fallback_chain: Vec::new(),
-        retry_config: json!({}),
-        created_at: now,
-        updated_at: now,
-    };
-    patch(&mut row, &b)?;
-    let mut w = begin(store).await?;
-    if w.tx.app_by_name(&row.app_name).await?.is_some() {
-        return Err(AdminError::conflict(
-            "name",
-            format!("an app mapping named `{}` exists", row.app_name),
-        ));
+    async fn all(tx: &mut Tx) -> Stored<Vec<AppRow>> {
+        tx.apps().await
     }
-    row.id = w.tx.insert_app(&row).await?;
-    commit(
-        w,
-        &st,
-        who,
-        "app.create",
-        &format!("app {} ({})", row.id, row.app_name),
-        &json!({}),
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(app_json(&row))).into_response())
+
+    async fn by_id(tx: &mut Tx, id: i64) -> Stored<Option<AppRow>> {
+        tx.app(id).await
+    }
+
+    async fn by_name(tx: &mut Tx, name: &str) -> Stored<Option<AppRow>> {
+        tx.app_by_name(name).await
+    }
 }
 
-async fn update(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    who: Option<Extension<Actor>>,
-    raw: Bytes,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let b: AppBody = body(&raw)?;
-    let current = find(store, &id).await?;
-    let mut row = current.clone();
-    let changed = patch(&mut row, &b)?;
-    row.updated_at = now_ms();
-    let mut w = begin(store).await?;
-    if row.app_name != current.app_name && w.tx.app_by_name(&row.app_name).await?.is_some() {
-        return Err(AdminError::conflict(
-            "name",
-            format!("an app mapping named `{}` exists", row.app_name),
-        ));
-    }
-    if !w.tx.update_app(&row).await? {
-        return Err(AdminError::not_found(format!("no app mapping `{id}`")));
-    }
-    commit(
-        w,
-        &st,
-        who,
-        "app.update",
-        &format!("app {} ({})", row.id, row.app_name),
-        &json!({ "changed": changed }),
-    )
-    .await?;
-    Ok(Json(app_json(&row)).into_response())
-}
+impl Resource for AppRow {
+    type Scope = ();
+    type Path = String;
+    type Body = AppBody;
+    type Children = ();
+    const KIND: &'static str = "app";
+    const LIST: &'static str = "apps";
 
-async fn remove(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    who: Option<Extension<Actor>>,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let row = find(store, &id).await?;
-    let mut w = begin(store).await?;
-    if !w.tx.delete_app(row.id).await? {
-        return Err(AdminError::not_found(format!("no app mapping `{id}`")));
+    fn id(&self) -> i64 {
+        self.id
     }
-    commit(
-        w,
-        &st,
-        who,
-        "app.delete",
-        &format!("app {} ({})", row.id, row.app_name),
-        &json!({}),
-    )
-    .await?;
-    Ok(Json(json!({"status": "deleted", "id": row.id})).into_response())
+
+    fn target(&self) -> String {
+        format!("app {} ({})", self.id, self.app_name)
+    }
+
+    fn missing(id: &String) -> AdminError {
+        AdminError::not_found(format!("no app mapping `{id}`"))
+    }
+
+    async fn list(st: &AppState, _: &(), q: &HashMap<String, String>) -> AdminResult<Vec<Value>> {
+        let store = rest::store(st)?;
+        let q = Filters::new(q, &["enabled", "name"])?;
+        let enabled = q.flag("enabled")?;
+        let apps = resource::rows::<AppRow>(store).await?;
+        Ok(apps
+            .iter()
+            .filter(|a| enabled.is_none_or(|e| a.enabled == e))
+            .filter(|a| q.get("name").is_none_or(|n| a.app_name.contains(n)))
+            .map(app_json)
+            .collect())
+    }
+
+    async fn find(_: &AppState, store: &Store, id: &String) -> AdminResult<AppRow> {
+        lookup(store, id).await?.ok_or_else(|| Self::missing(id))
+    }
+
+    async fn show(&self, _: &AppState, _: &Store) -> AdminResult<Value> {
+        Ok(app_json(self))
+    }
+
+    async fn create(_: &AppState, _: &Store, _: &(), b: &AppBody) -> AdminResult<(AppRow, ())> {
+        let now = now_ms();
+        let mut row = AppRow {
+            id: 0,
+            app_name: String::new(),
+            description: String::new(),
+            enabled: true,
+            routing_rule: "priority".into(),
+            targets: Vec::new(),
+            fallback_chain: Vec::new(),
+            retry_config: json!({}),
+            created_at: now,
+            updated_at: now,
+        };
+        apply(&mut row, b)?;
+        Ok((row, ()))
+    }
+
+    async fn patch(&mut self, _: &AppState, _: &Store, b: &AppBody) -> AdminResult<Changes> {
+        let changed = apply(self, b)?;
+        self.updated_at = now_ms();
+        Ok(changed)
+    }
+
+    async fn taken(&self, tx: &mut Tx, before: Option<&AppRow>) -> AdminResult<()> {
+        let before = before.map(|b| b.app_name.as_str());
+        name_free::<AppRow>(tx, &self.app_name, before, "an app mapping").await
+    }
+
+    async fn insert(&mut self, tx: &mut Tx, _: ()) -> AdminResult<Value> {
+        self.id = tx.insert_app(self).await?;
+        Ok(json!({}))
+    }
+
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        _: &Store,
+        _: &AppBody,
+        changed: Changes,
+    ) -> AdminResult<Option<Value>> {
+        Ok(tx
+            .update_app(self)
+            .await?
+            .then(|| json!({ "changed": changed })))
+    }
+
+    async fn delete(&self, tx: &mut Tx) -> AdminResult<Option<Value>> {
+        Ok(tx.delete_app(self.id).await?.then(|| json!({})))
+    }
 }
 
 async fn audit(
@@ -294,17 +262,9 @@ async fn audit(
     Query(q): Query<HashMap<String, String>>,
 ) -> AdminResult {
     let store = rest::store(&st)?;
-    let q = rest::query(&q, &["limit", "before"])?;
-    let num = |k: &str, d: i64| -> AdminResult<i64> {
-        match q.get(k) {
-            None => Ok(d),
-            Some(v) => v
-                .parse()
-                .map_err(|_| AdminError::invalid(format!("query.{k}"), "must be a number")),
-        }
-    };
-    let limit = rest::check_range("query.limit", num("limit", 100)?, 1, 1000)?;
-    let before = q.get("before").map(|_| num("before", 0)).transpose()?;
+    let q = Filters::new(&q, &["limit", "before"])?;
+    let limit = q.limit(100, 1000)?;
+    let before = q.number("before")?;
     let mut tx = store.db.begin_read().await?;
     let rows = tx.audit_log(limit, before).await?;
     tx.rollback().await?;

@@ -4,8 +4,10 @@
 
 pub mod apps;
 pub mod hotupdate;
+pub mod keys;
 pub mod models;
 pub mod providers;
+pub mod resource;
 pub mod rest;
 pub mod routing;
 pub mod usage;

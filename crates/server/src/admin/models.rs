@@ -10,20 +10,17 @@
 //! are served. `api_keys` come back masked; in an update, an item with an
 //! `id` and no `key` keeps that key, and the list replaces the model's keys.
 
-use super::providers::{key_json, key_usage_mode, new_key, patch_key, KeyBody};
-use super::rest::{
-    self, begin, body, check_range, commit, nullable, Actor, AdminError, AdminResult,
+use super::keys::{
+    all_with_keys, insert_keys, key_json, new_key, patch_key, with_keys, KeyBody, Owner,
 };
+use super::providers::key_usage_mode;
+use super::resource::{self, lookup, Changes, Filters, Resource, Stored, Table};
+use super::rest::{self, check_range, nullable, one_of, AdminError, AdminResult};
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
-use bytes::Bytes;
+use axum::Router;
 use llm_link_gateway::presets;
 use llm_link_store::rows::{KeyRow, ModelRow};
-use llm_link_store::{now_ms, rfc3339, Store};
+use llm_link_store::{now_ms, rfc3339, Store, Tx};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -31,17 +28,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/llm-models", get(list).post(create))
-        .route(
-            "/api/v1/llm-models/{id}",
-            get(read).put(update).patch(update).delete(remove),
-        )
+    resource::routes::<ModelRow>("/api/v1/llm-models", "/api/v1/llm-models/{id}")
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ModelBody {
+pub struct ModelBody {
     name: Option<String>,
     model_id: Option<String>,
     provider: Option<String>,
@@ -133,103 +125,85 @@ fn price(field: &str, v: Option<f64>) -> AdminResult<Option<f64>> {
 
 /// Applies a body to a record and validates the result. `has_keys`: the
 /// record will have keys of its own.
-fn patch(
-    st: &AppState,
-    row: &mut ModelRow,
-    b: &ModelBody,
-    has_keys: bool,
-) -> AdminResult<Vec<&'static str>> {
-    let mut changed = Vec::new();
-    if let Some(v) = &b.name {
-        row.name = text("name", v, 200)?;
-        changed.push("name");
-    }
-    if let Some(v) = &b.model_id {
-        row.model_id = text("model_id", v, 200)?;
-        changed.push("model_id");
-    }
-    if let Some(v) = &b.provider {
-        row.provider = text("provider", v, 100)?;
-        changed.push("provider");
-    }
-    if let Some(v) = &b.model_type {
-        row.model_type = text("type", v, 50)?;
-        changed.push("type");
-    }
-    if let Some(v) = &b.description {
-        row.description = v.clone();
-        changed.push("description");
-    }
-    if let Some(v) = &b.status {
-        if !STATUSES.contains(&v.as_str()) {
-            return Err(AdminError::invalid(
-                "status",
-                "must be enabled, disabled or inactive",
-            ));
-        }
-        row.status = v.clone();
-        changed.push("status");
-    }
-    if let Some(u) = &b.base_url {
-        row.base_url = match u.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-            None => None,
+fn apply(st: &AppState, row: &mut ModelRow, b: &ModelBody, has_keys: bool) -> AdminResult<Changes> {
+    let mut c = Changes::default();
+    c.check("name", b.name.as_deref(), &mut row.name, |f, v| {
+        text(f, v, 200)
+    })?;
+    c.check(
+        "model_id",
+        b.model_id.as_deref(),
+        &mut row.model_id,
+        |f, v| text(f, v, 200),
+    )?;
+    c.check(
+        "provider",
+        b.provider.as_deref(),
+        &mut row.provider,
+        |f, v| text(f, v, 100),
+    )?;
+    c.check(
+        "type",
+        b.model_type.as_deref(),
+        &mut row.model_type,
+        |f, v| text(f, v, 50),
+    )?;
+    c.copy("description", b.description.clone(), &mut row.description);
+    c.check("status", b.status.as_deref(), &mut row.status, |f, v| {
+        one_of(f, v, STATUSES, "must be enabled, disabled or inactive")
+    })?;
+    c.check(
+        "base_url",
+        b.base_url.as_ref(),
+        &mut row.base_url,
+        |f, u| match u.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            None => Ok(None),
             Some(u) => {
                 let u = llm_link_gateway::config::normalize_base_url(u)
-                    .map_err(|m| AdminError::invalid("base_url", m))?;
-                super::providers::check_not_self(st, "base_url", &u)?;
-                Some(u)
+                    .map_err(|m| AdminError::invalid(f, m))?;
+                super::providers::check_not_self(st, f, &u)?;
+                Ok(Some(u))
             }
-        };
-        changed.push("base_url");
-    }
-    if let Some(u) = &b.upstream_model {
-        row.upstream_model = u.clone().filter(|u| !u.trim().is_empty());
-        changed.push("upstream_model");
-    }
-    if let Some(v) = &b.auth_type {
-        if !AUTH_TYPES.contains(&v.as_str()) {
-            return Err(AdminError::invalid(
-                "auth_type",
-                "must be api_key, bearer or none",
-            ));
-        }
-        row.auth_type = v.clone();
-        changed.push("auth_type");
-    }
-    if let Some(v) = &b.key_usage_mode {
-        row.key_usage_mode = key_usage_mode("key_usage_mode", v)?;
-        changed.push("key_usage_mode");
-    }
-    if let Some(v) = b.supports_vision {
-        row.supports_vision = v;
-        changed.push("supports_vision");
-    }
-    if let Some(v) = b.supports_tools {
-        row.supports_tools = v;
-        changed.push("supports_tools");
-    }
+        },
+    )?;
+    c.copy(
+        "upstream_model",
+        b.upstream_model
+            .as_ref()
+            .map(|u| u.clone().filter(|u| !u.trim().is_empty())),
+        &mut row.upstream_model,
+    );
+    c.check(
+        "auth_type",
+        b.auth_type.as_deref(),
+        &mut row.auth_type,
+        |f, v| one_of(f, v, AUTH_TYPES, "must be api_key, bearer or none"),
+    )?;
+    c.check(
+        "key_usage_mode",
+        b.key_usage_mode.as_deref(),
+        &mut row.key_usage_mode,
+        key_usage_mode,
+    )?;
+    c.copy(
+        "supports_vision",
+        b.supports_vision,
+        &mut row.supports_vision,
+    );
+    c.copy("supports_tools", b.supports_tools, &mut row.supports_tools);
     for (name, v, slot) in [
-        ("max_tokens", &b.max_tokens, &mut row.max_tokens),
-        ("context_window", &b.context_window, &mut row.context_window),
-        ("rpm_limit", &b.rpm_limit, &mut row.rpm_limit),
-        ("tpm_limit", &b.tpm_limit, &mut row.tpm_limit),
+        ("max_tokens", b.max_tokens, &mut row.max_tokens),
+        ("context_window", b.context_window, &mut row.context_window),
+        ("rpm_limit", b.rpm_limit, &mut row.rpm_limit),
+        ("tpm_limit", b.tpm_limit, &mut row.tpm_limit),
     ] {
-        if let Some(v) = v {
-            *slot = match v {
-                None => None,
-                Some(n) => Some(check_range(name, *n, 1, i64::from(u32::MAX))?),
-            };
-            changed.push(name);
-        }
+        c.check(name, v, slot, |f, n| {
+            n.map(|n| check_range(f, n, 1, i64::from(u32::MAX)))
+                .transpose()
+        })?;
     }
-    if let Some(v) = b.input_price {
-        row.input_price = price("input_price", v)?;
-        changed.push("input_price");
-    }
-    if let Some(v) = b.output_price {
-        row.output_price = price("output_price", v)?;
-        changed.push("output_price");
-    }
+    c.check("input_price", b.input_price, &mut row.input_price, price)?;
+    c.check("output_price", b.output_price, &mut row.output_price, price)?;
     // The whole record must make sense.
     if row.name.is_empty() {
         return Err(AdminError::invalid("name", "this field is required"));
@@ -275,7 +249,7 @@ fn patch(
         }
         row.provider = p.kind.to_string();
     }
-    Ok(changed)
+    Ok(c)
 }
 
 fn model_json(st: &AppState, m: &ModelRow, keys: &[KeyRow]) -> Value {
@@ -313,75 +287,6 @@ fn model_json(st: &AppState, m: &ModelRow, keys: &[KeyRow]) -> Value {
     })
 }
 
-async fn find(store: &Store, id: &str) -> AdminResult<ModelRow> {
-    let n: i64 = id
-        .parse()
-        .map_err(|_| AdminError::not_found(format!("no model `{id}`")))?;
-    let mut tx = store.db.begin_read().await?;
-    let m = tx.model(n).await?;
-    tx.rollback().await?;
-    m.ok_or_else(|| AdminError::not_found(format!("no model {id}")))
-}
-
-async fn respond(st: &AppState, store: &Store, id: i64, status: StatusCode) -> AdminResult {
-    let mut tx = store.db.begin_read().await?;
-    let m = tx
-        .model(id)
-        .await?
-        .ok_or_else(|| AdminError::not_found(format!("no model {id}")))?;
-    let keys = tx.model_keys(id).await?;
-    tx.rollback().await?;
-    Ok((status, Json(model_json(st, &m, &keys))).into_response())
-}
-
-async fn list(
-    State(st): State<Arc<AppState>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let q = rest::query(&q, &["provider", "type", "status", "q"])?;
-    if let Some(s) = q.get("status") {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(AdminError::invalid(
-                "query.status",
-                "must be enabled, disabled or inactive",
-            ));
-        }
-    }
-    let mut tx = store.db.begin_read().await?;
-    let models = tx.models().await?;
-    let keys = tx.keys().await?;
-    tx.rollback().await?;
-    let needle = q.get("q").map(|s| s.to_lowercase());
-    let data: Vec<Value> = models
-        .iter()
-        .filter(|m| {
-            q.get("provider").is_none_or(|p| &m.provider == p)
-                && q.get("type").is_none_or(|t| &m.model_type == t)
-                && q.get("status").is_none_or(|s| &m.status == s)
-                && needle.as_ref().is_none_or(|n| {
-                    m.name.to_lowercase().contains(n) || m.model_id.to_lowercase().contains(n)
-                })
-        })
-        .map(|m| {
-            let ks: Vec<KeyRow> = keys
-                .iter()
-                .filter(|k| k.llm_model_id == Some(m.id))
-                .cloned()
-                .collect();
-            model_json(&st, m, &ks)
-        })
-        .collect();
-    let total = data.len();
-    Ok(Json(json!({"data": data, "total": total})).into_response())
-}
-
-async fn read(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> AdminResult {
-    let store = rest::store(&st)?;
-    let m = find(store, &id).await?;
-    respond(&st, store, m.id, StatusCode::OK).await
-}
-
 fn conflict_model_id(m: &ModelRow) -> AdminError {
     AdminError::conflict(
         "model_id",
@@ -392,159 +297,177 @@ fn conflict_model_id(m: &ModelRow) -> AdminError {
     )
 }
 
-async fn create(
-    State(st): State<Arc<AppState>>,
-    who: Option<Extension<Actor>>,
-    raw: Bytes,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let b: ModelBody = body(&raw)?;
-    let mut row = empty_row();
-    patch(
-        &st,
-        &mut row,
-        &b,
-        b.api_keys.as_ref().is_some_and(|k| !k.is_empty()),
-    )?;
-    let mut keys = Vec::new();
-    for (i, k) in b.api_keys.iter().flatten().enumerate() {
-        if k.id.is_some() {
-            return Err(AdminError::invalid(
-                format!("api_keys[{i}].id"),
-                "a new model has no keys to keep",
-            ));
-        }
-        keys.push(new_key(store, &format!("api_keys[{i}]."), k, None, None)?);
+impl Table for ModelRow {
+    const NOUN: &'static str = "model";
+
+    async fn all(tx: &mut Tx) -> Stored<Vec<ModelRow>> {
+        tx.models().await
     }
-    let mut w = begin(store).await?;
-    if w.tx
-        .models()
-        .await?
-        .iter()
-        .any(|m| m.provider == row.provider && m.model_id == row.model_id)
-    {
-        return Err(conflict_model_id(&row));
+
+    async fn by_id(tx: &mut Tx, id: i64) -> Stored<Option<ModelRow>> {
+        tx.model(id).await
     }
-    let id = w.tx.insert_model(&row).await?;
-    for k in &mut keys {
-        k.llm_model_id = Some(id);
-        k.id = w.tx.insert_key(k).await?;
-    }
-    commit(
-        w,
-        &st,
-        who,
-        "llm_model.create",
-        &format!("llm-model {id} ({}/{})", row.provider, row.model_id),
-        &json!({"api_keys": keys.iter().map(|k| &k.hint).collect::<Vec<_>>()}),
-    )
-    .await?;
-    respond(&st, store, id, StatusCode::CREATED).await
 }
 
-async fn update(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    who: Option<Extension<Actor>>,
-    raw: Bytes,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let b: ModelBody = body(&raw)?;
-    let current = find(store, &id).await?;
-    let mut row = current.clone();
-    let has_keys = match &b.api_keys {
-        Some(list) => !list.is_empty(),
-        None => {
-            let mut tx = store.db.begin_read().await?;
-            let n = tx.model_keys(current.id).await?.len();
-            tx.rollback().await?;
-            n > 0
-        }
-    };
-    let mut changed = patch(&st, &mut row, &b, has_keys)?;
-    row.updated_at = now_ms();
-    let mut w = begin(store).await?;
-    if (row.provider != current.provider || row.model_id != current.model_id)
-        && w.tx
-            .models()
-            .await?
+impl Resource for ModelRow {
+    type Scope = ();
+    type Path = String;
+    type Body = ModelBody;
+    type Children = Vec<KeyRow>;
+    const KIND: &'static str = "llm_model";
+    const LIST: &'static str = "data";
+
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn target(&self) -> String {
+        format!(
+            "llm-model {} ({}/{})",
+            self.id, self.provider, self.model_id
+        )
+    }
+
+    fn missing(id: &String) -> AdminError {
+        AdminError::not_found(format!("no model {id}"))
+    }
+
+    async fn list(st: &AppState, _: &(), q: &HashMap<String, String>) -> AdminResult<Vec<Value>> {
+        let store = rest::store(st)?;
+        let q = Filters::new(q, &["provider", "type", "status", "q"])?;
+        let status = q.one_of("status", STATUSES, "must be enabled, disabled or inactive")?;
+        let models = all_with_keys::<ModelRow>(store, Owner::Model).await?;
+        let needle = q.get("q").map(str::to_lowercase);
+        Ok(models
             .iter()
-            .any(|m| m.id != row.id && m.provider == row.provider && m.model_id == row.model_id)
-    {
-        return Err(conflict_model_id(&row));
+            .filter(|(m, _)| {
+                q.get("provider").is_none_or(|p| m.provider == p)
+                    && q.get("type").is_none_or(|t| m.model_type == t)
+                    && status.is_none_or(|s| m.status == s)
+                    && needle.as_ref().is_none_or(|n| {
+                        m.name.to_lowercase().contains(n) || m.model_id.to_lowercase().contains(n)
+                    })
+            })
+            .map(|(m, keys)| model_json(st, m, keys))
+            .collect())
     }
-    if !w.tx.update_model(&row).await? {
-        return Err(AdminError::not_found(format!("no model {id}")));
-    }
-    let mut hints = Vec::new();
-    if let Some(list) = &b.api_keys {
-        // The list replaces the model's keys; `{id}` items keep (and may update) a key.
-        let existing = w.tx.model_keys(row.id).await?;
-        let mut keep = Vec::new();
-        for (i, k) in list.iter().enumerate() {
-            let at = format!("api_keys[{i}].");
-            match k.id {
-                Some(kid) => {
-                    let mut old =
-                        existing
-                            .iter()
-                            .find(|e| e.id == kid)
-                            .cloned()
-                            .ok_or_else(|| {
-                                AdminError::invalid(
-                                    format!("{at}id"),
-                                    format!("this model has no key {kid}"),
-                                )
-                            })?;
-                    patch_key(store, &at, &mut old, k)?;
-                    w.tx.update_key(&old).await?;
-                    hints.push(old.hint.clone());
-                    keep.push(kid);
-                }
-                None => {
-                    let key = new_key(store, &at, k, None, Some(row.id))?;
-                    let kid = w.tx.insert_key(&key).await?;
-                    hints.push(key.hint.clone());
-                    keep.push(kid);
-                }
-            }
-        }
-        for e in existing.iter().filter(|e| !keep.contains(&e.id)) {
-            w.tx.delete_key(e.id).await?;
-        }
-        changed.push("api_keys");
-    }
-    commit(
-        w,
-        &st,
-        who,
-        "llm_model.update",
-        &format!("llm-model {} ({}/{})", row.id, row.provider, row.model_id),
-        &json!({"changed": changed, "api_keys": hints}),
-    )
-    .await?;
-    respond(&st, store, row.id, StatusCode::OK).await
-}
 
-async fn remove(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    who: Option<Extension<Actor>>,
-) -> AdminResult<Response> {
-    let store = rest::store(&st)?;
-    let row = find(store, &id).await?;
-    let mut w = begin(store).await?;
-    if !w.tx.delete_model(row.id).await? {
-        return Err(AdminError::not_found(format!("no model {id}")));
+    /// By id only: catalog records have no unique name.
+    async fn find(_: &AppState, store: &Store, id: &String) -> AdminResult<ModelRow> {
+        if id.parse::<i64>().is_err() {
+            return Err(AdminError::not_found(format!("no model `{id}`")));
+        }
+        lookup(store, id).await?.ok_or_else(|| Self::missing(id))
     }
-    commit(
-        w,
-        &st,
-        who,
-        "llm_model.delete",
-        &format!("llm-model {} ({}/{})", row.id, row.provider, row.model_id),
-        &json!({}),
-    )
-    .await?;
-    Ok(Json(json!({"status": "deleted", "id": row.id})).into_response())
+
+    async fn show(&self, st: &AppState, store: &Store) -> AdminResult<Value> {
+        let (m, keys) = with_keys::<ModelRow>(store, Owner::Model(self.id)).await?;
+        Ok(model_json(st, &m, &keys))
+    }
+
+    async fn create(
+        st: &AppState,
+        store: &Store,
+        _: &(),
+        b: &ModelBody,
+    ) -> AdminResult<(ModelRow, Vec<KeyRow>)> {
+        let mut row = empty_row();
+        let has_keys = b.api_keys.as_ref().is_some_and(|k| !k.is_empty());
+        apply(st, &mut row, b, has_keys)?;
+        let mut keys = Vec::new();
+        for (i, k) in b.api_keys.iter().flatten().enumerate() {
+            if k.id.is_some() {
+                return Err(AdminError::invalid(
+                    format!("api_keys[{i}].id"),
+                    "a new model has no keys to keep",
+                ));
+            }
+            keys.push(new_key(store, &format!("api_keys[{i}]."), k, None)?);
+        }
+        Ok((row, keys))
+    }
+
+    async fn patch(&mut self, st: &AppState, store: &Store, b: &ModelBody) -> AdminResult<Changes> {
+        let has_keys = match &b.api_keys {
+            Some(list) => !list.is_empty(),
+            None => !Owner::Model(self.id).read(store).await?.is_empty(),
+        };
+        let changed = apply(st, self, b, has_keys)?;
+        self.updated_at = now_ms();
+        Ok(changed)
+    }
+
+    /// One record per provider and model id.
+    async fn taken(&self, tx: &mut Tx, before: Option<&ModelRow>) -> AdminResult<()> {
+        let same = |m: &ModelRow| m.provider == self.provider && m.model_id == self.model_id;
+        if before.is_some_and(same) {
+            return Ok(());
+        }
+        let other = |m: &&ModelRow| before.is_none_or(|b| m.id != b.id);
+        if tx.models().await?.iter().filter(other).any(same) {
+            return Err(conflict_model_id(self));
+        }
+        Ok(())
+    }
+
+    async fn insert(&mut self, tx: &mut Tx, mut keys: Vec<KeyRow>) -> AdminResult<Value> {
+        self.id = tx.insert_model(self).await?;
+        let hints = insert_keys(tx, Owner::Model(self.id), &mut keys).await?;
+        Ok(json!({ "api_keys": hints }))
+    }
+
+    /// An `api_keys` list replaces the model's keys; `{id}` items keep (and
+    /// may update) a key.
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        store: &Store,
+        b: &ModelBody,
+        mut changed: Changes,
+    ) -> AdminResult<Option<Value>> {
+        if !tx.update_model(self).await? {
+            return Ok(None);
+        }
+        let mut hints = Vec::new();
+        if let Some(list) = &b.api_keys {
+            let existing = tx.model_keys(self.id).await?;
+            let mut keep = Vec::new();
+            for (i, k) in list.iter().enumerate() {
+                let at = format!("api_keys[{i}].");
+                let key =
+                    match k.id {
+                        Some(kid) => {
+                            let mut old =
+                                existing.iter().find(|e| e.id == kid).cloned().ok_or_else(
+                                    || {
+                                        AdminError::invalid(
+                                            format!("{at}id"),
+                                            format!("this model has no key {kid}"),
+                                        )
+                                    },
+                                )?;
+                            patch_key(store, &at, &mut old, k)?;
+                            tx.update_key(&old).await?;
+                            old
+                        }
+                        None => {
+                            let mut key = new_key(store, &at, k, Some(Owner::Model(self.id)))?;
+                            key.id = tx.insert_key(&key).await?;
+                            key
+                        }
+                    };
+                hints.push(key.hint);
+                keep.push(key.id);
+            }
+            for e in existing.iter().filter(|e| !keep.contains(&e.id)) {
+                tx.delete_key(e.id).await?;
+            }
+            changed.mark("api_keys");
+        }
+        Ok(Some(json!({"changed": changed, "api_keys": hints})))
+    }
+
+    async fn delete(&self, tx: &mut Tx) -> AdminResult<Option<Value>> {
+        Ok(tx.delete_model(self.id).await?.then(|| json!({})))
+    }
 }

@@ -6,23 +6,27 @@
 //! config file or on the command line are listed too (`"source": "file"`,
 //! `"cli"` or `"env"`) and are read-only here: edit the file instead.
 
+use super::keys::{
+    all_with_keys, insert_keys, key_json, new_key, patch_key, with_keys, KeyBody, Owner,
+    ProviderKey,
+};
+use super::resource::{self, masked, name_free, Changes, Filters, Ident, Resource, Stored, Table};
 use super::rest::{
-    self, begin, body, check_name, check_range, commit, duration_text, ident, nullable, Actor,
-    AdminError, AdminResult, DurationIn, Ident,
+    self, body, check_name, check_range, duration_text, nullable, AdminError, AdminResult,
+    DurationIn,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, State};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::routing::post;
+use axum::{Json, Router};
 use bytes::Bytes;
 use llm_link_gateway::config::catalog::DbLayer;
 use llm_link_gateway::config::{Config, Origin, ProviderConfig, Secret};
 use llm_link_gateway::presets;
 use llm_link_store::rows::{KeyRow, ModelSpecRow, ProviderRow};
-use llm_link_store::{now_ms, rfc3339, Store};
+use llm_link_store::{now_ms, rfc3339, Store, Tx};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,21 +38,12 @@ use std::time::{Duration, Instant};
 const TEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/providers", get(list).post(create))
-        .route(
-            "/api/providers/{id}",
-            get(read).put(update).patch(update).delete(remove),
-        )
+    resource::routes::<ProviderRow>("/api/providers", "/api/providers/{id}")
         .route("/api/providers/{id}/test", post(test))
-        .route("/api/providers/{id}/keys", get(list_keys).post(create_key))
-        .route(
+        .merge(resource::routes::<ProviderKey>(
+            "/api/providers/{id}/keys",
             "/api/providers/{id}/keys/{key_id}",
-            get(read_key)
-                .put(update_key)
-                .patch(update_key)
-                .delete(remove_key),
-        )
+        ))
 }
 
 // ---- bodies ---------------------------------------------------------------
@@ -91,7 +86,7 @@ struct LimitsIn {
 /// accepted and ignored so a GET result can be PUT back.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ProviderBody {
+pub struct ProviderBody {
     name: Option<String>,
     #[serde(alias = "type")]
     kind: Option<String>,
@@ -130,171 +125,6 @@ struct ProviderBody {
     created_at: Option<IgnoredAny>,
     #[allow(dead_code)]
     updated_at: Option<IgnoredAny>,
-}
-
-/// A key create/update body (also the items of a catalog model's `api_keys`).
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyBody {
-    /// The secret (write-only; responses show it masked).
-    #[serde(alias = "api_key")]
-    pub key: Option<String>,
-    /// An existing key's id (catalog `api_keys` lists keep keys by id).
-    pub id: Option<i64>,
-    pub label: Option<String>,
-    pub status: Option<String>,
-    pub weight: Option<i64>,
-    #[allow(dead_code)]
-    provider_id: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    llm_model_id: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    cooling_until: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    last_error: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    last_error_at: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    last_used_at: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    created_at: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    updated_at: Option<IgnoredAny>,
-}
-
-// ---- keys (shared with the model catalog) ---------------------------------
-
-const KEY_STATUSES: &[&str] = &["enabled", "disabled", "cooling"];
-/// How long a key set to `cooling` through the API rests.
-const API_COOLDOWN_MS: i64 = 60_000;
-
-/// Validates a new key's fields and encrypts it. `at` prefixes field names
-/// (`keys[0].`).
-pub fn new_key(
-    store: &Store,
-    at: &str,
-    b: &KeyBody,
-    provider_id: Option<i64>,
-    llm_model_id: Option<i64>,
-) -> AdminResult<KeyRow> {
-    let now = now_ms();
-    let secret = b
-        .key
-        .as_deref()
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| AdminError::invalid(format!("{at}key"), "the key is required"))?;
-    check_secret(&format!("{at}key"), secret)?;
-    let mut row = KeyRow {
-        id: 0,
-        provider_id,
-        llm_model_id,
-        label: String::new(),
-        secret: store
-            .key
-            .encrypt(secret)
-            .map_err(|_| AdminError::internal("cannot encrypt the key"))?,
-        hint: Secret::new(secret).masked(),
-        status: "enabled".into(),
-        weight: 1,
-        cooling_until: None,
-        last_error: None,
-        last_error_at: None,
-        last_used_at: None,
-        created_at: now,
-        updated_at: now,
-    };
-    patch_key(
-        store,
-        at,
-        &mut row,
-        &KeyBody {
-            key: None,
-            ..b.clone()
-        },
-    )?;
-    Ok(row)
-}
-
-/// Keys travel in HTTP headers: printable ASCII only (never echoed back).
-fn check_secret(field: &str, s: &str) -> AdminResult<()> {
-    if s.len() > 4096 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(AdminError::invalid(
-            field,
-            "must be at most 4096 printable ASCII characters, without spaces",
-        ));
-    }
-    Ok(())
-}
-
-/// Applies a key body to a row; returns the names of changed fields.
-pub fn patch_key(
-    store: &Store,
-    at: &str,
-    row: &mut KeyRow,
-    b: &KeyBody,
-) -> AdminResult<Vec<&'static str>> {
-    let mut changed = Vec::new();
-    if let Some(k) = b.key.as_deref().map(str::trim) {
-        if k.is_empty() {
-            return Err(AdminError::invalid(format!("{at}key"), "must not be empty"));
-        }
-        check_secret(&format!("{at}key"), k)?;
-        row.secret = store
-            .key
-            .encrypt(k)
-            .map_err(|_| AdminError::internal("cannot encrypt the key"))?;
-        row.hint = Secret::new(k).masked();
-        row.last_error = None;
-        row.last_error_at = None;
-        changed.push("key");
-    }
-    if let Some(l) = &b.label {
-        if l.len() > 200 {
-            return Err(AdminError::invalid(
-                format!("{at}label"),
-                "must be at most 200 characters",
-            ));
-        }
-        row.label = l.clone();
-        changed.push("label");
-    }
-    if let Some(s) = &b.status {
-        if !KEY_STATUSES.contains(&s.as_str()) {
-            return Err(AdminError::invalid(
-                format!("{at}status"),
-                "must be enabled, disabled or cooling",
-            ));
-        }
-        row.cooling_until = (s == "cooling").then(|| now_ms() + API_COOLDOWN_MS);
-        row.status = s.clone();
-        changed.push("status");
-    }
-    if let Some(w) = b.weight {
-        row.weight = check_range(&format!("{at}weight"), w, 0, 1_000_000)?;
-        changed.push("weight");
-    }
-    row.updated_at = now_ms();
-    Ok(changed)
-}
-
-/// A key as the API shows it: masked, never the secret.
-pub fn key_json(k: &KeyRow) -> Value {
-    json!({
-        "id": k.id,
-        "provider_id": k.provider_id,
-        "llm_model_id": k.llm_model_id,
-        "label": k.label,
-        "key": k.hint,
-        "status": k.status,
-        "weight": k.weight,
-        "cooling_until": k.cooling_until.map(rfc3339),
-        "last_error": k.last_error,
-        "last_error_at": k.last_error_at.map(rfc3339),
-        "last_used_at": k.last_used_at.map(rfc3339),
-        "created_at": rfc3339(k.created_at),
-        "updated_at": rfc3339(k.updated_at),
-    })
 }
 
 // ---- provider rows ---------------------------------------------------------
@@ -365,102 +195,127 @@ pub fn check_not_self(st: &AppState, field: &str, base_url: &str) -> AdminResult
     Ok(())
 }
 
+fn kind(field: &str, k: &str) -> AdminResult<String> {
+    let p = presets::find(k).ok_or_else(|| {
+        AdminError::invalid(
+            field,
+            format!(
+                "unknown provider kind `{k}`; known kinds: {}",
+                presets::kinds()
+            ),
+        )
+    })?;
+    if !p.supported {
+        return Err(AdminError::invalid(
+            field,
+            format!("provider kind `{}` is not supported by this build", p.kind),
+        ));
+    }
+    Ok(p.kind.to_string())
+}
+
+fn models(field: &str, models: &[ModelIn]) -> AdminResult<Vec<ModelSpecRow>> {
+    let mut out = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        let (id, upstream) = match m {
+            ModelIn::Id(id) => (id.clone(), None),
+            ModelIn::Full { id, upstream } => (id.clone(), upstream.clone()),
+        };
+        if id.trim().is_empty() || upstream.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            return Err(AdminError::invalid(
+                format!("{field}[{i}]"),
+                "model id must not be empty",
+            ));
+        }
+        out.push(ModelSpecRow {
+            upstream: upstream.filter(|u| u != &id),
+            id,
+        });
+    }
+    Ok(out)
+}
+
+/// Extra headers, checked and stored encrypted (none for `null` or `{}`).
+fn headers(store: &Store, h: Option<&BTreeMap<String, String>>) -> AdminResult<Option<String>> {
+    let Some(map) = h.filter(|m| !m.is_empty()) else {
+        return Ok(None);
+    };
+    for (k, v) in map {
+        if axum::http::HeaderName::from_bytes(k.as_bytes()).is_err()
+            || axum::http::HeaderValue::from_str(v).is_err()
+        {
+            return Err(AdminError::invalid(
+                format!("headers.{k}"),
+                "not a valid HTTP header",
+            ));
+        }
+    }
+    let text =
+        serde_json::to_string(map).map_err(|_| AdminError::internal("cannot encode headers"))?;
+    let ct = store
+        .key
+        .encrypt(&text)
+        .map_err(|_| AdminError::internal("cannot encrypt headers"))?;
+    Ok(Some(ct))
+}
+
 /// Applies a body to a row and validates the result; returns the changed
 /// field names (for the audit log).
-fn patch_provider(
+fn apply(
     st: &AppState,
     store: &Store,
     row: &mut ProviderRow,
     b: &ProviderBody,
-) -> AdminResult<Vec<&'static str>> {
-    let mut changed = Vec::new();
-    if let Some(n) = &b.name {
-        check_name("name", n)?;
-        row.name = n.clone();
-        changed.push("name");
-    }
-    if let Some(k) = &b.kind {
-        let p = presets::find(k).ok_or_else(|| {
-            AdminError::invalid(
-                "kind",
-                format!(
-                    "unknown provider kind `{k}`; known kinds: {}",
-                    presets::kinds()
-                ),
-            )
-        })?;
-        if !p.supported {
-            return Err(AdminError::invalid(
-                "kind",
-                format!("provider kind `{}` is not supported by this build", p.kind),
-            ));
-        }
-        row.kind = p.kind.to_string();
-        changed.push("kind");
-    }
-    if let Some(u) = &b.base_url {
-        row.base_url = match u.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-            None => None,
-            Some(u) => Some(
-                llm_link_gateway::config::normalize_base_url(u)
-                    .map_err(|m| AdminError::invalid("base_url", m))?,
-            ),
-        };
-        changed.push("base_url");
-    }
-    if let Some(d) = &b.description {
-        row.description = d.clone();
-        changed.push("description");
-    }
-    if let Some(e) = b.enabled {
-        row.enabled = e;
-        changed.push("enabled");
-    }
-    if let Some(p) = b.priority {
-        row.priority = check_range("priority", p, -1_000_000, 1_000_000)?;
-        changed.push("priority");
-    }
-    if let Some(w) = b.weight {
-        row.weight = check_range("weight", w, 0, 1_000_000)?;
-        changed.push("weight");
-    }
-    if let Some(models) = &b.models {
-        let mut out = Vec::new();
-        for (i, m) in models.iter().enumerate() {
-            let (id, upstream) = match m {
-                ModelIn::Id(id) => (id.clone(), None),
-                ModelIn::Full { id, upstream } => (id.clone(), upstream.clone()),
-            };
-            if id.trim().is_empty() || upstream.as_deref().is_some_and(|u| u.trim().is_empty()) {
-                return Err(AdminError::invalid(
-                    format!("models[{i}]"),
-                    "model id must not be empty",
-                ));
-            }
-            out.push(ModelSpecRow {
-                upstream: upstream.filter(|u| u != &id),
-                id,
-            });
-        }
-        row.models = out;
-        changed.push("models");
-    }
-    if let Some(d) = &b.default_model {
-        row.default_model = d.clone().filter(|d| !d.trim().is_empty());
-        changed.push("default_model");
-    }
-    if let Some(f) = b.forward_any_model {
-        row.forward_any_model = f;
-        changed.push("forward_any_model");
-    }
-    if let Some(p) = b.passthrough {
-        row.passthrough = p;
-        changed.push("passthrough");
-    }
-    if let Some(m) = &b.key_usage_mode {
-        row.key_usage_mode = key_usage_mode("key_usage_mode", m)?;
-        changed.push("key_usage_mode");
-    }
+) -> AdminResult<Changes> {
+    let mut c = Changes::default();
+    c.check("name", b.name.as_deref(), &mut row.name, |f, n| {
+        check_name(f, n)?;
+        Ok(n.to_string())
+    })?;
+    c.check("kind", b.kind.as_deref(), &mut row.kind, kind)?;
+    c.check(
+        "base_url",
+        b.base_url.as_ref(),
+        &mut row.base_url,
+        |f, u| {
+            u.as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(|u| {
+                    llm_link_gateway::config::normalize_base_url(u)
+                        .map_err(|m| AdminError::invalid(f, m))
+                })
+                .transpose()
+        },
+    )?;
+    c.copy("description", b.description.clone(), &mut row.description);
+    c.copy("enabled", b.enabled, &mut row.enabled);
+    c.check("priority", b.priority, &mut row.priority, |f, p| {
+        check_range(f, p, -1_000_000, 1_000_000)
+    })?;
+    c.check("weight", b.weight, &mut row.weight, |f, w| {
+        check_range(f, w, 0, 1_000_000)
+    })?;
+    c.check("models", b.models.as_deref(), &mut row.models, models)?;
+    c.copy(
+        "default_model",
+        b.default_model
+            .as_ref()
+            .map(|d| d.clone().filter(|d| !d.trim().is_empty())),
+        &mut row.default_model,
+    );
+    c.copy(
+        "forward_any_model",
+        b.forward_any_model,
+        &mut row.forward_any_model,
+    );
+    c.copy("passthrough", b.passthrough, &mut row.passthrough);
+    c.check(
+        "key_usage_mode",
+        b.key_usage_mode.as_deref(),
+        &mut row.key_usage_mode,
+        key_usage_mode,
+    )?;
     if let Some(t) = &b.timeouts {
         for (name, v, slot) in [
             ("timeouts.connect", &t.connect, &mut row.connect_timeout_ms),
@@ -472,60 +327,32 @@ fn patch_provider(
             ("timeouts.idle", &t.idle, &mut row.idle_timeout_ms),
         ] {
             if let Some(v) = v {
-                *slot = match v {
-                    None => None,
-                    Some(d) => Some(d.millis(name)?),
-                };
+                *slot = v.as_ref().map(|d| d.millis(name)).transpose()?;
             }
         }
-        changed.push("timeouts");
+        c.mark("timeouts");
     }
     if let Some(l) = &b.limits {
         for (name, v, slot) in [
             (
                 "limits.max_concurrency",
-                &l.max_concurrency,
+                l.max_concurrency,
                 &mut row.max_concurrency,
             ),
-            ("limits.rpm", &l.rpm, &mut row.rpm_limit),
-            ("limits.tpm", &l.tpm, &mut row.tpm_limit),
+            ("limits.rpm", l.rpm, &mut row.rpm_limit),
+            ("limits.tpm", l.tpm, &mut row.tpm_limit),
         ] {
             if let Some(v) = v {
-                *slot = match v {
-                    None => None,
-                    Some(n) => Some(check_range(name, *n, 1, i64::from(u32::MAX))?),
-                };
+                *slot = v
+                    .map(|n| check_range(name, n, 1, i64::from(u32::MAX)))
+                    .transpose()?;
             }
         }
-        changed.push("limits");
+        c.mark("limits");
     }
-    if let Some(h) = &b.headers {
-        row.headers = match h {
-            None => None,
-            Some(map) if map.is_empty() => None,
-            Some(map) => {
-                for (k, v) in map {
-                    if axum::http::HeaderName::from_bytes(k.as_bytes()).is_err()
-                        || axum::http::HeaderValue::from_str(v).is_err()
-                    {
-                        return Err(AdminError::invalid(
-                            format!("headers.{k}"),
-                            "not a valid HTTP header",
-                        ));
-                    }
-                }
-                let text = serde_json::to_string(map)
-                    .map_err(|_| AdminError::internal("cannot encode headers"))?;
-                Some(
-                    store
-                        .key
-                        .encrypt(&text)
-                        .map_err(|_| AdminError::internal("cannot encrypt headers"))?,
-                )
-            }
-        };
-        changed.push("headers");
-    }
+    c.check("headers", b.headers.as_ref(), &mut row.headers, |_, h| {
+        headers(store, h.as_ref())
+    })?;
     // The whole row must make sense now.
     check_name("name", &row.name)?;
     let preset = presets::find(&row.kind)
@@ -570,7 +397,7 @@ fn patch_provider(
             ),
         ));
     }
-    Ok(changed)
+    Ok(c)
 }
 
 fn source(o: Origin) -> &'static str {
@@ -590,11 +417,7 @@ fn headers_masked(store: &Store, ct: &Option<String>) -> Value {
         Ok(plain) => {
             let map: BTreeMap<String, String> =
                 serde_json::from_str(plain.expose()).unwrap_or_default();
-            Value::Object(
-                map.into_iter()
-                    .map(|(k, v)| (k, Value::String(Secret::new(v).masked())))
-                    .collect(),
-            )
+            masked(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         }
         Err(_) => json!({"(unreadable)": "****"}),
     }
@@ -695,7 +518,7 @@ fn base_json(composed: Option<&Config>, p: &ProviderConfig) -> Value {
         "key_usage_mode": p.meta.key_usage,
         "timeouts": timeouts_json(ms(p.timeouts.connect), ms(p.timeouts.first_byte), ms(p.timeouts.idle)),
         "limits": {"max_concurrency": p.meta.max_concurrency, "rpm": p.meta.rpm_limit, "tpm": p.meta.tpm_limit},
-        "headers": Value::Object(p.headers.iter().map(|(k, v)| (k.clone(), Value::String(Secret::new(v.clone()).masked()))).collect()),
+        "headers": masked(p.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         "keys": keys,
         "created_at": null,
         "updated_at": null,
@@ -707,28 +530,23 @@ enum Found {
     Base(ProviderConfig),
 }
 
+/// A database provider by id or name, else a file or command-line one by name.
 async fn find(st: &AppState, id: &str) -> AdminResult<Found> {
-    let store = st.store.as_ref();
-    if let Some(store) = store {
-        let mut tx = store.db.begin_read().await?;
-        let row = match ident(id) {
-            Ident::Id(n) => tx.provider(n).await?,
-            Ident::Name(n) => tx.provider_by_name(&n).await?,
-        };
-        tx.rollback().await?;
-        if let Some(r) = row {
+    if let Some(store) = &st.store {
+        if let Some(r) = resource::lookup::<ProviderRow>(store, id).await? {
             return Ok(Found::Db(r));
         }
     }
-    if let Ident::Name(n) = ident(id) {
+    if let Ident::Name(n) = resource::ident(id) {
         if let Some(p) = st.layers.base().providers.into_iter().find(|p| p.name == n) {
             return Ok(Found::Base(p));
         }
     }
-    Err(AdminError::not_found(format!("no provider `{id}`")))
+    Err(ProviderRow::missing(&id.to_string()))
 }
 
-async fn find_db(st: &AppState, id: &str) -> AdminResult<ProviderRow> {
+/// A database provider: one declared elsewhere is read-only here.
+pub async fn find_db(st: &AppState, id: &str) -> AdminResult<ProviderRow> {
     match find(st, id).await? {
         Found::Db(r) => Ok(r),
         Found::Base(p) => Err(AdminError::read_only(format!(
@@ -739,238 +557,201 @@ async fn find_db(st: &AppState, id: &str) -> AdminResult<ProviderRow> {
     }
 }
 
-// ---- handlers ----------------------------------------------------------------
+impl Table for ProviderRow {
+    const NOUN: &'static str = "provider";
 
-async fn list(
-    State(st): State<Arc<AppState>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> AdminResult {
-    let q = rest::query(&q, &["source", "kind", "type", "enabled", "name", "q"])?;
-    let enabled = rest::bool_param(&q, "enabled")?;
-    let kind = q.get("kind").or_else(|| q.get("type"));
-    let name = q
-        .get("name")
-        .or_else(|| q.get("q"))
-        .map(|s| s.to_lowercase());
-    let src = q.get("source").map(String::as_str);
-    if let Some(s) = src {
-        if !["database", "file", "cli", "env"].contains(&s) {
+    async fn all(tx: &mut Tx) -> Stored<Vec<ProviderRow>> {
+        tx.providers().await
+    }
+
+    async fn by_id(tx: &mut Tx, id: i64) -> Stored<Option<ProviderRow>> {
+        tx.provider(id).await
+    }
+
+    async fn by_name(tx: &mut Tx, name: &str) -> Stored<Option<ProviderRow>> {
+        tx.provider_by_name(name).await
+    }
+}
+
+impl Resource for ProviderRow {
+    type Scope = ();
+    type Path = String;
+    type Body = ProviderBody;
+    type Children = Vec<KeyRow>;
+    const KIND: &'static str = "provider";
+    const LIST: &'static str = "providers";
+
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn target(&self) -> String {
+        format!("provider {} ({})", self.id, self.name)
+    }
+
+    fn missing(id: &String) -> AdminError {
+        AdminError::not_found(format!("no provider `{id}`"))
+    }
+
+    /// File and command-line providers first, then the database's; works
+    /// without a database too.
+    async fn list(st: &AppState, _: &(), q: &HashMap<String, String>) -> AdminResult<Vec<Value>> {
+        let q = Filters::new(q, &["source", "kind", "type", "enabled", "name", "q"])?;
+        let enabled = q.flag("enabled")?;
+        let kind = q.get("kind").or_else(|| q.get("type"));
+        let name = q.get("name").or_else(|| q.get("q")).map(str::to_lowercase);
+        let src = q.one_of(
+            "source",
+            &["database", "file", "cli", "env"],
+            "must be database, file, cli or env",
+        )?;
+        let composed = st.layers.composed().ok();
+        let mut out: Vec<Value> = st
+            .layers
+            .base()
+            .providers
+            .iter()
+            .map(|p| base_json(composed.as_ref(), p))
+            .collect();
+        if let Some(store) = &st.store {
+            let rows = all_with_keys::<ProviderRow>(store, Owner::Provider).await?;
+            let db = st.layers.db();
+            out.extend(rows.iter().map(|(p, ks)| provider_json(&db, store, p, ks)));
+        }
+        out.retain(|v| {
+            src.is_none_or(|s| v["source"] == s)
+                && kind.is_none_or(|k| v["kind"] == k)
+                && enabled.is_none_or(|e| v["enabled"] == e)
+                && name.as_ref().is_none_or(|n| {
+                    v["name"]
+                        .as_str()
+                        .is_some_and(|x| x.to_lowercase().contains(n))
+                })
+        });
+        Ok(out)
+    }
+
+    async fn find(st: &AppState, _: &Store, id: &String) -> AdminResult<ProviderRow> {
+        find_db(st, id).await
+    }
+
+    /// A file or command-line provider reads without a database.
+    async fn read(st: &AppState, id: &String) -> AdminResult<Value> {
+        match find(st, id).await? {
+            Found::Base(p) => Ok(base_json(st.layers.composed().ok().as_ref(), &p)),
+            Found::Db(r) => r.show(st, rest::store(st)?).await,
+        }
+    }
+
+    async fn show(&self, st: &AppState, store: &Store) -> AdminResult<Value> {
+        let (row, keys) = with_keys::<ProviderRow>(store, Owner::Provider(self.id)).await?;
+        Ok(provider_json(&st.layers.db(), store, &row, &keys))
+    }
+
+    fn deleted(&self) -> Value {
+        json!({"status": "deleted", "id": self.id, "name": self.name})
+    }
+
+    /// `api_key` (one key) and `keys` are created with the provider.
+    async fn create(
+        st: &AppState,
+        store: &Store,
+        _: &(),
+        b: &ProviderBody,
+    ) -> AdminResult<(ProviderRow, Vec<KeyRow>)> {
+        if b.name.is_none() {
+            return Err(AdminError::invalid("name", "this field is required"));
+        }
+        if b.kind.is_none() {
+            return Err(AdminError::invalid("kind", "this field is required"));
+        }
+        let mut row = empty_row();
+        apply(st, store, &mut row, b)?;
+        let mut keys = Vec::new();
+        if let Some(k) = &b.api_key {
+            keys.push(new_key(store, "api_", &KeyBody::secret(k), None)?);
+        }
+        for (i, k) in b.keys.iter().flatten().enumerate() {
+            keys.push(new_key(store, &format!("keys[{i}]."), k, None)?);
+        }
+        Ok((row, keys))
+    }
+
+    fn updatable(b: &ProviderBody) -> AdminResult<()> {
+        if b.keys.is_some() {
             return Err(AdminError::invalid(
-                "query.source",
-                "must be database, file, cli or env",
+                "keys",
+                "manage keys under /api/providers/{id}/keys",
             ));
         }
+        Ok(())
     }
-    let mut out = Vec::new();
-    let composed = st.layers.composed().ok();
-    for p in st.layers.base().providers {
-        out.push(base_json(composed.as_ref(), &p));
+
+    async fn patch(
+        &mut self,
+        st: &AppState,
+        store: &Store,
+        b: &ProviderBody,
+    ) -> AdminResult<Changes> {
+        let changed = apply(st, store, self, b)?;
+        self.updated_at = now_ms();
+        Ok(changed)
     }
-    if let Some(store) = &st.store {
-        let mut tx = store.db.begin_read().await?;
-        let rows = tx.providers().await?;
-        let keys = tx.keys().await?;
-        tx.rollback().await?;
-        let db = st.layers.db();
-        for p in &rows {
-            let ks: Vec<KeyRow> = keys
-                .iter()
-                .filter(|k| k.provider_id == Some(p.id))
-                .cloned()
-                .collect();
-            out.push(provider_json(&db, store, p, &ks));
+
+    async fn taken(&self, tx: &mut Tx, before: Option<&ProviderRow>) -> AdminResult<()> {
+        let before = before.map(|b| b.name.as_str());
+        name_free::<ProviderRow>(tx, &self.name, before, "a provider").await
+    }
+
+    async fn insert(&mut self, tx: &mut Tx, mut keys: Vec<KeyRow>) -> AdminResult<Value> {
+        self.id = tx.insert_provider(self).await?;
+        let hints = insert_keys(tx, Owner::Provider(self.id), &mut keys).await?;
+        Ok(json!({"kind": self.kind, "keys": hints}))
+    }
+
+    /// `api_key` replaces the provider's only key (or adds one to none).
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        store: &Store,
+        b: &ProviderBody,
+        mut changed: Changes,
+    ) -> AdminResult<Option<Value>> {
+        if !tx.update_provider(self).await? {
+            return Ok(None);
         }
-    }
-    out.retain(|v| {
-        src.is_none_or(|s| v["source"] == s)
-            && kind.is_none_or(|k| v["kind"] == k.as_str())
-            && enabled.is_none_or(|e| v["enabled"] == e)
-            && name.as_ref().is_none_or(|n| {
-                v["name"]
-                    .as_str()
-                    .is_some_and(|x| x.to_lowercase().contains(n))
-            })
-    });
-    let total = out.len();
-    Ok(Json(json!({"providers": out, "total": total})).into_response())
-}
-
-async fn read(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> AdminResult {
-    match find(&st, &id).await? {
-        Found::Base(p) => {
-            Ok(Json(base_json(st.layers.composed().ok().as_ref(), &p)).into_response())
-        }
-        Found::Db(r) => {
-            let store = rest::store(&st)?;
-            let mut tx = store.db.begin_read().await?;
-            let keys = tx.provider_keys(r.id).await?;
-            tx.rollback().await?;
-            Ok(Json(provider_json(&st.layers.db(), store, &r, &keys)).into_response())
-        }
-    }
-}
-
-async fn respond(st: &AppState, store: &Store, id: i64, status: StatusCode) -> AdminResult {
-    let mut tx = store.db.begin_read().await?;
-    let row = tx
-        .provider(id)
-        .await?
-        .ok_or_else(|| AdminError::not_found(format!("no provider {id}")))?;
-    let keys = tx.provider_keys(id).await?;
-    tx.rollback().await?;
-    Ok((
-        status,
-        Json(provider_json(&st.layers.db(), store, &row, &keys)),
-    )
-        .into_response())
-}
-
-async fn create(
-    State(st): State<Arc<AppState>>,
-    who: Option<Extension<Actor>>,
-    raw: Bytes,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let b: ProviderBody = body(&raw)?;
-    if b.name.is_none() {
-        return Err(AdminError::invalid("name", "this field is required"));
-    }
-    if b.kind.is_none() {
-        return Err(AdminError::invalid("kind", "this field is required"));
-    }
-    let mut row = empty_row();
-    patch_provider(&st, store, &mut row, &b)?;
-    let mut keys = Vec::new();
-    if let Some(k) = &b.api_key {
-        keys.push(new_key(
-            store,
-            "api_",
-            &KeyBody {
-                key: Some(k.clone()),
-                ..KeyBody::default()
-            },
-            None,
-            None,
-        )?);
-    }
-    for (i, k) in b.keys.iter().flatten().enumerate() {
-        keys.push(new_key(store, &format!("keys[{i}]."), k, None, None)?);
-    }
-    let mut w = begin(store).await?;
-    if w.tx.provider_by_name(&row.name).await?.is_some() {
-        return Err(AdminError::conflict(
-            "name",
-            format!("a provider named `{}` exists", row.name),
-        ));
-    }
-    let id = w.tx.insert_provider(&row).await?;
-    for k in &mut keys {
-        k.provider_id = Some(id);
-        k.id = w.tx.insert_key(k).await?;
-    }
-    commit(
-        w,
-        &st,
-        who,
-        "provider.create",
-        &format!("provider {id} ({})", row.name),
-        &json!({"kind": row.kind, "keys": keys.iter().map(|k| &k.hint).collect::<Vec<_>>()}),
-    )
-    .await?;
-    respond(&st, store, id, StatusCode::CREATED).await
-}
-
-async fn update(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    who: Option<Extension<Actor>>,
-    raw: Bytes,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let b: ProviderBody = body(&raw)?;
-    if b.keys.is_some() {
-        return Err(AdminError::invalid(
-            "keys",
-            "manage keys under /api/providers/{id}/keys",
-        ));
-    }
-    let current = find_db(&st, &id).await?;
-    let mut row = current.clone();
-    let mut changed = patch_provider(&st, store, &mut row, &b)?;
-    row.updated_at = now_ms();
-    let mut w = begin(store).await?;
-    if row.name != current.name && w.tx.provider_by_name(&row.name).await?.is_some() {
-        return Err(AdminError::conflict(
-            "name",
-            format!("a provider named `{}` exists", row.name),
-        ));
-    }
-    if !w.tx.update_provider(&row).await? {
-        return Err(AdminError::not_found(format!("no provider `{id}`")));
-    }
-    if let Some(k) = &b.api_key {
-        let keys = w.tx.provider_keys(row.id).await?;
-        let kb = KeyBody {
-            key: Some(k.clone()),
-            ..KeyBody::default()
-        };
-        match keys.as_slice() {
-            [] => {
-                let key = new_key(store, "api_", &kb, Some(row.id), None)?;
-                w.tx.insert_key(&key).await?;
+        if let Some(k) = &b.api_key {
+            let kb = KeyBody::secret(k);
+            match Owner::Provider(self.id).keys(tx).await?.as_slice() {
+                [] => {
+                    let key = new_key(store, "api_", &kb, Some(Owner::Provider(self.id)))?;
+                    tx.insert_key(&key).await?;
+                }
+                [one] => {
+                    let mut one = one.clone();
+                    patch_key(store, "api_", &mut one, &kb)?;
+                    tx.update_key(&one).await?;
+                }
+                many => {
+                    return Err(AdminError::conflict(
+                        "api_key",
+                        format!(
+                            "provider `{}` has {} keys; change them under /api/providers/{}/keys",
+                            self.name,
+                            many.len(),
+                            self.id
+                        ),
+                    ))
+                }
             }
-            [one] => {
-                let mut one = one.clone();
-                patch_key(store, "api_", &mut one, &kb)?;
-                w.tx.update_key(&one).await?;
-            }
-            many => {
-                return Err(AdminError::conflict(
-                    "api_key",
-                    format!(
-                        "provider `{}` has {} keys; change them under /api/providers/{}/keys",
-                        row.name,
-                        many.len(),
-                        row.id
-                    ),
-                ))
-            }
+            changed.mark("api_key");
         }
-        changed.push("api_key");
+        Ok(Some(json!({ "changed": changed })))
     }
-    commit(
-        w,
-        &st,
-        who,
-        "provider.update",
-        &format!("provider {} ({})", row.id, row.name),
-        &json!({ "changed": changed }),
-    )
-    .await?;
-    respond(&st, store, row.id, StatusCode::OK).await
-}
 
-async fn remove(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    who: Option<Extension<Actor>>,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let row = find_db(&st, &id).await?;
-    let mut w = begin(store).await?;
-    if !w.tx.delete_provider(row.id).await? {
-        return Err(AdminError::not_found(format!("no provider `{id}`")));
+    async fn delete(&self, tx: &mut Tx) -> AdminResult<Option<Value>> {
+        Ok(tx.delete_provider(self.id).await?.then(|| json!({})))
     }
-    commit(
-        w,
-        &st,
-        who,
-        "provider.delete",
-        &format!("provider {} ({})", row.id, row.name),
-        &json!({}),
-    )
-    .await?;
-    Ok(Json(json!({"status": "deleted", "id": row.id, "name": row.name})).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -993,9 +774,7 @@ async fn test(State(st): State<Arc<AppState>>, Path(id): Path<String>, raw: Byte
         }
         Found::Db(row) => {
             let store = rest::store(&st)?;
-            let mut tx = store.db.begin_read().await?;
-            let keys = tx.provider_keys(row.id).await?;
-            tx.rollback().await?;
+            let keys = Owner::Provider(row.id).read(store).await?;
             let key = match b.key_id {
                 Some(k) => Some(keys.iter().find(|x| x.id == k).ok_or_else(|| {
                     AdminError::invalid("key_id", format!("provider `{}` has no key {k}", row.name))
@@ -1093,119 +872,4 @@ fn secrets_of(cfg: &ProviderConfig) -> Vec<Secret> {
         .collect();
     out.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
     out
-}
-
-// ---- keys --------------------------------------------------------------------
-
-async fn list_keys(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> AdminResult {
-    let store = rest::store(&st)?;
-    let row = find_db(&st, &id).await?;
-    let mut tx = store.db.begin_read().await?;
-    let keys = tx.provider_keys(row.id).await?;
-    tx.rollback().await?;
-    let total = keys.len();
-    Ok(
-        Json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>(), "total": total}))
-            .into_response(),
-    )
-}
-
-async fn key_of(store: &Store, provider: &ProviderRow, key_id: &str) -> AdminResult<KeyRow> {
-    let kid: i64 = key_id
-        .parse()
-        .map_err(|_| AdminError::not_found(format!("no key `{key_id}`")))?;
-    let mut tx = store.db.begin_read().await?;
-    let k = tx.key(kid).await?;
-    tx.rollback().await?;
-    k.filter(|k| k.provider_id == Some(provider.id))
-        .ok_or_else(|| {
-            AdminError::not_found(format!("provider `{}` has no key {key_id}", provider.name))
-        })
-}
-
-async fn read_key(
-    State(st): State<Arc<AppState>>,
-    Path((id, key_id)): Path<(String, String)>,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let row = find_db(&st, &id).await?;
-    Ok(Json(key_json(&key_of(store, &row, &key_id).await?)).into_response())
-}
-
-async fn create_key(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    who: Option<Extension<Actor>>,
-    raw: Bytes,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let b: KeyBody = body(&raw)?;
-    if b.id.is_some() {
-        return Err(AdminError::invalid("id", "ids are assigned by llm-link"));
-    }
-    let row = find_db(&st, &id).await?;
-    let mut key = new_key(store, "", &b, Some(row.id), None)?;
-    let mut w = begin(store).await?;
-    key.id = w.tx.insert_key(&key).await?;
-    commit(
-        w,
-        &st,
-        who,
-        "provider_key.create",
-        &format!("provider {} ({}) key {}", row.id, row.name, key.id),
-        &json!({"key": key.hint, "status": key.status}),
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(key_json(&key))).into_response())
-}
-
-async fn update_key(
-    State(st): State<Arc<AppState>>,
-    Path((id, key_id)): Path<(String, String)>,
-    who: Option<Extension<Actor>>,
-    raw: Bytes,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let b: KeyBody = body(&raw)?;
-    let row = find_db(&st, &id).await?;
-    let mut key = key_of(store, &row, &key_id).await?;
-    let changed = patch_key(store, "", &mut key, &b)?;
-    let mut w = begin(store).await?;
-    if !w.tx.update_key(&key).await? {
-        return Err(AdminError::not_found(format!("no key {key_id}")));
-    }
-    commit(
-        w,
-        &st,
-        who,
-        "provider_key.update",
-        &format!("provider {} ({}) key {}", row.id, row.name, key.id),
-        &json!({"changed": changed, "key": key.hint}),
-    )
-    .await?;
-    Ok(Json(key_json(&key)).into_response())
-}
-
-async fn remove_key(
-    State(st): State<Arc<AppState>>,
-    Path((id, key_id)): Path<(String, String)>,
-    who: Option<Extension<Actor>>,
-) -> AdminResult {
-    let store = rest::store(&st)?;
-    let row = find_db(&st, &id).await?;
-    let key = key_of(store, &row, &key_id).await?;
-    let mut w = begin(store).await?;
-    if !w.tx.delete_key(key.id).await? {
-        return Err(AdminError::not_found(format!("no key {key_id}")));
-    }
-    commit(
-        w,
-        &st,
-        who,
-        "provider_key.delete",
-        &format!("provider {} ({}) key {}", row.id, row.name, key.id),
-        &json!({"key": key.hint}),
-    )
-    .await?;
-    Ok(Json(json!({"status": "deleted", "id": key.id})).into_response())
 }

@@ -1,21 +1,22 @@
 //! Shared pieces of the admin API (`/api/providers`, `/api/apps`,
-//! `/api/v1/llm-models`, `/api/audit`): the admin-token guard, the error
-//! body `{"error":{"message","field","type"}}`, body and query parsing that
-//! name the bad field, and the write helper that audits, commits and swaps.
+//! `/api/v1/llm-models`, `/api/audit`, `/api/v1/llm/usage`): the
+//! admin-token guard, the error body `{"error":{"message","field","type"}}`,
+//! body parsing that names the bad field, and the field validators. The
+//! CRUD cycles themselves are in [`super::resource`].
 
-use crate::apply::{FinishError, Write};
+use crate::apply::FinishError;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use llm_link_gateway::auth::{self, presented_key};
 use llm_link_gateway::config::ConfigError;
 use llm_link_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -237,67 +238,26 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// Query parameters, rejecting any not in `known` (naming it).
-pub fn query(q: &HashMap<String, String>, known: &[&str]) -> AdminResult<HashMap<String, String>> {
-    for k in q.keys() {
-        if !known.contains(&k.as_str()) {
-            return Err(AdminError::invalid(
-                format!("query.{k}"),
-                format!("unknown filter; known: {}", known.join(", ")),
-            ));
-        }
-    }
-    Ok(q.clone())
-}
-
-pub fn bool_param(q: &HashMap<String, String>, name: &str) -> AdminResult<Option<bool>> {
-    match q.get(name).map(|v| v.to_ascii_lowercase()) {
-        None => Ok(None),
-        Some(v) if v == "true" || v == "1" => Ok(Some(true)),
-        Some(v) if v == "false" || v == "0" => Ok(Some(false)),
-        Some(_) => Err(AdminError::invalid(
-            format!("query.{name}"),
-            "must be true or false",
-        )),
-    }
-}
-
-/// `123` is a row id; anything else is a name.
-pub enum Ident {
-    Id(i64),
-    Name(String),
-}
-
-pub fn ident(s: &str) -> Ident {
-    match s.parse::<i64>() {
-        Ok(n) => Ident::Id(n),
-        Err(_) => Ident::Name(s.to_string()),
-    }
-}
-
 /// Who made a change, for the audit log.
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
 
-fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("x-admin-token").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if !v.is_empty() {
-            return Some(v);
+/// The headers that can carry the admin token, under the names the model
+/// endpoints read a client key from: `x-admin-token` takes the place of
+/// `x-api-key` (which is not an admin header), `Authorization: Bearer`
+/// stays. [`presented_key`] and [`auth::check`] then read them exactly as
+/// they read a client key.
+fn admin_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (from, to) in [
+        ("x-admin-token", "x-api-key"),
+        ("authorization", "authorization"),
+    ] {
+        if let Some(v) = headers.get(from) {
+            out.insert(to, v.clone());
         }
     }
-    let auth = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())?;
-    let (scheme, token) = auth.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    out
 }
 
 /// The admin token guard: `Authorization: Bearer <token>` or
@@ -316,14 +276,15 @@ pub async fn require_admin(
         )
         .into_response();
     }
-    let Some(given) = presented(req.headers()).map(str::to_string) else {
+    let headers = admin_headers(req.headers());
+    let Some(given) = presented_key(&headers).map(str::to_string) else {
         return AdminError::forbidden(
             "the admin API needs the admin token: send `Authorization: Bearer <token>` or `x-admin-token: <token>`",
         )
         .into_response();
     };
     let ok = match (&st.admin_token, hashed) {
-        (Some(t), _) => ct_eq(given.as_bytes(), t.expose().as_bytes()),
+        (Some(t), _) => auth::check(&headers, std::slice::from_ref(t)).is_ok(),
         (None, Some(store)) => {
             if store.admin.quick_check(&given) {
                 true
@@ -360,27 +321,6 @@ pub async fn require_admin(
 
 pub fn actor(req_actor: Option<axum::Extension<Actor>>) -> String {
     req_actor.map(|a| a.0 .0).unwrap_or_else(|| "admin".into())
-}
-
-/// Starts an admin write (apply lock + transaction, revision bumped).
-pub async fn begin(store: &Store) -> AdminResult<Write<'_>> {
-    Ok(Write::begin(store).await?)
-}
-
-/// Ends an admin write: records it in the audit log under the caller's
-/// name, then commits and applies it live (or rolls back if the result
-/// would not run).
-pub async fn commit(
-    mut w: Write<'_>,
-    st: &AppState,
-    who: Option<axum::Extension<Actor>>,
-    action: &str,
-    target: &str,
-    details: &serde_json::Value,
-) -> AdminResult<()> {
-    w.tx.audit(&actor(who), action, target, details).await?;
-    w.finish(st).await?;
-    Ok(())
 }
 
 /// `10s`, `1500ms`: the shortest exact form of a duration in milliseconds.
@@ -439,4 +379,12 @@ pub fn check_range(field: &str, v: i64, lo: i64, hi: i64) -> AdminResult<i64> {
         ));
     }
     Ok(v)
+}
+
+/// Refuses a value not in `allowed`, saying `message`.
+pub fn one_of(field: &str, v: &str, allowed: &[&str], message: &str) -> AdminResult<String> {
+    if !allowed.contains(&v) {
+        return Err(AdminError::invalid(field, message));
+    }
+    Ok(v.to_string())
 }

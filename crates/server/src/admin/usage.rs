@@ -6,6 +6,7 @@
 //! (rows or groups, 1–10000, default 100) and `group_by`
 //! (`model`, `provider`, `app`, `key` or `day`).
 
+use crate::admin::resource::Filters;
 use crate::admin::rest::{self, AdminError, AdminResult};
 use crate::state::AppState;
 use axum::extract::{Query, State};
@@ -30,7 +31,7 @@ async fn usage(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> AdminResult {
-    let q = rest::query(&q, KNOWN)?;
+    let q = Filters::new(&q, KNOWN)?;
     let text = |k: &str| -> AdminResult<Option<String>> {
         match q.get(k) {
             None => Ok(None),
@@ -38,7 +39,7 @@ async fn usage(
                 format!("query.{k}"),
                 "must not be empty",
             )),
-            Some(v) => Ok(Some(v.clone())),
+            Some(v) => Ok(Some(v.to_string())),
         }
     };
     let time = |k: &str| -> AdminResult<Option<i64>> {
