@@ -1,6 +1,7 @@
 //! Upstream providers: the [`Provider`] trait, one module per wire format,
 //! and the preset table of every kind.
 
+pub mod adapter;
 pub mod anthropic;
 pub mod client;
 pub mod h1;
