@@ -205,6 +205,150 @@ impl<W: WireFormat> Provider for Adapter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Origin, Secret, Timeouts};
+    use crate::presets;
+    use ::http::HeaderValue;
+    use llm_link_protocol::ir::EmbeddingInput;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn cfg(kind: &str, base_url: &str) -> ProviderConfig {
+        ProviderConfig {
+            name: "up".into(),
+            preset: presets::find(kind).unwrap(),
+            base_url: base_url.into(),
+            api_key: Some(Secret::new("sk-test-1234")),
+            models: vec![],
+            default_model: None,
+            forward_any_model: true,
+            passthrough: true,
+            timeouts: Timeouts::default(),
+            headers: vec![],
+            origin: Origin::File,
+            meta: Default::default(),
+        }
+    }
+
+    /// An upstream that answers one request with an empty JSON object and
+    /// hands back that request's head.
+    async fn one_request_upstream() -> (String, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let end = loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break end;
+                }
+                let n = sock.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the request ended inside its head");
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+            sock.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+            )
+            .await
+            .unwrap();
+            head
+        });
+        (base, task)
+    }
+
+    fn client_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
+        h.insert("x-client-only", HeaderValue::from_static("1"));
+        h
+    }
+
+    fn has_header(head: &str, name: &str) -> bool {
+        head.lines()
+            .any(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+    }
+
+    #[tokio::test]
+    async fn forward_copies_only_the_formats_request_option_headers() {
+        let (base, upstream) = one_request_upstream().await;
+        let p =
+            crate::providers::anthropic::AnthropicProvider::new(cfg("anthropic", &base)).unwrap();
+        let fwd = p
+            .forward(
+                Endpoint::Messages,
+                Bytes::from_static(b"{}"),
+                false,
+                &client_headers(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(fwd.status, 200);
+        let head = upstream.await.unwrap();
+        assert!(head.starts_with("POST /v1/messages "), "{head}");
+        assert!(head.contains("anthropic-beta: tools-2024"), "{head}");
+        assert!(has_header(&head, "x-api-key"), "{head}");
+        assert!(!has_header(&head, "x-client-only"), "{head}");
+
+        let (base, upstream) = one_request_upstream().await;
+        let p = crate::providers::openai::OpenAiProvider::new(cfg("openai", &base)).unwrap();
+        p.forward(
+            Endpoint::ChatCompletions,
+            Bytes::from_static(b"{}"),
+            false,
+            &client_headers(),
+        )
+        .await
+        .unwrap();
+        let head = upstream.await.unwrap();
+        assert!(head.starts_with("POST /v1/chat/completions "), "{head}");
+        assert!(!has_header(&head, "anthropic-beta"), "{head}");
+        assert!(!has_header(&head, "x-client-only"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn forward_refuses_another_formats_endpoint() {
+        // Refused before any connection is tried (nothing listens on port 9).
+        let p = crate::providers::ollama::OllamaProvider::new(cfg("ollama", "http://127.0.0.1:9"))
+            .unwrap();
+        let err = p
+            .forward(Endpoint::Messages, Bytes::new(), false, &HeaderMap::new())
+            .await
+            .err()
+            .unwrap();
+        match err {
+            ApiError::Internal(m) => {
+                assert_eq!(m, "Messages cannot be forwarded to an Ollama provider")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn anthropic_refuses_embeddings_without_calling_upstream() {
+        let p = crate::providers::anthropic::AnthropicProvider::new(cfg(
+            "anthropic",
+            "http://127.0.0.1:9",
+        ))
+        .unwrap();
+        let req = EmbeddingRequest {
+            model: "m".into(),
+            input: EmbeddingInput::Text(vec!["hi".into()]),
+            dimensions: None,
+            encoding_format: None,
+            user: None,
+            extra: Default::default(),
+        };
+        match p.embed(req).await.err().unwrap() {
+            ApiError::BadRequest { message, .. } => {
+                assert!(
+                    message.starts_with("provider `up` is Anthropic, which has no embeddings API"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn data_ids_lists_the_ids() {
