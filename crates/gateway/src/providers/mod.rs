@@ -1,6 +1,9 @@
-//! Upstream providers: the [`Provider`] trait, one module per wire format,
-//! and the preset table of every kind.
+//! Upstream providers: the [`Provider`] trait, its one implementation
+//! ([`adapter::Adapter`]) with the plumbing every upstream shares, one module
+//! per wire format with what differs, and [`build`], which picks the format
+//! a provider's preset names.
 
+pub mod adapter;
 pub mod anthropic;
 pub mod client;
 pub mod h1;

@@ -1,132 +1,69 @@
-//! The native Ollama adapter: `/api/chat` (JSON and NDJSON), `/api/generate`,
-//! `/api/embed`, `/api/tags`. No key unless one is configured (then Bearer,
-//! for Ollama behind an authenticating proxy).
+//! The native Ollama wire format: `/api/chat` (JSON and NDJSON),
+//! `/api/generate`, `/api/embed`, `/api/tags`. No key unless one is
+//! configured (then Bearer, for Ollama behind an authenticating proxy).
+//! [`super::adapter`] holds the plumbing every format shares.
 
-use super::http::{self, MAX_UPSTREAM_BODY};
-use super::{BoxFuture, Endpoint, EventStream, Forwarded, Provider};
+use super::adapter::{Adapter, WireFormat};
+use super::http::{self, Auth};
+use super::Endpoint;
 use crate::config::ProviderConfig;
 use crate::error::ApiError;
 use crate::presets::Wire;
-use ::http::HeaderMap;
-use bytes::Bytes;
 use llm_link_protocol::ir::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse};
+use llm_link_protocol::json::DecodeError;
 use llm_link_protocol::ollama::{self, stream::NdjsonDecoder};
+use serde_json::Value;
 
-pub struct OllamaProvider {
-    cfg: ProviderConfig,
-    client: super::http::Clients,
-    urls: http::Urls,
-}
+pub type OllamaProvider = Adapter<Ollama>;
 
-impl OllamaProvider {
-    pub fn new(cfg: ProviderConfig) -> Result<OllamaProvider, String> {
+pub struct Ollama;
+
+impl WireFormat for Ollama {
+    const WIRE: Wire = Wire::Ollama;
+    const NAME: &'static str = "Ollama";
+    const PATHS: &'static [&'static str] = &[
+        "/api/chat",
+        "/api/generate",
+        "/api/embed",
+        "/api/embeddings",
+        "/api/tags",
+    ];
+    const JOIN: fn(&str, &str) -> String = http::join_root;
+    const CHAT: Endpoint = Endpoint::OllamaChat;
+    const MODELS: &'static str = "/api/tags";
+    type Decoder = NdjsonDecoder;
+    type ModelsError = DecodeError;
+
+    fn auth(cfg: &ProviderConfig) -> Auth<'_> {
         // No key by default; one configured is sent as a Bearer token (for
         // an Ollama behind an authenticating proxy).
-        let auth = match &cfg.api_key {
-            Some(key) => http::Auth::Bearer(key.expose()),
-            None => http::Auth::None,
-        };
-        let (client, urls) = http::setup(
-            &cfg,
-            auth,
-            &[],
-            &[
-                "/api/chat",
-                "/api/generate",
-                "/api/embed",
-                "/api/embeddings",
-                "/api/tags",
-            ],
-            http::join_root,
-        )?;
-        Ok(OllamaProvider { cfg, client, urls })
+        match &cfg.api_key {
+            Some(key) => Auth::Bearer(key.expose()),
+            None => Auth::None,
+        }
     }
 
-    fn post(&self, endpoint: Endpoint, body: Bytes) -> Result<http::UpRequest, ApiError> {
-        Ok(http::UpRequest::new(::http::Method::POST, self.urls.get(endpoint.path())?).body(body))
-    }
-}
-
-impl Provider for OllamaProvider {
-    fn config(&self) -> &ProviderConfig {
-        &self.cfg
+    fn encode_chat(_cfg: &ProviderConfig, req: &ChatRequest) -> Result<Value, DecodeError> {
+        ollama::encode_chat_request(req)
     }
 
-    fn forward(
-        &self,
-        endpoint: Endpoint,
-        body: Bytes,
-        stream: bool,
-        _client_headers: &HeaderMap,
-    ) -> BoxFuture<'_, Result<Forwarded, ApiError>> {
-        let req = (endpoint.wire() == Wire::Ollama).then(|| self.post(endpoint, body));
-        Box::pin(async move {
-            match req {
-                Some(req) => http::forward(&self.cfg, &self.client, req?, stream).await,
-                None => Err(ApiError::Internal(format!(
-                    "{endpoint:?} cannot be forwarded to an Ollama provider"
-                ))),
-            }
-        })
+    fn decode_chat(body: &[u8]) -> Result<ChatResponse, DecodeError> {
+        ollama::decode_chat_response(body)
     }
 
-    fn chat(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, ApiError>> {
-        Box::pin(async move {
-            req.stream = false;
-            let body = super::json_bytes(&ollama::encode_chat_request(&req)?);
-            let resp = http::send(
-                &self.cfg,
-                &self.client,
-                self.post(Endpoint::OllamaChat, body)?,
-            )
-            .await?;
-            let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
-            ollama::decode_chat_response(&bytes)
-                .map_err(|e| http::malformed(&self.cfg, "response", e))
-        })
+    fn encode_embed(
+        _cfg: &ProviderConfig,
+        req: &EmbeddingRequest,
+    ) -> Result<(Endpoint, Value), ApiError> {
+        ollama::validate_embed_request(req)?;
+        Ok((Endpoint::OllamaEmbed, ollama::encode_embed_request(req)))
     }
 
-    fn chat_stream(&self, mut req: ChatRequest) -> BoxFuture<'_, Result<EventStream, ApiError>> {
-        Box::pin(async move {
-            req.stream = true;
-            let body = super::json_bytes(&ollama::encode_chat_request(&req)?);
-            let resp = http::send(
-                &self.cfg,
-                &self.client,
-                self.post(Endpoint::OllamaChat, body)?,
-            )
-            .await?;
-            Ok(super::stream::decode_events(
-                http::idle_stream(&self.cfg, resp),
-                NdjsonDecoder::new(),
-                self.cfg.name.clone(),
-            ))
-        })
+    fn decode_embed(body: &[u8]) -> Result<EmbeddingResponse, DecodeError> {
+        ollama::decode_embed_response(body)
     }
 
-    fn embed(&self, req: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse, ApiError>> {
-        Box::pin(async move {
-            ollama::validate_embed_request(&req)?;
-            let body = super::json_bytes(&ollama::encode_embed_request(&req));
-            let resp = http::send(
-                &self.cfg,
-                &self.client,
-                self.post(Endpoint::OllamaEmbed, body)?,
-            )
-            .await?;
-            let bytes = http::read_limited(&self.cfg, resp, MAX_UPSTREAM_BODY).await?;
-            ollama::decode_embed_response(&bytes)
-                .map_err(|e| http::malformed(&self.cfg, "embedding response", e))
-        })
-    }
-
-    fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ApiError>> {
-        Box::pin(async move {
-            let req = http::UpRequest::new(::http::Method::GET, self.urls.get("/api/tags")?);
-            let resp = http::send(&self.cfg, &self.client, req).await?;
-            let bytes = http::read_limited(&self.cfg, resp, 16 * 1024 * 1024).await?;
-            ollama::decode_tags_response(&bytes)
-                .map_err(|e| http::malformed(&self.cfg, "model list", e))
-        })
+    fn decode_models(body: &[u8]) -> Result<Vec<String>, DecodeError> {
+        ollama::decode_tags_response(body)
     }
 }

@@ -15,41 +15,29 @@ pub trait EventDecoder: Send + 'static {
     fn is_done(&self) -> bool;
 }
 
-impl EventDecoder for llm_link_protocol::openai::stream::ChunkDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        self.feed(bytes)
-    }
-    fn finish(&mut self) -> Result<Vec<StreamEvent>, DecodeError> {
-        self.finish()
-    }
-    fn is_done(&self) -> bool {
-        self.is_done()
-    }
+/// Implements [`EventDecoder`] for protocol decoders, whose inherent
+/// `feed`, `finish` and `is_done` already have the trait's signatures.
+macro_rules! event_decoder {
+    ($($decoder:ty),+ $(,)?) => {$(
+        impl EventDecoder for $decoder {
+            fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+                self.feed(bytes)
+            }
+            fn finish(&mut self) -> Result<Vec<StreamEvent>, DecodeError> {
+                self.finish()
+            }
+            fn is_done(&self) -> bool {
+                self.is_done()
+            }
+        }
+    )+};
 }
 
-impl EventDecoder for llm_link_protocol::anthropic::stream::StreamDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        self.feed(bytes)
-    }
-    fn finish(&mut self) -> Result<Vec<StreamEvent>, DecodeError> {
-        self.finish()
-    }
-    fn is_done(&self) -> bool {
-        self.is_done()
-    }
-}
-
-impl EventDecoder for llm_link_protocol::ollama::stream::NdjsonDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        self.feed(bytes)
-    }
-    fn finish(&mut self) -> Result<Vec<StreamEvent>, DecodeError> {
-        self.finish()
-    }
-    fn is_done(&self) -> bool {
-        self.is_done()
-    }
-}
+event_decoder!(
+    llm_link_protocol::openai::stream::ChunkDecoder,
+    llm_link_protocol::anthropic::stream::StreamDecoder,
+    llm_link_protocol::ollama::stream::NdjsonDecoder,
+);
 
 fn has_finish(ev: &StreamEvent) -> bool {
     matches!(ev, StreamEvent::Chunk(c) if c.choices.iter().any(|c| c.finish_reason.is_some()))
