@@ -2,7 +2,7 @@
 //! bounded in-memory queue (never waiting); one background task drains it
 //! and inserts rows in batches (up to [`MAX_BATCH`] rows per transaction,
 //! at least every [`FLUSH_EVERY`]). A full queue drops the row, counts it
-//! and warns (at most every [`WARN_EVERY`]); shutdown flushes everything
+//! and warns (at most every `WARN_EVERY`); shutdown flushes everything
 //! queued before the process exits.
 
 use crate::providers::BoxFuture;

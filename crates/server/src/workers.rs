@@ -27,7 +27,7 @@ struct Worker {
     done: tokio::sync::oneshot::Receiver<()>,
 }
 
-/// Serves `app` on `listener` with [`count`] worker threads until
+/// Serves `app` on `listener` with [`count`](llm_link_gateway::workers::count) worker threads until
 /// `shutdown` is cancelled and every open connection has finished its
 /// in-flight requests. Must be called from a tokio runtime (the acceptor
 /// runs there).
