@@ -51,13 +51,11 @@ impl TryFrom<String> for WireRole {
 /// `tool_calls[].function`. `arguments` is a JSON object on the wire;
 /// anything else is kept as given and dealt with by the codec.
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireFunctionCall {
     /// Position of the call (newer Ollama versions send it).
-    #[serde(default)]
     pub index: Option<u32>,
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub arguments: Value,
 }
 
@@ -111,74 +109,58 @@ pub struct WireTool {
 // ---- responses ----
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireResponseMessage {
-    #[serde(default)]
     pub role: Option<String>,
-    #[serde(default)]
     pub content: Option<String>,
-    #[serde(default)]
     pub thinking: Option<String>,
-    #[serde(default)]
     pub tool_calls: Option<Vec<WireToolCall>>,
 }
 
 /// A non-streamed `/api/chat` (or `/api/generate`) answer, and also one
 /// line of a streamed one.
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireChatResponse {
-    #[serde(default)]
     pub model: String,
-    #[serde(default)]
     pub created_at: Option<String>,
-    #[serde(default)]
     pub message: Option<WireResponseMessage>,
     /// `/api/generate` puts the text here instead of `message.content`.
-    #[serde(default)]
     pub response: Option<String>,
     /// `/api/generate` puts reasoning here.
-    #[serde(default)]
     pub thinking: Option<String>,
-    #[serde(default)]
     pub done: bool,
-    #[serde(default)]
     pub done_reason: Option<String>,
-    #[serde(default)]
     pub prompt_eval_count: Option<u64>,
-    #[serde(default)]
     pub eval_count: Option<u64>,
     /// An error reported in-band.
-    #[serde(default)]
     pub error: Option<Value>,
 }
 
 // ---- embeddings ----
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireEmbedResponse {
-    #[serde(default)]
     pub model: String,
     /// `/api/embed`.
-    #[serde(default)]
     pub embeddings: Option<Vec<Vec<f32>>>,
     /// Legacy `/api/embeddings`.
-    #[serde(default)]
     pub embedding: Option<Vec<f32>>,
-    #[serde(default)]
     pub prompt_eval_count: Option<u64>,
 }
 
 // ---- model listing ----
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireTagEntry {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireTags {
-    #[serde(default)]
     pub models: Vec<WireTagEntry>,
 }

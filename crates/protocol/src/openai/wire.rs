@@ -78,22 +78,23 @@ fn arguments_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default)]
 pub struct WireFunctionCall {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "arguments_text")]
+    #[serde(deserialize_with = "arguments_text")]
     pub arguments: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default)]
 pub struct WireToolCall {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub function: WireFunctionCall,
 }
 
@@ -158,121 +159,99 @@ pub struct WireJsonSchema {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireStreamOptions {
-    #[serde(default)]
     pub include_usage: Option<bool>,
 }
 
 // ---- responses ----
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default)]
 pub struct WirePromptDetails {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default)]
 pub struct WireCompletionDetails {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default)]
 pub struct WireUsage {
-    #[serde(default)]
     pub prompt_tokens: u64,
-    #[serde(default)]
     pub completion_tokens: u64,
-    #[serde(default)]
     pub total_tokens: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<WirePromptDetails>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<WireCompletionDetails>,
     /// DeepSeek reports cache hits here.
-    #[serde(default, skip_serializing)]
+    #[serde(skip_serializing)]
     pub prompt_cache_hit_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireResponseMessage {
-    #[serde(default)]
     pub content: Option<String>,
-    #[serde(default)]
     pub reasoning_content: Option<String>,
     /// Some hosts (OpenRouter, vLLM) call it `reasoning`.
-    #[serde(default)]
     pub reasoning: Option<String>,
-    #[serde(default)]
     pub tool_calls: Option<Vec<WireToolCall>>,
-    #[serde(default)]
     pub refusal: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireChoice {
-    #[serde(default)]
     pub index: u32,
-    #[serde(default)]
     pub message: WireResponseMessage,
-    #[serde(default)]
     pub finish_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireResponse {
-    #[serde(default)]
     pub id: String,
-    #[serde(default)]
     pub created: u64,
-    #[serde(default)]
     pub model: String,
-    #[serde(default)]
     pub choices: Vec<WireChoice>,
-    #[serde(default)]
     pub usage: Option<WireUsage>,
-    #[serde(default)]
     pub system_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireDelta {
-    #[serde(default)]
     pub role: Option<String>,
-    #[serde(default)]
     pub content: Option<String>,
-    #[serde(default)]
     pub reasoning_content: Option<String>,
-    #[serde(default)]
     pub reasoning: Option<String>,
-    #[serde(default)]
     pub tool_calls: Option<Vec<WireToolCall>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireChunkChoice {
-    #[serde(default)]
     pub index: u32,
-    #[serde(default)]
     pub delta: WireDelta,
-    #[serde(default)]
     pub finish_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireChunk {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub created: Option<u64>,
-    #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
     pub choices: Vec<WireChunkChoice>,
-    #[serde(default)]
     pub usage: Option<WireUsage>,
     /// An error reported in-band by the upstream.
-    #[serde(default)]
     pub error: Option<Value>,
 }
 
