@@ -257,14 +257,34 @@ pub struct WireChunk {
 
 // ---- embeddings ----
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum WireEmbeddingInput {
-    One(String),
-    Many(Vec<String>),
-    Tokens(Vec<u32>),
-    ManyTokens(Vec<Vec<u32>>),
+/// Declares an enum of the four shapes OpenAI takes for text to read: a
+/// string, strings, one token array or token arrays. A type per field rather
+/// than one shared type because serde names the type in the error a client
+/// gets for a bad value (`data did not match any variant of untagged enum
+/// WirePrompt`).
+macro_rules! text_or_tokens {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(untagged)]
+        pub enum $name {
+            One(String),
+            Many(Vec<String>),
+            Tokens(Vec<u32>),
+            ManyTokens(Vec<Vec<u32>>),
+        }
+    };
 }
+
+text_or_tokens!(
+    /// `input` of an embeddings request.
+    WireEmbeddingInput
+);
+
+text_or_tokens!(
+    /// `prompt` of a legacy completions request.
+    WirePrompt
+);
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct WireEmbeddingItem {
@@ -280,13 +300,4 @@ pub struct WireEmbeddingResponse {
     pub data: Vec<WireEmbeddingItem>,
     #[serde(default)]
     pub usage: Option<WireUsage>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum WirePrompt {
-    One(String),
-    Many(Vec<String>),
-    Tokens(Vec<u32>),
-    ManyTokens(Vec<Vec<u32>>),
 }
