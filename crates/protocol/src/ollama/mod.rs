@@ -23,6 +23,7 @@ pub mod wire;
 use crate::ir::*;
 use crate::json::{arguments_object, decode_field, ArgumentsError, DecodeError, RawObject};
 use crate::think::assistant_message;
+use crate::wire::tools_to_ir;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -381,36 +382,10 @@ fn decode_think(obj: &RawObject<'_>) -> Result<ReasoningOutput, DecodeError> {
 }
 
 fn decode_tools(obj: &RawObject<'_>) -> Result<Vec<Tool>, DecodeError> {
-    let Some(wire_tools) = obj.get::<Vec<WireTool>>("tools")? else {
-        return Ok(Vec::new());
-    };
-    let mut tools = Vec::with_capacity(wire_tools.len());
-    for (i, t) in wire_tools.into_iter().enumerate() {
-        if let Some(kind) = &t.kind {
-            if kind != "function" {
-                return Err(DecodeError::new(
-                    format!("tools[{i}].type"),
-                    format!("unsupported tool type `{kind}`; only `function` tools are supported"),
-                ));
-            }
-        }
-        if t.function.name.is_empty() {
-            return Err(DecodeError::new(
-                format!("tools[{i}].function.name"),
-                "must not be empty",
-            ));
-        }
-        tools.push(Tool {
-            name: t.function.name,
-            description: t.function.description,
-            parameters: t
-                .function
-                .parameters
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-            strict: None,
-        });
+    match obj.get::<Vec<WireTool>>("tools")? {
+        Some(wire_tools) => tools_to_ir(wire_tools),
+        None => Ok(Vec::new()),
     }
-    Ok(tools)
 }
 
 /// Fields kept for forwarding, without JSON nulls.

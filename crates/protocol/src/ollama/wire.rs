@@ -89,22 +89,11 @@ pub struct WireMessage {
     pub tool_call_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct WireFunctionDef {
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub parameters: Option<Value>,
-}
+// Ollama's tool definitions have no `strict` flag.
+crate::wire::wire_function_def!(#[serde(skip)]);
 
 /// A tool offered to the model (same shape as OpenAI's).
-#[derive(Debug, Clone, Deserialize)]
-pub struct WireTool {
-    #[serde(rename = "type", default)]
-    pub kind: Option<String>,
-    pub function: WireFunctionDef,
-}
+pub type WireTool = crate::wire::WireTool<WireFunctionDef>;
 
 // ---- responses ----
 

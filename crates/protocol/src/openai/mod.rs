@@ -10,6 +10,7 @@ pub mod wire;
 use crate::ir::*;
 use crate::json::{DecodeError, RawObject};
 use crate::think::assistant_message;
+use crate::wire::tools_to_ir;
 use serde_json::{json, Map, Value};
 use wire::*;
 
@@ -61,36 +62,10 @@ pub fn decode_chat_object(obj: &RawObject<'_>) -> Result<ChatRequest, DecodeErro
         messages.push(message_to_ir(i, m)?);
     }
 
-    let mut tools = Vec::new();
-    if let Some(wire_tools) = obj.get::<Vec<WireTool>>("tools")? {
-        for (i, t) in wire_tools.into_iter().enumerate() {
-            if let Some(kind) = &t.kind {
-                if kind != "function" {
-                    return Err(DecodeError::new(
-                        format!("tools[{i}].type"),
-                        format!(
-                            "unsupported tool type `{kind}`; only `function` tools are supported"
-                        ),
-                    ));
-                }
-            }
-            if t.function.name.is_empty() {
-                return Err(DecodeError::new(
-                    format!("tools[{i}].function.name"),
-                    "must not be empty",
-                ));
-            }
-            tools.push(Tool {
-                name: t.function.name,
-                description: t.function.description,
-                parameters: t
-                    .function
-                    .parameters
-                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                strict: t.function.strict,
-            });
-        }
-    }
+    let tools = match obj.get::<Vec<WireTool>>("tools")? {
+        Some(wire_tools) => tools_to_ir(wire_tools)?,
+        None => Vec::new(),
+    };
 
     let tool_choice = match obj.get::<WireToolChoice>("tool_choice")? {
         None => None,

@@ -98,23 +98,10 @@ pub struct WireToolCall {
     pub function: WireFunctionCall,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct WireTool {
-    #[serde(rename = "type", default)]
-    pub kind: Option<String>,
-    pub function: WireFunctionDef,
-}
+/// A tool offered to the model.
+pub type WireTool = crate::wire::WireTool<WireFunctionDef>;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct WireFunctionDef {
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub parameters: Option<Value>,
-    #[serde(default)]
-    pub strict: Option<bool>,
-}
+crate::wire::wire_function_def!(#[serde(default)]);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
