@@ -961,24 +961,7 @@ pub fn encode_chat_response(
     timings: Timings,
     reasoning: ReasoningOutput,
 ) -> Value {
-    let (message, reason) = first_choice(resp);
-    let (text, thinking) =
-        message.map_or((String::new(), None), |m| text_and_thinking(m, reasoning));
-    let mut m = Map::new();
-    m.insert("role".into(), json!("assistant"));
-    m.insert("content".into(), json!(text));
-    if let Some(t) = thinking {
-        m.insert("thinking".into(), json!(t));
-    }
-    if let Some(calls) = message.map(|m| &m.tool_calls).filter(|c| !c.is_empty()) {
-        m.insert("tool_calls".into(), tool_calls_to_wire(calls));
-    }
-    let mut o = Map::new();
-    o.insert("model".into(), json!(model));
-    o.insert("created_at".into(), json!(created_at));
-    o.insert("message".into(), Value::Object(m));
-    put_done(&mut o, reason, resp, timings);
-    Value::Object(o)
+    encode_answer(resp, model, created_at, timings, reasoning, false)
 }
 
 /// Encodes a non-streamed `/api/generate` answer: the text in `response`,
@@ -990,18 +973,52 @@ pub fn encode_generate_response(
     timings: Timings,
     reasoning: ReasoningOutput,
 ) -> Value {
+    encode_answer(resp, model, created_at, timings, reasoning, true)
+}
+
+/// A whole answer: with `generate` as `/api/generate` gives it (text and
+/// reasoning at the top, no tool calls), else as `/api/chat` does (in
+/// `message`).
+fn encode_answer(
+    resp: &ChatResponse,
+    model: &str,
+    created_at: &str,
+    timings: Timings,
+    reasoning: ReasoningOutput,
+    generate: bool,
+) -> Value {
     let (message, reason) = first_choice(resp);
     let (text, thinking) =
         message.map_or((String::new(), None), |m| text_and_thinking(m, reasoning));
-    let mut o = Map::new();
-    o.insert("model".into(), json!(model));
-    o.insert("created_at".into(), json!(created_at));
-    o.insert("response".into(), json!(text));
-    if let Some(t) = thinking {
-        o.insert("thinking".into(), json!(t));
+    let mut o = answer_head(model, created_at);
+    if generate {
+        o.insert("response".into(), json!(text));
+        if let Some(t) = thinking {
+            o.insert("thinking".into(), json!(t));
+        }
+    } else {
+        let mut m = Map::new();
+        m.insert("role".into(), json!("assistant"));
+        m.insert("content".into(), json!(text));
+        if let Some(t) = thinking {
+            m.insert("thinking".into(), json!(t));
+        }
+        if let Some(calls) = message.map(|m| &m.tool_calls).filter(|c| !c.is_empty()) {
+            m.insert("tool_calls".into(), tool_calls_to_wire(calls));
+        }
+        o.insert("message".into(), Value::Object(m));
     }
     put_done(&mut o, reason, resp, timings);
     Value::Object(o)
+}
+
+/// `model` and `created_at`, which open every answer object (whole or
+/// streamed).
+pub(crate) fn answer_head(model: &str, created_at: &str) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("model".into(), json!(model));
+    o.insert("created_at".into(), json!(created_at));
+    o
 }
 
 /// An error body in Ollama's shape.
