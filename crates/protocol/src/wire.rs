@@ -1,9 +1,11 @@
 //! Wire pieces that more than one format shares. Ollama copies OpenAI's
-//! tool definitions, so both decode `tools` with what is here.
+//! tool definitions and embeddings requests, so both codecs decode `tools`
+//! and start an embeddings request with what is here.
 
-use crate::ir::Tool;
+use crate::ir::{EmbeddingInput, EmbeddingRequest, Tool};
 use crate::json::DecodeError;
 use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
 /// A tool offered to the model, `{"type": "function", "function": {…}}`, as
 /// OpenAI defines it and Ollama copies it. `F` is the format's `function`
@@ -78,4 +80,24 @@ pub(crate) fn tools_to_ir<F: Into<Tool>>(wire: Vec<WireTool<F>>) -> Result<Vec<T
         tools.push(tool);
     }
     Ok(tools)
+}
+
+/// The opening of an embeddings request for an upstream: `model`, `input`
+/// (texts or token arrays, as given) and `dimensions` when set, which
+/// OpenAI's request and Ollama's `/api/embed` share. Each codec adds its own
+/// fields.
+pub(crate) fn embedding_request_head(req: &EmbeddingRequest) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("model".into(), json!(req.model));
+    o.insert(
+        "input".into(),
+        match &req.input {
+            EmbeddingInput::Text(v) => json!(v),
+            EmbeddingInput::Tokens(v) => json!(v),
+        },
+    );
+    if let Some(d) = req.dimensions {
+        o.insert("dimensions".into(), json!(d));
+    }
+    o
 }

@@ -23,7 +23,7 @@ pub mod wire;
 use crate::ir::*;
 use crate::json::{arguments_object, decode_field, ArgumentsError, DecodeError, RawObject};
 use crate::think::assistant_message;
-use crate::wire::tools_to_ir;
+use crate::wire::{embedding_request_head, tools_to_ir};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -1122,18 +1122,7 @@ pub fn validate_embed_request(req: &EmbeddingRequest) -> Result<(), DecodeError>
 /// them. Token-id input is passed as is (Ollama will refuse it); call
 /// [`validate_embed_request`] first to refuse it with a clear field.
 pub fn encode_embed_request(req: &EmbeddingRequest) -> Value {
-    let mut o = Map::new();
-    o.insert("model".into(), json!(req.model));
-    o.insert(
-        "input".into(),
-        match &req.input {
-            EmbeddingInput::Text(v) => json!(v),
-            EmbeddingInput::Tokens(v) => json!(v),
-        },
-    );
-    if let Some(d) = req.dimensions {
-        o.insert("dimensions".into(), json!(d));
-    }
+    let mut o = embedding_request_head(req);
     for key in ["truncate", "options", "keep_alive"] {
         if let Some(v) = req.extra.get(key).filter(|v| !v.is_null()) {
             o.insert(key.into(), v.clone());

@@ -10,7 +10,7 @@ pub mod wire;
 use crate::ir::*;
 use crate::json::{DecodeError, RawObject};
 use crate::think::assistant_message;
-use crate::wire::tools_to_ir;
+use crate::wire::{embedding_request_head, tools_to_ir};
 use serde_json::{json, Map, Value};
 use wire::*;
 
@@ -630,18 +630,7 @@ pub fn decode_embedding_request(body: &[u8]) -> Result<EmbeddingRequest, DecodeE
 }
 
 pub fn encode_embedding_request(req: &EmbeddingRequest) -> Value {
-    let mut o = Map::new();
-    o.insert("model".into(), json!(req.model));
-    o.insert(
-        "input".into(),
-        match &req.input {
-            EmbeddingInput::Text(v) => json!(v),
-            EmbeddingInput::Tokens(v) => json!(v),
-        },
-    );
-    if let Some(d) = req.dimensions {
-        o.insert("dimensions".into(), json!(d));
-    }
+    let mut o = embedding_request_head(req);
     if let Some(u) = &req.user {
         o.insert("user".into(), json!(u));
     }
