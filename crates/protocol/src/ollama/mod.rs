@@ -520,13 +520,7 @@ fn messages_to_ir(wire: Vec<WireMessage>) -> Result<Vec<Message>, DecodeError> {
 pub fn decode_chat_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let obj = RawObject::parse(body)?;
     let model = obj.require_model()?;
-    let wire_messages: Vec<WireMessage> = obj.require("messages")?;
-    if wire_messages.is_empty() {
-        return Err(DecodeError::new(
-            "messages",
-            "must contain at least one message",
-        ));
-    }
+    let wire_messages: Vec<WireMessage> = obj.require_messages()?;
     let messages = messages_to_ir(wire_messages)?;
     let tools = decode_tools(&obj)?;
     build_request(&obj, model, messages, tools, CHAT_FIELDS)

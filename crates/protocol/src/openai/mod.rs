@@ -50,13 +50,7 @@ pub fn decode_chat_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
 /// As [`decode_chat_request`], for an already parsed top level.
 pub fn decode_chat_object(obj: &RawObject<'_>) -> Result<ChatRequest, DecodeError> {
     let model = obj.require_model()?;
-    let wire_messages: Vec<WireMessage> = obj.require("messages")?;
-    if wire_messages.is_empty() {
-        return Err(DecodeError::new(
-            "messages",
-            "must contain at least one message",
-        ));
-    }
+    let wire_messages: Vec<WireMessage> = obj.require_messages()?;
     let mut messages = Vec::with_capacity(wire_messages.len());
     for (i, m) in wire_messages.into_iter().enumerate() {
         messages.push(message_to_ir(i, m)?);
