@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 /// A tool offered to the model, `{"type": "function", "function": {…}}`, as
 /// OpenAI defines it and Ollama copies it. `F` is the format's `function`
-/// object, declared by [`wire_function_def`].
+/// object, declared by `wire_function_def!`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WireTool<F> {
     #[serde(rename = "type", default)]
