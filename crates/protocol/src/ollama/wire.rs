@@ -97,32 +97,48 @@ pub type WireTool = crate::wire::WireTool<WireFunctionDef>;
 
 // ---- responses ----
 
+// A streamed answer decodes these two for every line, so each field has its
+// own default: one `#[serde(default)]` on the struct would build a whole
+// default value per line (measurably slower).
+
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
 pub struct WireResponseMessage {
+    #[serde(default)]
     pub role: Option<String>,
+    #[serde(default)]
     pub content: Option<String>,
+    #[serde(default)]
     pub thinking: Option<String>,
+    #[serde(default)]
     pub tool_calls: Option<Vec<WireToolCall>>,
 }
 
 /// A non-streamed `/api/chat` (or `/api/generate`) answer, and also one
 /// line of a streamed one.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
 pub struct WireChatResponse {
+    #[serde(default)]
     pub model: String,
+    #[serde(default)]
     pub created_at: Option<String>,
+    #[serde(default)]
     pub message: Option<WireResponseMessage>,
     /// `/api/generate` puts the text here instead of `message.content`.
+    #[serde(default)]
     pub response: Option<String>,
     /// `/api/generate` puts reasoning here.
+    #[serde(default)]
     pub thinking: Option<String>,
+    #[serde(default)]
     pub done: bool,
+    #[serde(default)]
     pub done_reason: Option<String>,
+    #[serde(default)]
     pub prompt_eval_count: Option<u64>,
+    #[serde(default)]
     pub eval_count: Option<u64>,
     /// An error reported in-band.
+    #[serde(default)]
     pub error: Option<Value>,
 }
 
