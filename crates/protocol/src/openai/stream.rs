@@ -121,13 +121,14 @@ impl SseEvents for ChunkEvents {
                 }),
                 content,
                 reasoning,
-                tool_calls: d
-                    .tool_calls
-                    .unwrap_or_default()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(pos, tc)| tool_delta(pos, tc))
-                    .collect(),
+                tool_calls: match d.tool_calls {
+                    Some(calls) => calls
+                        .into_iter()
+                        .enumerate()
+                        .map(|(pos, tc)| tool_delta(pos, tc))
+                        .collect(),
+                    None => Vec::new(),
+                },
                 finish_reason: c.finish_reason.as_deref().map(FinishReason::from_openai),
             });
         }
