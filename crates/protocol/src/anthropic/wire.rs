@@ -60,9 +60,9 @@ pub struct WireToolResultBlock {
     pub is_error: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct WireThinkingBlock {
+    #[serde(default)]
     pub thinking: String,
 }
 
@@ -96,9 +96,9 @@ pub struct WireToolChoice {
     pub disable_parallel_tool_use: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct WireMetadata {
+    #[serde(default)]
     pub user_id: Option<String>,
 }
 
@@ -209,8 +209,8 @@ pub enum WireDelta {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
 pub struct WireMessageDelta {
+    #[serde(default)]
     pub stop_reason: Option<String>,
 }
 

@@ -165,7 +165,7 @@ pub struct WireTagEntry {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
 pub struct WireTags {
+    #[serde(default)]
     pub models: Vec<WireTagEntry>,
 }

@@ -146,24 +146,22 @@ pub struct WireJsonSchema {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
 pub struct WireStreamOptions {
+    #[serde(default)]
     pub include_usage: Option<bool>,
 }
 
 // ---- responses ----
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
-#[serde(default)]
 pub struct WirePromptDetails {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
-#[serde(default)]
 pub struct WireCompletionDetails {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
 }
 
