@@ -212,6 +212,19 @@ impl<'a> RawObject<'a> {
         Ok(model)
     }
 
+    /// The required `messages` array of a chat request, which must hold at
+    /// least one message.
+    pub fn require_messages<T: DeserializeOwned>(&self) -> Result<Vec<T>, DecodeError> {
+        let messages: Vec<T> = self.require("messages")?;
+        if messages.is_empty() {
+            return Err(DecodeError::new(
+                "messages",
+                "must contain at least one message",
+            ));
+        }
+        Ok(messages)
+    }
+
     /// Every field not in `known`, as JSON values.
     pub fn rest(&self, known: &[&str]) -> Map<String, Value> {
         // Later values of a name given twice replace earlier ones.

@@ -12,6 +12,7 @@ pub mod passthrough;
 pub mod sse;
 pub mod think;
 pub mod usage;
+pub mod wire;
 
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -1,5 +1,7 @@
-//! Incremental Server-Sent Events parsing and writing.
+//! Incremental Server-Sent Events parsing, decoding and writing.
 
+use crate::ir::StreamEvent;
+use crate::json::DecodeError;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// One dispatched event.
@@ -115,6 +117,59 @@ impl Pending {
         let data = self.data.take();
         let event = self.event.take();
         data.map(|data| SseEvent { event, data })
+    }
+}
+
+/// What the events of one format's stream mean: [`SseDecoder`] parses the
+/// stream and hands each event to this.
+pub trait SseEvents: Default {
+    /// Decodes one event, pushing what it yields to `out`.
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError>;
+
+    /// After the last event: pushes what is still held back (by default
+    /// nothing).
+    fn finish(&mut self, _out: &mut Vec<StreamEvent>) {}
+
+    /// Whether the stream's end has been seen.
+    fn is_done(&self) -> bool;
+}
+
+/// Decodes an SSE stream from an upstream into [`StreamEvent`]s, the bytes
+/// split anywhere across [`feed`](Self::feed) calls; `E` decodes each event.
+#[derive(Debug, Default)]
+pub struct SseDecoder<E> {
+    sse: SseParser,
+    events: E,
+}
+
+impl<E: SseEvents> SseDecoder<E> {
+    pub fn new() -> SseDecoder<E> {
+        SseDecoder::default()
+    }
+
+    /// Whether the stream's end has been seen.
+    pub fn is_done(&self) -> bool {
+        self.events.is_done()
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+        let events = self.sse.feed(bytes).map_err(|e| DecodeError::body(e.0))?;
+        let mut out = Vec::with_capacity(events.len());
+        for ev in events {
+            self.events.event(&ev, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Ends the input: an unterminated last event still counts, then what
+    /// the format held back.
+    pub fn finish(&mut self) -> Result<Vec<StreamEvent>, DecodeError> {
+        let mut out = Vec::new();
+        if let Some(ev) = self.sse.finish() {
+            self.events.event(&ev, &mut out)?;
+        }
+        self.events.finish(&mut out);
+        Ok(out)
     }
 }
 

@@ -107,13 +107,7 @@ pub fn decode_request_object(
             messages.push(Message::text(Role::System, text));
         }
     }
-    let wire_messages: Vec<WireMessage> = obj.require("messages")?;
-    if wire_messages.is_empty() {
-        return Err(DecodeError::new(
-            "messages",
-            "must contain at least one message",
-        ));
-    }
+    let wire_messages: Vec<WireMessage> = obj.require_messages()?;
     for (i, m) in wire_messages.into_iter().enumerate() {
         message_to_ir(i, m, &mut messages)?;
     }

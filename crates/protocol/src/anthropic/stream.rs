@@ -10,7 +10,7 @@ use super::wire::*;
 use super::{finish_reason_from_stop_reason, message_id, stop_reason_for, usage_from_wire};
 use crate::ir::*;
 use crate::json::DecodeError;
-use crate::sse::{named_event, SseParser};
+use crate::sse::{named_event, SseDecoder, SseEvent, SseEvents};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -39,9 +39,12 @@ enum BlockKind {
 ///   nothing.
 ///
 /// Works with and without `event:` lines (the JSON `type` decides).
+pub type StreamDecoder = SseDecoder<MessageEvents>;
+
+/// What the events of a [`StreamDecoder`]'s stream mean, and its state
+/// between them.
 #[derive(Debug, Default)]
-pub struct StreamDecoder {
-    sse: SseParser,
+pub struct MessageEvents {
     id: Option<String>,
     model: Option<String>,
     blocks: HashMap<u32, BlockKind>,
@@ -50,34 +53,7 @@ pub struct StreamDecoder {
     done: bool,
 }
 
-impl StreamDecoder {
-    pub fn new() -> StreamDecoder {
-        StreamDecoder::default()
-    }
-
-    /// Whether `message_stop` has been seen.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let events = self.sse.feed(bytes).map_err(|e| DecodeError::body(e.0))?;
-        let mut out = Vec::with_capacity(events.len());
-        for ev in events {
-            self.event(ev.event.as_deref(), &ev.data, &mut out)?;
-        }
-        Ok(out)
-    }
-
-    /// Ends the input; an unterminated last event still counts.
-    pub fn finish(&mut self) -> Result<Vec<StreamEvent>, DecodeError> {
-        let mut out = Vec::new();
-        if let Some(ev) = self.sse.finish() {
-            self.event(ev.event.as_deref(), &ev.data, &mut out)?;
-        }
-        Ok(out)
-    }
-
+impl MessageEvents {
     fn chunk(&self, delta: ChoiceDelta, usage: Option<Usage>) -> StreamEvent {
         StreamEvent::Chunk(ChatChunk {
             id: self.id.clone(),
@@ -87,14 +63,16 @@ impl StreamDecoder {
             usage,
         })
     }
+}
 
-    fn event(
-        &mut self,
-        name: Option<&str>,
-        data: &str,
-        out: &mut Vec<StreamEvent>,
-    ) -> Result<(), DecodeError> {
-        let data = data.trim();
+impl SseEvents for MessageEvents {
+    /// Whether `message_stop` has been seen.
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
+        let (name, data) = (ev.event.as_deref(), ev.data.trim());
         if data.is_empty() {
             return Ok(());
         }

@@ -107,14 +107,11 @@ pub struct WireMetadata {
 /// `usage` of a message, of `message_start` and (all optional, cumulative)
 /// of `message_delta`.
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(default)]
 pub struct WireUsage {
-    #[serde(default)]
     pub input_tokens: Option<u64>,
-    #[serde(default)]
     pub output_tokens: Option<u64>,
-    #[serde(default)]
     pub cache_creation_input_tokens: Option<u64>,
-    #[serde(default)]
     pub cache_read_input_tokens: Option<u64>,
 }
 
@@ -159,42 +156,35 @@ pub enum WireResponseBlock {
     Other,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireResponse {
-    #[serde(default)]
     pub id: String,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub model: String,
-    #[serde(default)]
     pub content: Vec<WireResponseBlock>,
-    #[serde(default)]
     pub stop_reason: Option<String>,
-    #[serde(default)]
     pub usage: Option<WireUsage>,
     /// Present when the body is an error (`"type": "error"`).
-    #[serde(default)]
     pub error: Option<WireError>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireError {
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
     pub message: String,
 }
 
 // ---- streams ----
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireStreamMessage {
-    #[serde(default)]
     pub id: String,
-    #[serde(default)]
     pub model: String,
-    #[serde(default)]
     pub usage: Option<WireUsage>,
 }
 

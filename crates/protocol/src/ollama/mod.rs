@@ -23,6 +23,7 @@ pub mod wire;
 use crate::ir::*;
 use crate::json::{arguments_object, decode_field, ArgumentsError, DecodeError, RawObject};
 use crate::think::assistant_message;
+use crate::wire::{embedding_request_head, tools_to_ir};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -381,36 +382,10 @@ fn decode_think(obj: &RawObject<'_>) -> Result<ReasoningOutput, DecodeError> {
 }
 
 fn decode_tools(obj: &RawObject<'_>) -> Result<Vec<Tool>, DecodeError> {
-    let Some(wire_tools) = obj.get::<Vec<WireTool>>("tools")? else {
-        return Ok(Vec::new());
-    };
-    let mut tools = Vec::with_capacity(wire_tools.len());
-    for (i, t) in wire_tools.into_iter().enumerate() {
-        if let Some(kind) = &t.kind {
-            if kind != "function" {
-                return Err(DecodeError::new(
-                    format!("tools[{i}].type"),
-                    format!("unsupported tool type `{kind}`; only `function` tools are supported"),
-                ));
-            }
-        }
-        if t.function.name.is_empty() {
-            return Err(DecodeError::new(
-                format!("tools[{i}].function.name"),
-                "must not be empty",
-            ));
-        }
-        tools.push(Tool {
-            name: t.function.name,
-            description: t.function.description,
-            parameters: t
-                .function
-                .parameters
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-            strict: None,
-        });
+    match obj.get::<Vec<WireTool>>("tools")? {
+        Some(wire_tools) => tools_to_ir(wire_tools),
+        None => Ok(Vec::new()),
     }
-    Ok(tools)
 }
 
 /// Fields kept for forwarding, without JSON nulls.
@@ -545,13 +520,7 @@ fn messages_to_ir(wire: Vec<WireMessage>) -> Result<Vec<Message>, DecodeError> {
 pub fn decode_chat_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let obj = RawObject::parse(body)?;
     let model = obj.require_model()?;
-    let wire_messages: Vec<WireMessage> = obj.require("messages")?;
-    if wire_messages.is_empty() {
-        return Err(DecodeError::new(
-            "messages",
-            "must contain at least one message",
-        ));
-    }
+    let wire_messages: Vec<WireMessage> = obj.require_messages()?;
     let messages = messages_to_ir(wire_messages)?;
     let tools = decode_tools(&obj)?;
     build_request(&obj, model, messages, tools, CHAT_FIELDS)
@@ -986,24 +955,7 @@ pub fn encode_chat_response(
     timings: Timings,
     reasoning: ReasoningOutput,
 ) -> Value {
-    let (message, reason) = first_choice(resp);
-    let (text, thinking) =
-        message.map_or((String::new(), None), |m| text_and_thinking(m, reasoning));
-    let mut m = Map::new();
-    m.insert("role".into(), json!("assistant"));
-    m.insert("content".into(), json!(text));
-    if let Some(t) = thinking {
-        m.insert("thinking".into(), json!(t));
-    }
-    if let Some(calls) = message.map(|m| &m.tool_calls).filter(|c| !c.is_empty()) {
-        m.insert("tool_calls".into(), tool_calls_to_wire(calls));
-    }
-    let mut o = Map::new();
-    o.insert("model".into(), json!(model));
-    o.insert("created_at".into(), json!(created_at));
-    o.insert("message".into(), Value::Object(m));
-    put_done(&mut o, reason, resp, timings);
-    Value::Object(o)
+    encode_answer(resp, model, created_at, timings, reasoning, false)
 }
 
 /// Encodes a non-streamed `/api/generate` answer: the text in `response`,
@@ -1015,18 +967,52 @@ pub fn encode_generate_response(
     timings: Timings,
     reasoning: ReasoningOutput,
 ) -> Value {
+    encode_answer(resp, model, created_at, timings, reasoning, true)
+}
+
+/// A whole answer: with `generate` as `/api/generate` gives it (text and
+/// reasoning at the top, no tool calls), else as `/api/chat` does (in
+/// `message`).
+fn encode_answer(
+    resp: &ChatResponse,
+    model: &str,
+    created_at: &str,
+    timings: Timings,
+    reasoning: ReasoningOutput,
+    generate: bool,
+) -> Value {
     let (message, reason) = first_choice(resp);
     let (text, thinking) =
         message.map_or((String::new(), None), |m| text_and_thinking(m, reasoning));
-    let mut o = Map::new();
-    o.insert("model".into(), json!(model));
-    o.insert("created_at".into(), json!(created_at));
-    o.insert("response".into(), json!(text));
-    if let Some(t) = thinking {
-        o.insert("thinking".into(), json!(t));
+    let mut o = answer_head(model, created_at);
+    if generate {
+        o.insert("response".into(), json!(text));
+        if let Some(t) = thinking {
+            o.insert("thinking".into(), json!(t));
+        }
+    } else {
+        let mut m = Map::new();
+        m.insert("role".into(), json!("assistant"));
+        m.insert("content".into(), json!(text));
+        if let Some(t) = thinking {
+            m.insert("thinking".into(), json!(t));
+        }
+        if let Some(calls) = message.map(|m| &m.tool_calls).filter(|c| !c.is_empty()) {
+            m.insert("tool_calls".into(), tool_calls_to_wire(calls));
+        }
+        o.insert("message".into(), Value::Object(m));
     }
     put_done(&mut o, reason, resp, timings);
     Value::Object(o)
+}
+
+/// `model` and `created_at`, which open every answer object (whole or
+/// streamed).
+pub(crate) fn answer_head(model: &str, created_at: &str) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("model".into(), json!(model));
+    o.insert("created_at".into(), json!(created_at));
+    o
 }
 
 /// An error body in Ollama's shape.
@@ -1130,18 +1116,7 @@ pub fn validate_embed_request(req: &EmbeddingRequest) -> Result<(), DecodeError>
 /// them. Token-id input is passed as is (Ollama will refuse it); call
 /// [`validate_embed_request`] first to refuse it with a clear field.
 pub fn encode_embed_request(req: &EmbeddingRequest) -> Value {
-    let mut o = Map::new();
-    o.insert("model".into(), json!(req.model));
-    o.insert(
-        "input".into(),
-        match &req.input {
-            EmbeddingInput::Text(v) => json!(v),
-            EmbeddingInput::Tokens(v) => json!(v),
-        },
-    );
-    if let Some(d) = req.dimensions {
-        o.insert("dimensions".into(), json!(d));
-    }
+    let mut o = embedding_request_head(req);
     for key in ["truncate", "options", "keep_alive"] {
         if let Some(v) = req.extra.get(key).filter(|v| !v.is_null()) {
             o.insert(key.into(), v.clone());

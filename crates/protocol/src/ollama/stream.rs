@@ -3,7 +3,7 @@
 
 use super::wire::WireChatResponse;
 use super::{
-    arguments_value, done_reason, error_message, finish_from_done_reason, put_metrics,
+    answer_head, arguments_value, done_reason, error_message, finish_from_done_reason, put_metrics,
     tool_call_from_wire, unix_secs_from_rfc3339, usage_from_counts, Timings,
 };
 use crate::ir::*;
@@ -263,13 +263,6 @@ impl ChatStreamEncoder {
         out
     }
 
-    fn head(&self, created_at: &str) -> Map<String, Value> {
-        let mut o = Map::new();
-        o.insert("model".into(), json!(self.model));
-        o.insert("created_at".into(), json!(created_at));
-        o
-    }
-
     /// Appends one text line (`message`, or `response` for generate): the
     /// fixed start made once per stream, then the text. Building a `Value`
     /// map per line and printing it through `Display` cost several
@@ -294,7 +287,7 @@ impl ChatStreamEncoder {
             return;
         }
         for c in calls.into_values() {
-            let mut o = self.head(&self.created_at);
+            let mut o = answer_head(&self.model, &self.created_at);
             o.insert(
                 "message".into(),
                 json!({
@@ -374,7 +367,7 @@ impl ChatStreamEncoder {
             self.text_line(&mut out, "</think>\n\n", None);
         }
         self.flush_calls(&mut out);
-        let mut o = self.head(&created_at);
+        let mut o = answer_head(&self.model, &created_at);
         if self.generate {
             o.insert("response".into(), json!(""));
         } else {

@@ -1589,3 +1589,47 @@ fn stream_encoder_text_lines_for_chat_and_generate() {
         json!({"model": "m", "created_at": "2026-01-01T00:00:00Z", "response": "a", "done": false})
     );
 }
+
+#[test]
+fn tool_definitions_decode_as_openai_does_but_strict() {
+    let body = |function: &str| {
+        format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],"tools":[{{"type":"function","function":{function}}}]}}"#
+        )
+    };
+    let tools = |r: Result<ChatRequest, DecodeError>| r.map(|r| r.tools).map_err(|e| e.field);
+    let plain = body(r#"{"name":"f","description":"d"}"#);
+    let want = vec![Tool {
+        name: "f".into(),
+        description: Some("d".into()),
+        parameters: json!({"type": "object", "properties": {}}),
+        strict: None,
+    }];
+    assert_eq!(
+        tools(decode_chat_request(plain.as_bytes())),
+        Ok(want.clone())
+    );
+    assert_eq!(
+        tools(openai::decode_chat_request(plain.as_bytes())),
+        Ok(want.clone())
+    );
+    // OpenAI's `strict` is a flag; Ollama has none and ignores the key
+    // whatever it holds, even twice.
+    let strict = body(r#"{"name":"f","description":"d","strict":true}"#);
+    assert_eq!(
+        tools(decode_chat_request(strict.as_bytes())),
+        Ok(want.clone())
+    );
+    let mut strict_tool = want.clone();
+    strict_tool[0].strict = Some(true);
+    assert_eq!(
+        tools(openai::decode_chat_request(strict.as_bytes())),
+        Ok(strict_tool)
+    );
+    let odd = body(r#"{"name":"f","description":"d","strict":"yes","strict":[1]}"#);
+    assert_eq!(tools(decode_chat_request(odd.as_bytes())), Ok(want));
+    assert_eq!(
+        tools(openai::decode_chat_request(odd.as_bytes())),
+        Err("tools[0].function.strict".to_string())
+    );
+}

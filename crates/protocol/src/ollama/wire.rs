@@ -51,13 +51,11 @@ impl TryFrom<String> for WireRole {
 /// `tool_calls[].function`. `arguments` is a JSON object on the wire;
 /// anything else is kept as given and dealt with by the codec.
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireFunctionCall {
     /// Position of the call (newer Ollama versions send it).
-    #[serde(default)]
     pub index: Option<u32>,
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub arguments: Value,
 }
 
@@ -91,24 +89,17 @@ pub struct WireMessage {
     pub tool_call_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct WireFunctionDef {
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub parameters: Option<Value>,
-}
+// Ollama's tool definitions have no `strict` flag.
+crate::wire::wire_function_def!(#[serde(skip)]);
 
 /// A tool offered to the model (same shape as OpenAI's).
-#[derive(Debug, Clone, Deserialize)]
-pub struct WireTool {
-    #[serde(rename = "type", default)]
-    pub kind: Option<String>,
-    pub function: WireFunctionDef,
-}
+pub type WireTool = crate::wire::WireTool<WireFunctionDef>;
 
 // ---- responses ----
+
+// A streamed answer decodes these two for every line, so each field has its
+// own default: one `#[serde(default)]` on the struct would build a whole
+// default value per line (measurably slower).
 
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct WireResponseMessage {
@@ -154,26 +145,22 @@ pub struct WireChatResponse {
 // ---- embeddings ----
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireEmbedResponse {
-    #[serde(default)]
     pub model: String,
     /// `/api/embed`.
-    #[serde(default)]
     pub embeddings: Option<Vec<Vec<f32>>>,
     /// Legacy `/api/embeddings`.
-    #[serde(default)]
     pub embedding: Option<Vec<f32>>,
-    #[serde(default)]
     pub prompt_eval_count: Option<u64>,
 }
 
 // ---- model listing ----
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct WireTagEntry {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub model: Option<String>,
 }
 

@@ -10,6 +10,7 @@ pub mod wire;
 use crate::ir::*;
 use crate::json::{DecodeError, RawObject};
 use crate::think::assistant_message;
+use crate::wire::{embedding_request_head, tools_to_ir};
 use serde_json::{json, Map, Value};
 use wire::*;
 
@@ -49,48 +50,16 @@ pub fn decode_chat_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
 /// As [`decode_chat_request`], for an already parsed top level.
 pub fn decode_chat_object(obj: &RawObject<'_>) -> Result<ChatRequest, DecodeError> {
     let model = obj.require_model()?;
-    let wire_messages: Vec<WireMessage> = obj.require("messages")?;
-    if wire_messages.is_empty() {
-        return Err(DecodeError::new(
-            "messages",
-            "must contain at least one message",
-        ));
-    }
+    let wire_messages: Vec<WireMessage> = obj.require_messages()?;
     let mut messages = Vec::with_capacity(wire_messages.len());
     for (i, m) in wire_messages.into_iter().enumerate() {
         messages.push(message_to_ir(i, m)?);
     }
 
-    let mut tools = Vec::new();
-    if let Some(wire_tools) = obj.get::<Vec<WireTool>>("tools")? {
-        for (i, t) in wire_tools.into_iter().enumerate() {
-            if let Some(kind) = &t.kind {
-                if kind != "function" {
-                    return Err(DecodeError::new(
-                        format!("tools[{i}].type"),
-                        format!(
-                            "unsupported tool type `{kind}`; only `function` tools are supported"
-                        ),
-                    ));
-                }
-            }
-            if t.function.name.is_empty() {
-                return Err(DecodeError::new(
-                    format!("tools[{i}].function.name"),
-                    "must not be empty",
-                ));
-            }
-            tools.push(Tool {
-                name: t.function.name,
-                description: t.function.description,
-                parameters: t
-                    .function
-                    .parameters
-                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                strict: t.function.strict,
-            });
-        }
-    }
+    let tools = match obj.get::<Vec<WireTool>>("tools")? {
+        Some(wire_tools) => tools_to_ir(wire_tools)?,
+        None => Vec::new(),
+    };
 
     let tool_choice = match obj.get::<WireToolChoice>("tool_choice")? {
         None => None,
@@ -655,18 +624,7 @@ pub fn decode_embedding_request(body: &[u8]) -> Result<EmbeddingRequest, DecodeE
 }
 
 pub fn encode_embedding_request(req: &EmbeddingRequest) -> Value {
-    let mut o = Map::new();
-    o.insert("model".into(), json!(req.model));
-    o.insert(
-        "input".into(),
-        match &req.input {
-            EmbeddingInput::Text(v) => json!(v),
-            EmbeddingInput::Tokens(v) => json!(v),
-        },
-    );
-    if let Some(d) = req.dimensions {
-        o.insert("dimensions".into(), json!(d));
-    }
+    let mut o = embedding_request_head(req);
     if let Some(u) = &req.user {
         o.insert("user".into(), json!(u));
     }

@@ -4,7 +4,7 @@ use super::wire::{WireChunk, WireToolCall};
 use super::{error_value_message, usage_from_wire, usage_to_wire};
 use crate::ir::*;
 use crate::json::DecodeError;
-use crate::sse::{data_event, SseParser};
+use crate::sse::{data_event, SseDecoder, SseEvent, SseEvents};
 use crate::think::ThinkSplitter;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -13,40 +13,28 @@ use std::collections::{BTreeMap, HashSet};
 /// Decodes an upstream's SSE stream of chat chunks into [`StreamEvent`]s.
 ///
 /// Keeps one `<think>` splitter per choice so reasoning that a host puts
-/// inline in `content` comes out on the reasoning channel.
+/// inline in `content` comes out on the reasoning channel; [`finish`]
+/// flushes held-back text. Done once `data: [DONE]` has been seen.
+///
+/// [`finish`]: SseDecoder::finish
+pub type ChunkDecoder = SseDecoder<ChunkEvents>;
+
+/// What the events of a [`ChunkDecoder`]'s stream mean, and its state
+/// between them.
 #[derive(Debug, Default)]
-pub struct ChunkDecoder {
-    sse: SseParser,
+pub struct ChunkEvents {
     /// Per choice index; a map, as the index is the upstream's to choose.
     splitters: BTreeMap<u32, ThinkSplitter>,
     done: bool,
 }
 
-impl ChunkDecoder {
-    pub fn new() -> ChunkDecoder {
-        ChunkDecoder::default()
-    }
-
-    /// Whether `data: [DONE]` has been seen.
-    pub fn is_done(&self) -> bool {
+impl SseEvents for ChunkEvents {
+    fn is_done(&self) -> bool {
         self.done
     }
 
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let events = self.sse.feed(bytes).map_err(|e| DecodeError::body(e.0))?;
-        let mut out = Vec::with_capacity(events.len());
-        for ev in events {
-            self.event(&ev.data, &mut out)?;
-        }
-        Ok(out)
-    }
-
-    /// Ends the input, flushing held-back text.
-    pub fn finish(&mut self) -> Result<Vec<StreamEvent>, DecodeError> {
-        let mut out = Vec::new();
-        if let Some(ev) = self.sse.finish() {
-            self.event(&ev.data, &mut out)?;
-        }
+    /// Flushes held-back text.
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
         let mut tail = ChatChunk::default();
         for (&index, s) in self.splitters.iter_mut() {
             let split = s.finish();
@@ -67,11 +55,10 @@ impl ChunkDecoder {
                 .unwrap_or(out.len());
             out.insert(pos, StreamEvent::Chunk(tail));
         }
-        Ok(out)
     }
 
-    fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
-        let data = data.trim();
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
+        let data = ev.data.trim();
         if data.is_empty() {
             return Ok(());
         }
@@ -134,13 +121,14 @@ impl ChunkDecoder {
                 }),
                 content,
                 reasoning,
-                tool_calls: d
-                    .tool_calls
-                    .unwrap_or_default()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(pos, tc)| tool_delta(pos, tc))
-                    .collect(),
+                tool_calls: match d.tool_calls {
+                    Some(calls) => calls
+                        .into_iter()
+                        .enumerate()
+                        .map(|(pos, tc)| tool_delta(pos, tc))
+                        .collect(),
+                    None => Vec::new(),
+                },
                 finish_reason: c.finish_reason.as_deref().map(FinishReason::from_openai),
             });
         }

@@ -437,3 +437,49 @@ fn huge_choice_index_is_not_an_allocation() {
     }
     assert!(sent > 0);
 }
+
+#[test]
+fn text_or_token_inputs_take_four_shapes_and_name_their_type() {
+    let shapes = [
+        (r#""a""#, EmbeddingInput::Text(vec!["a".into()])),
+        (
+            r#"["a","b"]"#,
+            EmbeddingInput::Text(vec!["a".into(), "b".into()]),
+        ),
+        ("[1,2]", EmbeddingInput::Tokens(vec![vec![1, 2]])),
+        (
+            "[[1],[2,3]]",
+            EmbeddingInput::Tokens(vec![vec![1], vec![2, 3]]),
+        ),
+    ];
+    for (input, want) in shapes {
+        let body = format!(r#"{{"model":"e","input":{input}}}"#);
+        let req = decode_embedding_request(body.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(req.input, want, "{body}");
+        let body = format!(r#"{{"model":"c","prompt":{input}}}"#);
+        let obj = RawObject::parse(body.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            validate_completion_request(&obj).ok().as_deref(),
+            Some("c"),
+            "{body}"
+        );
+    }
+    let err = decode_embedding_request(br#"{"model":"e","input":{"x":1}}"#).err();
+    assert_eq!(
+        err.map(|e| (e.field, e.message)),
+        Some((
+            "input".to_string(),
+            "data did not match any variant of untagged enum WireEmbeddingInput".to_string()
+        ))
+    );
+    let obj = RawObject::parse(br#"{"model":"c","prompt":7}"#).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        validate_completion_request(&obj)
+            .err()
+            .map(|e| (e.field, e.message)),
+        Some((
+            "prompt".to_string(),
+            "data did not match any variant of untagged enum WirePrompt".to_string()
+        ))
+    );
+}
