@@ -113,8 +113,11 @@ impl super::EventEncoder for StreamEncoder {
             },
         )
     }
-    fn keepalive(&self) -> Option<(Duration, Bytes)> {
-        Some((PING_EVERY, StreamEncoder::ping()))
+    fn keepalive(&self) -> Option<Duration> {
+        Some(PING_EVERY)
+    }
+    fn ping(&mut self) -> Bytes {
+        StreamEncoder::ping()
     }
 }
 

@@ -364,9 +364,14 @@ pub trait EventEncoder: Send + 'static {
     fn error(&mut self, e: &StreamError) -> Bytes;
     /// The upstream failed after the stream had started.
     fn failed(&mut self, e: &ApiError) -> Bytes;
-    /// A keep-alive written whenever the upstream is quiet this long.
-    fn keepalive(&self) -> Option<(Duration, Bytes)> {
+    /// How long the upstream may be quiet before [`EventEncoder::ping`]
+    /// is written (`None`: never).
+    fn keepalive(&self) -> Option<Duration> {
         None
+    }
+    /// A keep-alive event.
+    fn ping(&mut self) -> Bytes {
+        Bytes::new()
     }
 }
 
@@ -390,8 +395,8 @@ pub fn encode_events<E: EventEncoder>(
             loop {
                 let next = match enc.keepalive() {
                     None => events.next().await,
-                    Some((every, ping)) => match tokio::time::timeout(every, events.next()).await {
-                        Err(_) => return Some((Ok(ping), (events, enc, None, false))),
+                    Some(every) => match tokio::time::timeout(every, events.next()).await {
+                        Err(_) => return Some((Ok(enc.ping()), (events, enc, None, false))),
                         Ok(n) => n,
                     },
                 };
