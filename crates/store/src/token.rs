@@ -38,10 +38,6 @@ fn digest(token: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Checks presented tokens against the stored hash. A token that verified
 /// once is remembered (as a SHA-256 digest) so later calls skip argon2.
 #[derive(Default)]
@@ -78,7 +74,7 @@ impl AdminAuth {
     /// Whether `token` matches without running argon2 (a remembered token).
     pub fn quick_check(&self, token: &str) -> bool {
         match &*self.verified.load() {
-            Some(d) => ct_eq(d.as_slice(), &digest(token)),
+            Some(d) => llm_link_gateway::auth::ct_eq(d.as_slice(), &digest(token)),
             None => false,
         }
     }
