@@ -827,3 +827,50 @@ async fn what_a_target_cannot_express_is_a_clear_400() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "not_found_error");
 }
+
+/// Claude Code's own request shape reaches an Anthropic upstream as sent:
+/// `/v1/messages?beta=true` with a `system` message inside `messages` and
+/// top-level fields llm-link does not model (`thinking`,
+/// `context_management`, `output_config`). The light check of a forwarded
+/// body judges no role: the upstream does.
+#[tokio::test]
+async fn claude_code_requests_pass_through_to_anthropic() {
+    let (gw, seen) = setup().await;
+    let body = json!({
+        "model": "m-anthropic",
+        "max_tokens": 32000,
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Hello"}]},
+            {"role": "system", "content": "<system-reminder>keep it short</system-reminder>"},
+            {"role": "user", "content": "Hello"}
+        ],
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "medium"},
+        "metadata": {"user_id": "user_abc"},
+        "stream": false
+    });
+    let r = gw
+        .client
+        .post(format!("{}/v1/messages?beta=true", gw.base))
+        .header("anthropic-version", "2023-06-01")
+        .header(
+            "anthropic-beta",
+            "claude-code-20250219,interleaved-thinking-2025-05-14",
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "message", "{v}");
+    let bodies = seen.bodies.lock().unwrap();
+    let (path, sent) = bodies.last().unwrap();
+    assert_eq!(path, "/v1/messages");
+    assert_eq!(
+        sent, &body,
+        "the upstream gets the body as the client sent it"
+    );
+}

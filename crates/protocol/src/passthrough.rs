@@ -22,14 +22,21 @@ pub struct Forwardable {
 /// other fields are skipped, not decoded).
 #[derive(Deserialize)]
 struct RoleOnly<'a> {
+    // Decoded so a message without a string role is refused; its value is
+    // the provider's to judge.
     #[serde(borrow)]
+    #[allow(dead_code)]
     role: Cow<'a, str>,
 }
 
-fn messages(obj: &RawObject<'_>, roles: &[&str], allow_empty: bool) -> Result<(), DecodeError> {
+/// `messages` must be an array of objects, each with a string `role`. The
+/// role's value is not judged here: a role llm-link does not know (Claude
+/// Code's mid-conversation `system`, a role a provider adds next year) is
+/// the upstream's to accept or refuse, and its own 400 reaches the client.
+fn messages(obj: &RawObject<'_>, allow_empty: bool) -> Result<(), DecodeError> {
     // The usual body passes the quick check; anything else is decoded for
     // its precise error (or accepted, as an escaped role may be).
-    match obj.raw_text("messages").and_then(|t| quick_roles(t, roles)) {
+    match obj.raw_text("messages").and_then(quick_roles) {
         Some(0) if !allow_empty => {}
         Some(_) => return Ok(()),
         None => {}
@@ -41,25 +48,13 @@ fn messages(obj: &RawObject<'_>, roles: &[&str], allow_empty: bool) -> Result<()
             "must contain at least one message",
         ));
     }
-    for (i, m) in msgs.iter().enumerate() {
-        if !roles.contains(&m.role.as_ref()) {
-            return Err(DecodeError::new(
-                format!("messages[{i}].role"),
-                format!(
-                    "unknown variant `{}`, expected one of {}",
-                    m.role,
-                    roles.join(", ")
-                ),
-            ));
-        }
-    }
     Ok(())
 }
 
 /// How many messages `text` (a messages array, valid JSON) holds when each
-/// is an object with one plain `role` string among `roles`; the content is
-/// skipped, not decoded again. `None` for anything else.
-fn quick_roles(text: &str, roles: &[&str]) -> Option<usize> {
+/// is an object with one plain `role` string; the content is skipped, not
+/// decoded again. `None` for anything else.
+fn quick_roles(text: &str) -> Option<usize> {
     let mut n = 0;
     let complete = crate::json::array_items(text.as_bytes(), |item| {
         let ok = matches!(
@@ -67,7 +62,7 @@ fn quick_roles(text: &str, roles: &[&str]) -> Option<usize> {
             Some([Some(role)]) if role.len() >= 2
                 && role.first() == Some(&b'"')
                 && role.last() == Some(&b'"')
-                && roles.iter().any(|r| r.as_bytes() == &role[1..role.len() - 1])
+                && !role[1..role.len() - 1].contains(&b'\\')
         );
         n += 1;
         ok
@@ -90,18 +85,7 @@ fn range(obj: &RawObject<'_>, key: &str, lo: f64, hi: f64) -> Result<(), DecodeE
 /// `/v1/chat/completions` bound for an OpenAI-compatible upstream.
 pub fn openai_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
     let model = obj.require_model()?;
-    messages(
-        obj,
-        &[
-            "system",
-            "developer",
-            "user",
-            "assistant",
-            "tool",
-            "function",
-        ],
-        false,
-    )?;
+    messages(obj, false)?;
     range(obj, "temperature", 0.0, 2.0)?;
     range(obj, "top_p", 0.0, 1.0)?;
     obj.get::<u32>("max_tokens")?;
@@ -130,7 +114,7 @@ pub fn anthropic_messages(
     } else {
         obj.get::<u32>("max_tokens")?;
     }
-    messages(obj, &["user", "assistant"], false)?;
+    messages(obj, false)?;
     range(obj, "temperature", 0.0, 1.0)?;
     range(obj, "top_p", 0.0, 1.0)?;
     obj.get::<u32>("top_k")?;
@@ -145,7 +129,7 @@ pub fn anthropic_messages(
 /// `/api/chat` bound for an Ollama upstream (streams unless told not to).
 pub fn ollama_chat(obj: &RawObject<'_>) -> Result<Forwardable, DecodeError> {
     let model = obj.require_model()?;
-    messages(obj, &["system", "user", "assistant", "tool"], false)?;
+    messages(obj, false)?;
     obj.check_object("options")?;
     obj.check_array("tools")?;
     Ok(Forwardable {
@@ -189,11 +173,16 @@ mod tests {
             field(openai_chat, r#"{"model":"m","messages":"oops"}"#),
             "messages"
         );
+        // A role llm-link does not know is the upstream's to judge.
         assert_eq!(
             field(
                 openai_chat,
                 r#"{"model":"m","messages":[{"role":"wizard"}]}"#
             ),
+            ""
+        );
+        assert_eq!(
+            field(openai_chat, r#"{"model":"m","messages":[{"role":5}]}"#),
             "messages[0].role"
         );
         assert_eq!(
@@ -225,9 +214,13 @@ mod tests {
             anth(r#"{"model":"c","messages":[{"role":"user","content":"x"}]}"#),
             "max_tokens"
         );
+        // Claude Code sends a `system` message inside `messages`; an
+        // Anthropic upstream judges it.
         assert_eq!(
-            anth(r#"{"model":"c","max_tokens":5,"messages":[{"role":"system","content":"x"}]}"#),
-            "messages[0].role"
+            anth(
+                r#"{"model":"c","max_tokens":5,"messages":[{"role":"user","content":"x"},{"role":"system","content":"y"}]}"#
+            ),
+            ""
         );
         assert_eq!(
             anth(
@@ -257,26 +250,113 @@ mod tests {
         };
         let anth = |obj: &RawObject<'_>| anthropic_messages(obj, false);
         let cases: &[(Check, &str, &str)] = &[
-            (openai_chat, r#""messages":[]"#, "messages: must contain at least one message"),
-            (openai_chat, r#""messages":[{"role":"user","content":"a \"role\": \"wizard\" ]}"}]"#, "ok"),
-            (openai_chat, r#""messages":[{"content":[{"role":"wizard"}],"role":"tool"}]"#, "ok"),
+            (
+                openai_chat,
+                r#""messages":[]"#,
+                "messages: must contain at least one message",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"role":"user","content":"a \"role\": \"wizard\" ]}"}]"#,
+                "ok",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"content":[{"role":"wizard"}],"role":"tool"}]"#,
+                "ok",
+            ),
             (openai_chat, r#""messages":[{"role":"us\u0065r"}]"#, "ok"),
-            (openai_chat, r#""messages":[{"role":"user","role":"user"}]"#, "messages[0]: duplicate field `role`"),
-            (openai_chat, r#""messages":[{"content":"x"}]"#, "messages[0].role: this field is required"),
-            (openai_chat, r#""messages":[{"role":"user"},{"role":"wizard"}]"#, "messages[1].role: unknown variant `wizard`, expected one of system, developer, user, assistant, tool, function"),
-            (openai_chat, r#""messages":[{"role":"user"},5]"#, "messages[1]: invalid type: integer `5`, expected struct RoleOnly"),
-            (openai_chat, r#""messages":[{"role":7}]"#, "messages[0].role: invalid type: integer `7`, expected a string"),
-            (openai_chat, r#""messages":{"role":"user"}"#, "messages: invalid type: map, expected a sequence"),
-            (openai_chat, r#""messages":[{"role":"user"}],"tools":[1,{"a":[]}],"stream_options":{},"response_format":null"#, "ok"),
-            (openai_chat, r#""messages":[{"role":"user"}],"tools":{"a":1}"#, "tools: invalid type: map, expected a sequence"),
-            (openai_chat, r#""messages":[{"role":"user"}],"tools":"x""#, "tools: invalid type: string \"x\", expected a sequence"),
-            (openai_chat, r#""messages":[{"role":"user"}],"stream_options":[]"#, "stream_options: invalid type: sequence, expected a map"),
-            (openai_chat, r#""messages":[{"role":"user"}],"response_format":"json""#, "response_format: invalid type: string \"json\", expected a map"),
-            (anth, r#""messages":[{"role":"system"}]"#, "messages[0].role: unknown variant `system`, expected one of user, assistant"),
-            (anth, r#""messages":[{"role":"user"}],"tools":true"#, "tools: invalid type: boolean `true`, expected a sequence"),
-            (ollama_chat, r#""messages":[{"role":"user"}],"options":[1]"#, "options: invalid type: sequence, expected a map"),
-            (ollama_chat, r#""messages":[{"role":"user"}],"options":{"num_ctx":8}"#, "ok"),
-            (ollama_generate, r#""options":5"#, "options: invalid type: integer `5`, expected a map"),
+            (
+                openai_chat,
+                r#""messages":[{"role":"user","role":"user"}]"#,
+                "messages[0]: duplicate field `role`",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"content":"x"}]"#,
+                "messages[0].role: this field is required",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"role":"user"},{"role":"wizard"}]"#,
+                "ok",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"role":"user"},5]"#,
+                "messages[1]: invalid type: integer `5`, expected struct RoleOnly",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"role":7}]"#,
+                "messages[0].role: invalid type: integer `7`, expected a string",
+            ),
+            (
+                openai_chat,
+                r#""messages":{"role":"user"}"#,
+                "messages: invalid type: map, expected a sequence",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"role":"user"}],"tools":[1,{"a":[]}],"stream_options":{},"response_format":null"#,
+                "ok",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"role":"user"}],"tools":{"a":1}"#,
+                "tools: invalid type: map, expected a sequence",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"role":"user"}],"tools":"x""#,
+                "tools: invalid type: string \"x\", expected a sequence",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"role":"user"}],"stream_options":[]"#,
+                "stream_options: invalid type: sequence, expected a map",
+            ),
+            (
+                openai_chat,
+                r#""messages":[{"role":"user"}],"response_format":"json""#,
+                "response_format: invalid type: string \"json\", expected a map",
+            ),
+            (
+                anth,
+                r#""messages":[{"role":"user"},{"role":"system"},{"role":"assistant"}]"#,
+                "ok",
+            ),
+            (anth, r#""messages":[{"role":"system"}]"#, "ok"),
+            (
+                anth,
+                r#""messages":[]"#,
+                "messages: must contain at least one message",
+            ),
+            (
+                anth,
+                r#""messages":[{"content":"x"}]"#,
+                "messages[0].role: this field is required",
+            ),
+            (
+                anth,
+                r#""messages":[{"role":"user"}],"tools":true"#,
+                "tools: invalid type: boolean `true`, expected a sequence",
+            ),
+            (
+                ollama_chat,
+                r#""messages":[{"role":"user"}],"options":[1]"#,
+                "options: invalid type: sequence, expected a map",
+            ),
+            (
+                ollama_chat,
+                r#""messages":[{"role":"user"}],"options":{"num_ctx":8}"#,
+                "ok",
+            ),
+            (
+                ollama_generate,
+                r#""options":5"#,
+                "options: invalid type: integer `5`, expected a map",
+            ),
         ];
         let wrong: Vec<String> = cases
             .iter()
