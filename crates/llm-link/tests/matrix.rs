@@ -866,11 +866,29 @@ async fn claude_code_requests_pass_through_to_anthropic() {
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "message", "{v}");
+    {
+        let bodies = seen.bodies.lock().unwrap();
+        let (path, sent) = bodies.last().unwrap();
+        assert_eq!(path, "/v1/messages");
+        assert_eq!(
+            sent, &body,
+            "the upstream gets the body as the client sent it"
+        );
+    }
+    // Translated for an OpenAI upstream, the reminder stays a system
+    // message in its place.
+    let mut translated = body.clone();
+    translated["model"] = json!("m-openai");
+    let r = gw.post("/v1/messages?beta=true", translated).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let bodies = seen.bodies.lock().unwrap();
     let (path, sent) = bodies.last().unwrap();
-    assert_eq!(path, "/v1/messages");
-    assert_eq!(
-        sent, &body,
-        "the upstream gets the body as the client sent it"
-    );
+    assert_eq!(path, "/v1/chat/completions");
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "system", "user"], "{sent}");
 }

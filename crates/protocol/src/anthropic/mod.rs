@@ -102,7 +102,7 @@ pub fn decode_request_object(
 
     let mut messages = Vec::new();
     if let Some(system) = obj.get::<Value>("system")? {
-        let text = system_text(system)?;
+        let text = system_text("system", system)?;
         if !text.is_empty() {
             messages.push(Message::text(Role::System, text));
         }
@@ -192,19 +192,22 @@ pub fn decode_request_object(
 }
 
 /// `system` as a string or an array of text blocks, joined with a blank line.
-fn system_text(system: Value) -> Result<String, DecodeError> {
+/// The text of a `system` value at `at` (the top-level field, or a
+/// `system` message's content): a string or an array of text blocks,
+/// joined by blank lines.
+fn system_text(at: &str, system: Value) -> Result<String, DecodeError> {
     match system {
         Value::String(s) => Ok(s),
         Value::Array(blocks) => {
             let mut parts = Vec::with_capacity(blocks.len());
             for (k, b) in blocks.into_iter().enumerate() {
-                let path = format!("system[{k}]");
+                let path = format!("{at}[{k}]");
                 match b.get("type").and_then(Value::as_str) {
                     Some("text") => {}
                     Some(other) => {
                         return Err(DecodeError::new(
                             format!("{path}.type"),
-                            format!("`{other}` blocks are not allowed in `system`; only `text`"),
+                            format!("`{other}` blocks are not allowed in system text; only `text`"),
                         ))
                     }
                     None => {
@@ -220,7 +223,7 @@ fn system_text(system: Value) -> Result<String, DecodeError> {
             Ok(parts.join("\n\n"))
         }
         _ => Err(DecodeError::new(
-            "system",
+            at,
             "must be a string or an array of text blocks",
         )),
     }
@@ -244,12 +247,19 @@ fn message_to_ir(i: usize, m: WireMessage, out: &mut Vec<Message>) -> Result<(),
     let role = match m.role.as_str() {
         "user" => Role::User,
         "assistant" => Role::Assistant,
+        // Claude Code sends reminders as `system` messages between turns:
+        // kept in place, as a system message of the internal model.
+        "system" => {
+            let text = system_text(&format!("messages[{i}].content"), m.content)?;
+            if !text.is_empty() {
+                out.push(Message::text(Role::System, text));
+            }
+            return Ok(());
+        }
         other => {
             return Err(DecodeError::new(
                 format!("messages[{i}].role"),
-                format!(
-                    "unknown role `{other}`; expected `user` or `assistant` (system instructions go in the top-level `system` field)"
-                ),
+                format!("unknown role `{other}`; expected `user`, `assistant` or `system`"),
             ))
         }
     };

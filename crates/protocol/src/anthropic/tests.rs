@@ -333,8 +333,10 @@ fn bad_requests_name_the_field() {
         (format!(r#"{{{m},"messages":[]}}"#), "messages"),
         (format!(r#"{{{m},"messages":"hi"}}"#), "messages"),
         (
-            format!(r#"{{{m},"messages":[{{"role":"system","content":"x"}}]}}"#),
-            "messages[0].role",
+            format!(
+                r#"{{{m},"messages":[{{"role":"user","content":"x"}},{{"role":"system","content":[{{"type":"image","source":{{}}}}]}}]}}"#
+            ),
+            "messages[1].content[0].type",
         ),
         (
             format!(
@@ -1788,4 +1790,38 @@ fn text_and_thinking_deltas_are_exact_json() {
                    "delta": {"type": "text_delta", "text": "a\nb é \u{1}"}}),
         ]
     );
+}
+
+/// Claude Code puts reminders in `system` messages between turns; they stay
+/// system messages, in place, for an OpenAI or Ollama upstream.
+#[test]
+fn mid_conversation_system_messages_stay_in_place() {
+    let body = br#"{"model":"m","max_tokens":100,"system":"You are Claude Code.",
+        "messages":[
+            {"role":"user","content":"Hello"},
+            {"role":"system","content":[{"type":"text","text":"remember"},{"type":"text","text":"be brief"}]},
+            {"role":"user","content":"Again"}]}"#;
+    let req = decode_messages_request(body).unwrap_or_else(|e| panic!("{e}"));
+    let roles: Vec<Role> = req.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::System, Role::User, Role::System, Role::User]);
+    assert_eq!(req.messages[2].text_content(), "remember\n\nbe brief");
+    let oa = openai::encode_chat_request(&req, openai::RequestOptions::default());
+    let oa_roles: Vec<&str> = oa["messages"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["role"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(oa_roles, ["system", "user", "system", "user"]);
+    assert_eq!(oa["messages"][2]["content"], "remember\n\nbe brief");
+    let ol = crate::ollama::encode_chat_request(&req).unwrap_or_else(|e| panic!("{e}"));
+    let ol_roles: Vec<&str> = ol["messages"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["role"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ol_roles, ["system", "user", "system", "user"]);
+    // Back to Anthropic (a translating route), every system text goes to
+    // the top-level `system`, as documented.
+    let an = encode_messages_request(&req, 4096).unwrap_or_else(|e| panic!("{e}"));
+    assert!(an["messages"]
+        .as_array()
+        .is_some_and(|a| a.iter().all(|m| m["role"] != "system")));
 }
