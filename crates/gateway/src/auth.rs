@@ -7,7 +7,13 @@ use ::http::HeaderMap;
 
 /// The key a client presented, if any.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+    presented(headers, "x-api-key")
+}
+
+/// A token presented in header `name`, else as `Authorization: Bearer`
+/// (the admin API reads `x-admin-token`, model endpoints `x-api-key`).
+pub fn presented<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         if !v.is_empty() {
             return Some(v);

@@ -7,11 +7,11 @@
 use crate::apply::FinishError;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use llm_link_gateway::auth::{self, presented_key};
+use llm_link_gateway::auth;
 use llm_link_gateway::config::ConfigError;
 use llm_link_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
@@ -242,24 +242,6 @@ where
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
 
-/// The headers that can carry the admin token, under the names the model
-/// endpoints read a client key from: `x-admin-token` takes the place of
-/// `x-api-key` (which is not an admin header), `Authorization: Bearer`
-/// stays. [`presented_key`] and [`auth::check`] then read them exactly as
-/// they read a client key.
-fn admin_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for (from, to) in [
-        ("x-admin-token", "x-api-key"),
-        ("authorization", "authorization"),
-    ] {
-        if let Some(v) = headers.get(from) {
-            out.insert(to, v.clone());
-        }
-    }
-    out
-}
-
 /// The admin token guard: `Authorization: Bearer <token>` or
 /// `x-admin-token: <token>`. The token is `--admin-token` /
 /// `LLM_LINK_ADMIN_TOKEN` when set, otherwise the one stored (hashed) in
@@ -276,15 +258,14 @@ pub async fn require_admin(
         )
         .into_response();
     }
-    let headers = admin_headers(req.headers());
-    let Some(given) = presented_key(&headers).map(str::to_string) else {
+    let Some(given) = auth::presented(req.headers(), "x-admin-token").map(str::to_string) else {
         return AdminError::forbidden(
             "the admin API needs the admin token: send `Authorization: Bearer <token>` or `x-admin-token: <token>`",
         )
         .into_response();
     };
     let ok = match (&st.admin_token, hashed) {
-        (Some(t), _) => auth::check(&headers, std::slice::from_ref(t)).is_ok(),
+        (Some(t), _) => auth::ct_eq(given.as_bytes(), t.expose().as_bytes()),
         (None, Some(store)) => {
             if store.admin.quick_check(&given) {
                 true
