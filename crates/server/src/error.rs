@@ -8,62 +8,9 @@ use axum::response::{IntoResponse, Response};
 pub use llm_link_gateway::error::{ApiError, ErrorCode};
 use std::marker::PhantomData;
 
-/// An [`ApiError`] as a response of one client surface.
-pub trait Render {
-    /// The error in OpenAI's shape.
-    fn openai_response(&self) -> Response;
-    /// The error in Anthropic's shape: `{"type":"error","error":{"type","message"}}`.
-    fn anthropic_response(&self) -> Response;
-    /// The error in Ollama's shape: `{"error":"…"}`.
-    fn ollama_response(&self) -> Response;
-}
-
-impl Render for ApiError {
-    fn openai_response(&self) -> Response {
-        let body = llm_link_protocol::openai::error_body(
-            &self.to_string(),
-            self.openai_type(),
-            Some(self.code()),
-            self.param(),
-        );
-        respond(self, self.status(), body)
-    }
-
-    fn anthropic_response(&self) -> Response {
-        let status = self.status();
-        let kind = match self {
-            ApiError::UpstreamAuth(_) | ApiError::BadGateway(_) | ApiError::Timeout(_) => {
-                "api_error"
-            }
-            ApiError::Unavailable(_) => "overloaded_error",
-            ApiError::ModelNotFound(_) | ApiError::NotFound(_) => "not_found_error",
-            _ => llm_link_protocol::anthropic::error_type_for_status(status.as_u16()),
-        };
-        let body = llm_link_protocol::anthropic::error_body(kind, &self.to_string());
-        respond(self, status, body)
-    }
-
-    fn ollama_response(&self) -> Response {
-        let body = llm_link_protocol::ollama::error_body(&self.to_string());
-        respond(self, self.status(), body)
-    }
-}
-
-/// The error body with its status, `Retry-After` for a limit, and the
-/// [`ErrorCode`] the usage finaliser records.
-fn respond(e: &ApiError, status: StatusCode, body: serde_json::Value) -> Response {
-    let mut resp = (status, axum::Json(body)).into_response();
-    if let Some(ra) = e.retry_after() {
-        if let Ok(v) = HeaderValue::from_str(ra) {
-            resp.headers_mut().insert("retry-after", v);
-        }
-    }
-    resp.extensions_mut().insert(ErrorCode(e.code()));
-    resp
-}
-
-/// A surface's error shape.
+/// A client protocol's error shape.
 pub trait Shape {
+    /// The error as this protocol's response.
     fn render(e: &ApiError) -> Response;
 }
 
@@ -91,20 +38,50 @@ pub enum Ollama {}
 
 impl Shape for OpenAi {
     fn render(e: &ApiError) -> Response {
-        e.openai_response()
+        let body = llm_link_protocol::openai::error_body(
+            &e.to_string(),
+            e.openai_type(),
+            Some(e.code()),
+            e.param(),
+        );
+        respond(e, e.status(), body)
     }
 }
 
 impl Shape for Anthropic {
     fn render(e: &ApiError) -> Response {
-        e.anthropic_response()
+        let status = e.status();
+        let kind = match e {
+            ApiError::UpstreamAuth(_) | ApiError::BadGateway(_) | ApiError::Timeout(_) => {
+                "api_error"
+            }
+            ApiError::Unavailable(_) => "overloaded_error",
+            ApiError::ModelNotFound(_) | ApiError::NotFound(_) => "not_found_error",
+            _ => llm_link_protocol::anthropic::error_type_for_status(status.as_u16()),
+        };
+        let body = llm_link_protocol::anthropic::error_body(kind, &e.to_string());
+        respond(e, status, body)
     }
 }
 
 impl Shape for Ollama {
     fn render(e: &ApiError) -> Response {
-        e.ollama_response()
+        let body = llm_link_protocol::ollama::error_body(&e.to_string());
+        respond(e, e.status(), body)
     }
+}
+
+/// The error body with its status, `Retry-After` for a limit, and the
+/// [`ErrorCode`] the usage finaliser records.
+fn respond(e: &ApiError, status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Some(ra) = e.retry_after() {
+        if let Ok(v) = HeaderValue::from_str(ra) {
+            resp.headers_mut().insert("retry-after", v);
+        }
+    }
+    resp.extensions_mut().insert(ErrorCode(e.code()));
+    resp
 }
 
 /// Handlers of the OpenAI surface return this.
@@ -123,8 +100,8 @@ mod tests {
         let r = ApiError::RateLimited {
             message: "slow".into(),
             retry_after: Some("7".into()),
-        }
-        .openai_response();
+        };
+        let r = OpenAi::render(&r);
         assert_eq!(r.status(), 429);
         assert_eq!(
             r.headers().get("retry-after").and_then(|v| v.to_str().ok()),

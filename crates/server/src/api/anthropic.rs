@@ -2,7 +2,7 @@
 //! (also under `/anthropic/v1/…`), and `GET /v1/models` in Anthropic's shape
 //! when the request carries `anthropic-version`.
 
-use crate::error::{AnthropicError, ApiError, Render};
+use crate::error::{Anthropic, AnthropicError, ApiError, Shape};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -26,7 +26,7 @@ use std::time::Duration;
 const PING_EVERY: Duration = Duration::from_secs(10);
 
 const SURFACE: super::Surface = super::Surface {
-    error: ApiError::anthropic_response,
+    error: Anthropic::render,
     inband_error,
     stream_type: "text/event-stream",
 };
@@ -166,10 +166,9 @@ async fn list_models(State(st): State<Arc<AppState>>) -> Response {
 
 /// Unknown paths under `/anthropic/` answer in Anthropic's shape.
 pub async fn not_found() -> Response {
-    ApiError::NotFound(
+    Anthropic::render(&ApiError::NotFound(
         "unknown endpoint; llm-link serves /anthropic/v1/messages, /anthropic/v1/messages/count_tokens and /anthropic/v1/models".into(),
-    )
-    .anthropic_response()
+    ))
 }
 
 /// `GET /v1/models` in Anthropic's shape.

@@ -3,7 +3,7 @@
 //! `/api/tags`, `/api/show`, `/api/ps`, `/api/version`; `/api/delete`,
 //! `/api/pull` and friends answer a clear error.
 
-use crate::error::{ApiError, OllamaError, Render};
+use crate::error::{ApiError, Ollama, OllamaError, Shape};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -37,7 +37,7 @@ fn inband_error(e: &ApiError) -> Bytes {
 }
 
 const SURFACE: super::Surface = super::Surface {
-    error: ApiError::ollama_response,
+    error: Ollama::render,
     inband_error,
     stream_type: "application/x-ndjson",
 };
@@ -71,14 +71,13 @@ async fn version() -> Json<Value> {
 
 /// Unknown paths under `/api/` answer in Ollama's shape.
 pub async fn unknown_path() -> Response {
-    ApiError::NotFound("unknown endpoint".into()).ollama_response()
+    Ollama::render(&ApiError::NotFound("unknown endpoint".into()))
 }
 
 async fn unsupported() -> Response {
-    ApiError::bad_request(
+    Ollama::render(&ApiError::bad_request(
         "llm-link does not manage model files: its models come from the providers it is configured with (GET /api/tags lists them); configure providers with --provider or --config instead",
-    )
-    .ollama_response()
+    ))
 }
 
 fn unix_nanos() -> u128 {

@@ -5,7 +5,7 @@
 //! with only the model name rewritten; otherwise it goes through the
 //! internal model.
 
-use crate::error::{ApiError, OpenAiError, Render};
+use crate::error::{ApiError, OpenAi, OpenAiError, Shape};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -24,7 +24,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 const SURFACE: super::Surface = super::Surface {
-    error: ApiError::openai_response,
+    error: OpenAi::render,
     inband_error,
     stream_type: "text/event-stream",
 };
@@ -143,7 +143,7 @@ async fn completions(
     })
     .await;
     let mut r = match ran.result {
-        Err(e) => e.openai_response(),
+        Err(e) => OpenAi::render(&e),
         Ok(fwd) => super::forwarded_response(fwd, started, stream, SURFACE),
     };
     ran.trail.settle(&mut r);
@@ -213,7 +213,7 @@ async fn get_model(
 
 /// Unknown paths under `/v1/` answer in OpenAI's shape.
 pub async fn not_found() -> Response {
-    let mut r = ApiError::NotFound("unknown endpoint; llm-link serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models".into()).openai_response();
+    let mut r = OpenAi::render(&ApiError::NotFound("unknown endpoint; llm-link serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models".into()));
     *r.status_mut() = StatusCode::NOT_FOUND;
     r
 }
