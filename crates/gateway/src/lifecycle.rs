@@ -124,7 +124,7 @@ pub enum EmbedOutcome {
 /// instance's `--app`), otherwise the model's own routes.
 pub fn plan(
     instance_app: Option<&str>,
-    rt: &crate::snapshot::Runtime,
+    rt: &Runtime,
     headers: &HeaderMap,
     model: &str,
 ) -> Result<Plan, ApiError> {
@@ -164,7 +164,7 @@ pub fn rewrite_model_in(
 }
 
 /// As [`rewrite_model_in`], for a body not parsed as a top level yet.
-pub fn rewrite_model(body: &Bytes, requested: &str, upstream: &str) -> Result<Bytes, ApiError> {
+fn rewrite_model(body: &Bytes, requested: &str, upstream: &str) -> Result<Bytes, ApiError> {
     if requested == upstream {
         return Ok(body.clone());
     }
@@ -378,7 +378,7 @@ pub async fn embed(
 
 /// Adds what routing decided to a response: the route taken and, for a
 /// deprecated model, a warning (and the sunset date).
-pub fn annotate<B>(resp: &mut http::Response<B>, plan: &Plan, log: &RouteLog) {
+fn annotate<B>(resp: &mut http::Response<B>, plan: &Plan, log: &RouteLog) {
     let h = resp.headers_mut();
     if !log.steps.is_empty() {
         if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(log.header())) {
