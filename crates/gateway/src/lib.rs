@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http1;
+pub mod identity;
 pub mod lifecycle;
 pub mod meter;
 pub mod presets;

@@ -2,7 +2,7 @@
 //! and graceful shutdown.
 
 use crate::args::{esay, say, usage_error, ServeArgs};
-use llm_link_gateway::config::{self, Config, LogFormat};
+use llm_link_gateway::config::{self, Config, ConfigError, LogFormat};
 use llm_link_gateway::presets::PRESETS;
 use llm_link_server::state::AppState;
 use std::net::SocketAddr;
@@ -134,6 +134,14 @@ async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(e),
     };
+    if let Some(store) = &state.store {
+        if let Err(e) = llm_link_server::apply::reload_identities(&state, store).await {
+            return usage_error(ConfigError::new(
+                "--database",
+                format!("cannot read users and keys: {e}"),
+            ));
+        }
+    }
     llm_link_server::apply::spawn_poller(state.clone(), std::time::Duration::from_secs(2));
     let _watch = match &storage.config_path {
         Some(path) => match llm_link_server::watch::spawn(

@@ -79,6 +79,18 @@ pub async fn reload(
     Ok(res)
 }
 
+/// Reads users and virtual keys and swaps them in (start, admin writes,
+/// changes made by replicas or the CLI).
+pub async fn reload_identities(st: &AppState, store: &Store) -> llm_link_store::Result<()> {
+    let (rev, users, keys) = llm_link_store::identity::load(&store.db).await?;
+    let ids = llm_link_store::identity::identities(&users, &keys, &store.secrets, None);
+    st.identities.store(Arc::new(ids));
+    store
+        .applied_identity_revision
+        .store(rev, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
 /// Records in the database what routing learned about stored keys: a key
 /// the upstream refused (401/403) is disabled in memory by the request path;
 /// here it becomes `disabled` with its `last_error`, so the admin API shows
@@ -202,6 +214,28 @@ pub fn spawn_poller(st: Arc<AppState>, every: Duration) {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!("revision poll failed: {e}"),
+            }
+            let irev = match store.db.begin_read().await {
+                Ok(mut tx) => {
+                    let r = tx.identity_revision().await;
+                    let _ = tx.rollback().await;
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            if let Ok(r) = irev {
+                if r != store
+                    .applied_identity_revision
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    match reload_identities(&st, &store).await {
+                        Ok(()) => tracing::info!(
+                            revision = r,
+                            "applied a user/key change from the database"
+                        ),
+                        Err(e) => tracing::warn!("cannot read users and keys: {e}"),
+                    }
+                }
             }
         }
     });

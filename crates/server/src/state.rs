@@ -4,6 +4,7 @@
 
 use arc_swap::ArcSwap;
 use llm_link_gateway::config::{Config, ConfigError, Secret};
+use llm_link_gateway::identity::Identities;
 use llm_link_gateway::snapshot::{Layers, Runtime};
 use llm_link_gateway::usage::Recorder;
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub struct AppState {
     pub store: Option<Arc<llm_link_store::Store>>,
     /// Where usage rows go (disabled without a database).
     pub usage: Recorder,
+    /// Users and virtual keys (empty without a database), swapped whole on
+    /// change like the runtime; see `apply::reload_identities`.
+    pub identities: ArcSwap<Identities>,
 }
 
 impl AppState {
@@ -76,6 +80,7 @@ impl AppState {
             layers,
             store,
             usage,
+            identities: ArcSwap::from_pointee(Identities::default()),
         }))
     }
 

@@ -180,8 +180,9 @@ pub async fn open(
     for (name, why) in &layer.inactive {
         tracing::warn!("database provider {name} is not serving: {why}");
     }
+    let secrets = crate::identity::secrets(&db, &key).await.map_err(db_err)?;
     Ok(Some(Opened {
-        store: new_store(db, key, location, snap.revision, hash),
+        store: new_store(db, key, location, snap.revision, hash, secrets),
         layer,
         new_admin_token,
         key_source,
@@ -209,7 +210,13 @@ pub async fn open_with_key(
         .map_err(|e| e.to_string())?;
     tx.rollback().await.map_err(|e| e.to_string())?;
     let layer = db_layer(&snap, &key);
-    Ok((new_store(db, key, location, snap.revision, hash), layer))
+    let secrets = crate::identity::secrets(&db, &key)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((
+        new_store(db, key, location, snap.revision, hash, secrets),
+        layer,
+    ))
 }
 
 /// The store as opened at `revision`, with the stored admin token hash.
@@ -219,6 +226,7 @@ fn new_store(
     location: Location,
     revision: i64,
     hash: Option<String>,
+    secrets: crate::identity::IdentitySecrets,
 ) -> Arc<Store> {
     Arc::new(Store {
         db,
@@ -227,6 +235,9 @@ fn new_store(
         apply_lock: tokio::sync::Mutex::new(()),
         applied_revision: AtomicI64::new(revision),
         admin: AdminAuth::new(hash),
+        secrets,
+        // Below any real revision: the first reload always applies.
+        applied_identity_revision: AtomicI64::new(-1),
     })
 }
 
@@ -281,6 +292,16 @@ pub async fn rotate(
             tx.set_provider_headers(p.id, Some(&ct))
                 .await
                 .map_err(err)?;
+            n += 1;
+        }
+    }
+    for name in [crate::identity::TOKEN_HASH_KEY, crate::identity::JWT_SECRET] {
+        if let Some(ct) = tx.setting(name).await.map_err(err)? {
+            let plain = old.decrypt(&ct).map_err(|e| format!("{name}: {e}"))?;
+            let ct = new
+                .encrypt(plain.expose())
+                .map_err(|e| format!("{name}: {e}"))?;
+            tx.set_setting(name, &ct).await.map_err(err)?;
             n += 1;
         }
     }

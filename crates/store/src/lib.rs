@@ -14,6 +14,7 @@
 pub mod backup;
 pub mod boot;
 pub mod crypto;
+pub mod identity;
 pub mod layer;
 pub mod rows;
 pub mod token;
@@ -49,6 +50,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage",
         include_str!("../migrations/sqlite/0002_usage.sql"),
     ),
+    (
+        3,
+        "identity",
+        include_str!("../migrations/sqlite/0003_identity.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -60,6 +66,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "usage",
         include_str!("../migrations/postgres/0002_usage.sql"),
+    ),
+    (
+        3,
+        "identity",
+        include_str!("../migrations/postgres/0003_identity.sql"),
     ),
 ];
 
@@ -483,6 +494,10 @@ pub struct Store {
     /// The settings `revision` last applied (replicas poll it).
     pub applied_revision: std::sync::atomic::AtomicI64,
     pub admin: token::AdminAuth,
+    /// The identity secrets (token-hash key, session signing key).
+    pub secrets: identity::IdentitySecrets,
+    /// The `identity_revision` last applied (replicas poll it).
+    pub applied_identity_revision: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Store {

@@ -46,12 +46,12 @@ macro_rules! impl_get {
 impl_get!(sqlx::sqlite::SqliteRow);
 impl_get!(sqlx::postgres::PgRow);
 
-fn json_col<T: serde::de::DeserializeOwned>(r: &impl Get, c: &str) -> Result<T> {
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(r: &impl Get, c: &str) -> Result<T> {
     let t = r.text(c)?;
     serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{c}: {e}")))
 }
 
-fn to_json<T: Serialize>(v: &T) -> String {
+pub(crate) fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
@@ -290,7 +290,7 @@ pub struct Snapshot {
 // columns between `id` (or the fixed ones) and `created_at`, in list order.
 
 /// `INSERT INTO table (cols but id) VALUES ($1, …) RETURNING id`.
-fn insert_sql(table: &str, cols: &str) -> String {
+pub(crate) fn insert_sql(table: &str, cols: &str) -> String {
     let cols: Vec<&str> = cols.split(", ").filter(|c| *c != "id").collect();
     let values: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
     format!(
@@ -302,7 +302,7 @@ fn insert_sql(table: &str, cols: &str) -> String {
 
 /// `UPDATE table SET c = $1, … WHERE id = $n`, leaving out `id`,
 /// `created_at` and `fixed`.
-fn update_sql(table: &str, cols: &str, fixed: &[&str]) -> String {
+pub(crate) fn update_sql(table: &str, cols: &str, fixed: &[&str]) -> String {
     let set: Vec<String> = cols
         .split(", ")
         .filter(|c| !matches!(*c, "id" | "created_at") && !fixed.contains(c))
@@ -423,6 +423,7 @@ macro_rules! select_all {
         })
     };
 }
+pub(crate) use select_all;
 
 /// Runs a SELECT once per engine and maps the row, if any.
 macro_rules! select_one {
@@ -438,10 +439,11 @@ macro_rules! select_one {
         })
     };
 }
+pub(crate) use select_one;
 
 impl Tx {
     /// Deletes row `id` of `table`; false when there is none.
-    async fn delete_id(&mut self, table: &str, id: i64) -> Result<bool> {
+    pub(crate) async fn delete_id(&mut self, table: &str, id: i64) -> Result<bool> {
         let sql = format!("DELETE FROM {table} WHERE id = $1");
         let n = on!(self, |c| {
             sqlx::query(&sql)

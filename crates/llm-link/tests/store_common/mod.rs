@@ -161,7 +161,10 @@ pub async fn gateway(mut cfg: Config, store: Arc<Store>, layer: DbLayer) -> Gate
     if cfg.admin_token.is_none() {
         cfg.admin_token = Some(Secret::new(ADMIN));
     }
-    let state = AppState::with_store(&cfg, Some(store), layer).unwrap();
+    let state = AppState::with_store(&cfg, Some(store.clone()), layer).unwrap();
+    llm_link_server::apply::reload_identities(&state, &store)
+        .await
+        .unwrap();
     let st = state.clone();
     tokio::spawn(async move {
         llm_link_server::serve_on(listener, st).await.unwrap();

@@ -3,6 +3,7 @@
 //! audit log), which takes the admin token.
 
 pub mod apps;
+pub mod caller;
 pub mod hotupdate;
 pub mod keys;
 pub mod models;

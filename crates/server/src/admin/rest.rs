@@ -297,6 +297,8 @@ pub async fn require_admin(
         .map(|ci| ci.0.ip().to_string())
         .unwrap_or_else(|| "local".into());
     req.extensions_mut().insert(Actor(format!("admin@{ip}")));
+    req.extensions_mut()
+        .insert(super::caller::Caller::admin_token(format!("admin@{ip}")));
     next.run(req).await
 }
 
