@@ -15,6 +15,10 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unauthorized(String),
+    /// The credential is valid but may not do this (a model outside a
+    /// virtual key's scope).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     ModelNotFound(String),
     #[error("{0}")]
@@ -24,6 +28,12 @@ pub enum ApiError {
     /// The upstream (or a limit) said slow down.
     #[error("{message}")]
     RateLimited {
+        message: String,
+        retry_after: Option<String>,
+    },
+    /// A budget the request would exceed (refused before any upstream call).
+    #[error("{message}")]
+    QuotaExceeded {
         message: String,
         retry_after: Option<String>,
     },
@@ -62,6 +72,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -84,7 +96,9 @@ impl ApiError {
             | ApiError::PayloadTooLarge(_)
             | ApiError::UpstreamRejected { .. } => "invalid_request_error",
             ApiError::Unauthorized(_) => "authentication_error",
+            ApiError::Forbidden(_) => "permission_error",
             ApiError::RateLimited { .. } => "rate_limit_error",
+            ApiError::QuotaExceeded { .. } => "insufficient_quota",
             ApiError::UpstreamAuth(_)
             | ApiError::BadGateway(_)
             | ApiError::Unavailable(_)
@@ -98,6 +112,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => "invalid_request",
             ApiError::Unauthorized(_) => "invalid_api_key",
+            ApiError::Forbidden(_) => "model_not_allowed",
+            ApiError::QuotaExceeded { .. } => "insufficient_quota",
             ApiError::ModelNotFound(_) => "model_not_found",
             ApiError::NotFound(_) => "not_found",
             ApiError::PayloadTooLarge(_) => "request_too_large",
@@ -122,7 +138,8 @@ impl ApiError {
     /// How long a rate-limited caller should wait.
     pub fn retry_after(&self) -> Option<&str> {
         match self {
-            ApiError::RateLimited { retry_after, .. } => retry_after.as_deref(),
+            ApiError::RateLimited { retry_after, .. }
+            | ApiError::QuotaExceeded { retry_after, .. } => retry_after.as_deref(),
             _ => None,
         }
     }

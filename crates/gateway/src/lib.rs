@@ -11,6 +11,7 @@ pub mod apps;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod govern;
 pub mod http1;
 pub mod identity;
 pub mod lifecycle;

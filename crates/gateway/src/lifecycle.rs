@@ -4,9 +4,10 @@
 //!
 //! 1. **accept** — the server's front reads the request head and body
 //!    (bounded by `--body-limit`) and routes it to its surface.
-//! 2. **authenticate** — [`authenticate`]: the client key against the
-//!    snapshot's keys, before the body is read; a rejection is answered in
-//!    the surface's shape and nothing is metered.
+//! 2. **authenticate** — [`authenticate`]: the credential (a virtual key,
+//!    a static auth key, a user's session) against the snapshot's keys and
+//!    identities, before the body is read; a rejection is answered in the
+//!    surface's shape and nothing is metered.
 //! 3. **open the meter** — [`open`]: the usage row is drafted and the
 //!    finaliser armed; from here on every outcome (an error, a client that
 //!    goes away, a stream cut short) settles exactly one row.
@@ -14,7 +15,12 @@
 //!    aliases, routes, app mappings) into an ordered chain of targets. The
 //!    surface then checks the body lightly and decodes it into the internal
 //!    model only if some target needs translation ([`needs_translation`]).
-//! 5. **limits** — inside each attempt: a target's breaker, its key pool,
+//! 5. **admit** — [`admit`]: once the model is known, the caller's scope
+//!    (403), its and the model's limits (429 `Retry-After`) and the budget
+//!    reservation of the worst-case cost (429 `insufficient_quota`), before
+//!    anything reaches a provider; [`Trail::hold`] hands the admission to the
+//!    finaliser, which settles it with the real cost.
+//!    Then inside each attempt: a target's breaker, its key pool,
 //!    its `rpm`/`tpm` window and its concurrency slot admit the attempt or
 //!    skip to the next target (`routing::exec`).
 //! 6. **attempts** — [`chat`] / [`embed`] run the plan with retries,
@@ -30,6 +36,8 @@
 //!    the usage writer's queue. Nothing on this path waits on the database.
 
 use crate::error::ApiError;
+use crate::govern::{Admission, Ask, Governor, Principal};
+use crate::identity::Identities;
 use crate::meter::{Note, Pending};
 use crate::presets::Wire;
 use crate::providers::{Endpoint, EventStream, ForwardBody, Forwarded};
@@ -48,16 +56,143 @@ use llm_link_protocol::ir::{
 use llm_link_protocol::json::RawObject;
 use std::time::{Duration, Instant};
 
-/// Step 2: the client key the request presents, checked against the
-/// snapshot's keys (none configured: everyone is let in).
-pub fn authenticate(headers: &HeaderMap, rt: &Runtime) -> Result<(), ApiError> {
-    crate::auth::check(headers, &rt.auth_keys)
+/// What step 2 found out about the caller.
+#[derive(Debug)]
+pub enum Credential<'h> {
+    /// No credential needed (nothing configured), or a static `--auth-key`.
+    Open,
+    /// A virtual key (and its user).
+    Principal(Principal),
+    /// A session token (JWT) the server checks against its sessions.
+    Session(&'h str),
+}
+
+/// Step 2: the credential the request presents (`Authorization: Bearer` or
+/// `x-api-key`): a virtual key `llk-…` (not revoked, not expired, its user
+/// not disabled), a static `--auth-key`, or a user's session token. With
+/// no auth keys, no users and no virtual keys, everyone is let in.
+pub fn authenticate<'h>(
+    headers: &'h HeaderMap,
+    rt: &Runtime,
+    ids: &Identities,
+) -> Result<Credential<'h>, ApiError> {
+    let needed = !rt.auth_keys.is_empty() || ids.any();
+    let Some(given) = crate::auth::presented_key(headers) else {
+        if needed {
+            return Err(ApiError::Unauthorized(
+                "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`".into(),
+            ));
+        }
+        return Ok(Credential::Open);
+    };
+    if !needed {
+        return Ok(Credential::Open);
+    }
+    if given.starts_with(crate::identity::KEY_PREFIX) {
+        if let Some(k) = ids.key(given) {
+            if k.expires_at.is_some_and(|t| t <= crate::util::now_ms()) {
+                return Err(ApiError::Unauthorized(format!(
+                    "the API key `{}` has expired",
+                    k.name
+                )));
+            }
+            let user = match k.user_id {
+                Some(id) => match ids.user(id) {
+                    Some(u) if !u.disabled => Some(u.clone()),
+                    _ => {
+                        return Err(ApiError::Unauthorized(format!(
+                            "the user of the API key `{}` is disabled",
+                            k.name
+                        )))
+                    }
+                },
+                None => None,
+            };
+            return Ok(Credential::Principal(Principal {
+                key: Some(k.clone()),
+                user,
+            }));
+        }
+    }
+    if !rt.auth_keys.is_empty() && crate::auth::check(headers, &rt.auth_keys).is_ok() {
+        return Ok(Credential::Open);
+    }
+    if !ids.users.is_empty() && crate::identity::jwt::looks_like(given) {
+        return Ok(Credential::Session(given));
+    }
+    Err(ApiError::Unauthorized("invalid API key".into()))
+}
+
+/// Output tokens assumed when neither the request nor the catalog caps them.
+pub const DEFAULT_MAX_OUTPUT: u64 = 4096;
+
+/// The most output tokens a request asks for: `max_tokens`,
+/// `max_completion_tokens`, `max_output_tokens` or Ollama's
+/// `options.num_predict`; `None` when it sets none.
+pub fn requested_max_output(obj: &RawObject<'_>) -> Option<u64> {
+    for k in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+        if let Some(n) = obj.raw_text(k).and_then(|t| t.trim().parse::<u64>().ok()) {
+            return Some(n);
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Options {
+        num_predict: Option<i64>,
+    }
+    let o: Option<Options> = obj.get("options").ok().flatten();
+    o.and_then(|o| o.num_predict)
+        .and_then(|n| u64::try_from(n).ok())
+}
+
+/// Step 4b, limits and budget reservation: the caller's scope, its limits
+/// and the catalog model's, and the request's worst-case cost reserved
+/// against every budget it falls under (`crate::govern`). `body_len` is the
+/// request's size (the prompt estimate is a token per 3 bytes, generous for
+/// any script); `max_output` what the request caps its answer at.
+pub async fn admit(
+    gov: &std::sync::Arc<Governor>,
+    who: &Principal,
+    rt: &Runtime,
+    model: &str,
+    body_len: usize,
+    max_output: Option<u64>,
+) -> Result<Admission, ApiError> {
+    let cat = rt.catalog.model(model);
+    let small = |v: Option<i64>| {
+        v.filter(|n| *n > 0)
+            .map(|n| n.min(i64::from(u32::MAX)) as u32)
+    };
+    let limits = cat.map_or((None, None), |m| (small(m.rpm_limit), small(m.tpm_limit)));
+    if who.is_empty() && limits == (None, None) {
+        return Ok(Admission::none());
+    }
+    let max_output = max_output
+        .or_else(|| {
+            cat.and_then(|m| m.max_tokens)
+                .and_then(|n| u64::try_from(n).ok())
+        })
+        .unwrap_or(DEFAULT_MAX_OUTPUT);
+    let price = cat.and_then(|m| match (m.input_price, m.output_price) {
+        (None, None) => None,
+        (i, o) => Some((i.unwrap_or(0.0), o.unwrap_or(0.0))),
+    });
+    let ask = Ask {
+        prompt_tokens: (body_len as u64).div_ceil(3),
+        max_output,
+        price,
+    };
+    gov.admit(who, model, limits, ask).await
 }
 
 /// Step 3: drafts the usage row of a model call and arms the finaliser;
 /// `None` when nothing is recorded (no database, or not a model call).
-pub fn open(usage: &Recorder, app: Option<&str>, req: &http::Request<Body>) -> Option<Pending> {
-    crate::meter::begin(usage, app, req)
+pub fn open(
+    usage: &Recorder,
+    app: Option<&str>,
+    who: Option<&Principal>,
+    req: &http::Request<Body>,
+) -> Option<Pending> {
+    crate::meter::begin(usage, app, who, req)
 }
 
 /// Step 8, last half: settles the row from the response, now or when its
@@ -99,6 +234,12 @@ pub struct Trail {
 }
 
 impl Trail {
+    /// The request's admission (limits, budget reservation) goes with the
+    /// usage note, so the finaliser settles it with the real cost.
+    pub fn hold(&mut self, adm: Admission) {
+        self.note.hold(adm);
+    }
+
     /// Step 8, first half: the routing headers and the usage note go on the
     /// client's response.
     pub fn settle(self, resp: &mut http::Response<Body>) {

@@ -15,6 +15,7 @@
 //! SHA-256 (`key_id`).
 
 use crate::error::{ApiError, ErrorCode};
+use crate::govern::{Admission, Principal};
 use crate::presets::Wire;
 use crate::providers::{ByteStream, EventStream, ForwardBody, Forwarded};
 use crate::routing::exec::RouteLog;
@@ -110,6 +111,8 @@ pub struct Note {
     /// Catalog prices per million tokens (input, output), when known.
     price: Option<(Option<f64>, Option<f64>)>,
     tally: Option<Arc<Tally>>,
+    /// The request's limits and budget reservation, settled with the cost.
+    admission: Option<Arc<Mutex<Option<Admission>>>>,
     /// Usage is not recorded (no database): every method does nothing.
     off: bool,
 }
@@ -197,6 +200,13 @@ impl Note {
 
     fn tally(&mut self) -> Arc<Tally> {
         self.tally.get_or_insert_with(Arc::default).clone()
+    }
+
+    /// Keeps the request's admission until the row is settled.
+    pub fn hold(&mut self, adm: Admission) {
+        if !adm.is_empty() {
+            self.admission = Some(Arc::new(Mutex::new(Some(adm))));
+        }
     }
 
     /// Hands the note to [`finish`].
@@ -303,7 +313,12 @@ fn header_text(h: &http::HeaderMap, name: &str) -> Option<String> {
 /// the handler runs. `None` when nothing is recorded (no database, or not a
 /// model call). Runs inside client auth, so a rejected key records nothing
 /// (see the server's `api::ModelRoutes`).
-pub fn begin(rec: &Recorder, app: Option<&str>, req: &http::Request<Body>) -> Option<Pending> {
+pub fn begin(
+    rec: &Recorder,
+    app: Option<&str>,
+    who: Option<&Principal>,
+    req: &http::Request<Body>,
+) -> Option<Pending> {
     if !rec.enabled() {
         return None;
     }
@@ -316,6 +331,8 @@ pub fn begin(rec: &Recorder, app: Option<&str>, req: &http::Request<Body>) -> Op
         endpoint,
         app: header_text(h, "x-llm-link-app").or_else(|| app.map(str::to_string)),
         key_id: crate::auth::presented_key(h).map(key_id),
+        user_id: who.and_then(Principal::user_id),
+        virtual_key_id: who.and_then(Principal::key_id),
         ..UsageRow::default()
     };
     Some(Pending(Some(Draft {
@@ -412,6 +429,14 @@ impl Finish {
                     + u.completion_tokens as f64 * o.unwrap_or(0.0))
                     / 1_000_000.0
             });
+        }
+        if let Some(adm) = note
+            .admission
+            .as_ref()
+            .and_then(|a| a.lock().unwrap_or_else(|p| p.into_inner()).take())
+        {
+            let tokens = row.input_tokens.map(|i| i + row.output_tokens.unwrap_or(0));
+            adm.settle(row.cost, tokens);
         }
         rec.record(row);
     }

@@ -42,6 +42,10 @@ pub struct UsageRow {
     pub cost: Option<f64>,
     /// First 8 hex digits of the SHA-256 of the client key presented.
     pub key_id: Option<String>,
+    /// The user the request ran as (its virtual key's user, or a session's).
+    pub user_id: Option<i64>,
+    /// The virtual key's id.
+    pub virtual_key_id: Option<i64>,
 }
 
 /// Rows per transaction (one multi-row INSERT).

@@ -231,6 +231,12 @@ pub struct ServerArgs {
     /// How long in-flight requests and streams may finish after a shutdown signal [default: 30s]
     #[arg(long, env = "LLM_LINK_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
+    /// Time zone whose calendar days, weeks (from Monday) and months budgets reset on [default: UTC]
+    #[arg(long, env = "LLM_LINK_BUDGET_TIMEZONE", value_name = "TZ")]
+    pub budget_timezone: Option<String>,
+    /// Allow a non-loopback --host with no client credential at all (no --auth-key, no users, no virtual keys)
+    #[arg(long, env = "LLM_LINK_INSECURE")]
+    pub insecure: bool,
     /// Serving threads, each with its own event loop and upstream connection pools [default: one per CPU core]
     #[arg(long, env = "LLM_LINK_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
@@ -300,6 +306,8 @@ impl ServeArgs {
             cors_origins: s.cors_origins.clone(),
             shutdown_timeout: s.shutdown_timeout.clone(),
             redis: s.redis.clone(),
+            budget_timezone: s.budget_timezone.clone(),
+            insecure: s.insecure,
         }
     }
 }

@@ -135,13 +135,32 @@ async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
         Err(e) => return usage_error(e),
     };
     if let Some(store) = &state.store {
-        if let Err(e) = llm_link_server::apply::reload_identities(&state, store).await {
+        let loaded = match llm_link_server::apply::reload_identities(&state, store).await {
+            Ok(()) => llm_link_server::apply::load_spend(&state, store).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = loaded {
             return usage_error(ConfigError::new(
                 "--database",
-                format!("cannot read users and keys: {e}"),
+                format!("cannot read users, keys and budget spend: {e}"),
             ));
         }
     }
+    if !cfg.insecure
+        && !addr.ip().is_loopback()
+        && cfg.auth_keys.is_empty()
+        && !state.identities.load().any()
+    {
+        return usage_error(ConfigError::new(
+            "--host",
+            format!(
+                "{} is reachable from other machines but no client credential is configured; \
+                 add --auth-key KEY, create users or virtual keys, or pass --insecure to serve it open",
+                cfg.host
+            ),
+        ));
+    }
+    let spend_writer = llm_link_server::apply::spawn_spend_writer(state.clone());
     llm_link_server::apply::spawn_poller(state.clone(), std::time::Duration::from_secs(2));
     let _watch = match &storage.config_path {
         Some(path) => match llm_link_server::watch::spawn(
@@ -215,8 +234,12 @@ async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
             tracing::warn!("requests still running after {}s; closing them", grace.as_secs_f64());
         }
     }
-    // Usage rows still queued go in before the pool closes.
+    // Usage rows and budget spend still queued go in before the pool closes.
     usage.flush_and_close().await;
+    shutdown.cancel();
+    if let Some(w) = spend_writer {
+        let _ = w.await;
+    }
     // Closing the pool checkpoints SQLite's WAL into the main file.
     if let Some(o) = &opened {
         o.store.db.close().await;
@@ -364,9 +387,9 @@ fn print_banner(cfg: &Config, state: &AppState, addr: SocketAddr, extra: &[Strin
             ));
         }
     }
-    if cfg.auth_keys.is_empty() && !addr.ip().is_loopback() {
+    if cfg.auth_keys.is_empty() && !addr.ip().is_loopback() && !state.identities.load().any() {
         esay(format!(
-            "warning: listening on {} without client auth: anyone who can reach this address can spend your provider keys; pass --auth-key",
+            "warning: listening on {} without client auth (--insecure): anyone who can reach this address can spend your provider keys",
             addr.ip()
         ));
     }

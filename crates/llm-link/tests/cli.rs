@@ -278,11 +278,28 @@ fn vendor_key_env_vars_enable_providers_and_keys_never_print() {
     assert!(!err.contains("secret"), "a key was logged: {err}");
 }
 
+/// A non-loopback address with no client credential at all refuses to
+/// start (issue 15: zero-config is for loopback only) …
+#[test]
+fn open_host_without_any_credential_refuses_to_start() {
+    let out = cmd()
+        .args(["--host", "0.0.0.0", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--host") && err.contains("--insecure") && err.contains("--auth-key"),
+        "{err}"
+    );
+}
+
+/// … unless `--insecure` says so, and then it warns.
 #[cfg(unix)]
 #[test]
-fn open_host_without_auth_warns() {
+fn open_host_with_insecure_warns() {
     let mut c = cmd();
-    c.args(["--host", "0.0.0.0", "--port", "0"])
+    c.args(["--host", "0.0.0.0", "--port", "0", "--insecure"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
@@ -290,7 +307,7 @@ fn open_host_without_auth_warns() {
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
     assert!(
-        line.contains("warning") && line.contains("--auth-key"),
+        line.contains("warning") && line.contains("without client auth"),
         "{line}"
     );
     sigterm(&child);

@@ -179,7 +179,10 @@ async fn master_key_rotation(engine: Engine) {
     let n = llm_link_store::boot::rotate(&store.db, &old, &new, "test")
         .await
         .unwrap();
-    assert_eq!(n, 4, "three keys and one header set");
+    assert_eq!(
+        n, 6,
+        "three keys, one header set, the token-hash key and the session key"
+    );
     let mut tx = store.db.begin_read().await.unwrap();
     let keys = tx.keys().await.unwrap();
     let providers = tx.providers().await.unwrap();
@@ -198,6 +201,17 @@ async fn master_key_rotation(engine: Engine) {
     }
     let h = providers[0].headers.as_ref().unwrap();
     assert!(new.decrypt(h).unwrap().expose().contains(CANARIES[3]));
+    // The identity secrets moved to the new key too (and still decrypt).
+    let mut tx = store.db.begin_read().await.unwrap();
+    for name in [
+        llm_link_store::identity::TOKEN_HASH_KEY,
+        llm_link_store::identity::JWT_SECRET,
+    ] {
+        let ct = tx.setting(name).await.unwrap().unwrap();
+        assert!(ct.starts_with(&format!("v1:{}:", new.id())), "{name}");
+        assert_eq!(new.decrypt(&ct).unwrap().expose().len(), 64, "{name}");
+    }
+    tx.rollback().await.unwrap();
     assert!(old.decrypt(&keys[0].secret).is_err());
     assert_eq!(audit[0].action, "master_key.rotate");
     drop(gw);

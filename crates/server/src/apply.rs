@@ -240,3 +240,54 @@ pub fn spawn_poller(st: Arc<AppState>, every: Duration) {
         }
     });
 }
+
+/// Loads the budget spend of current periods into the governor (start).
+pub async fn load_spend(st: &AppState, store: &Store) -> llm_link_store::Result<()> {
+    // The oldest current period is this month's (or `total`, start 0).
+    let since = llm_link_gateway::util::now_ms() - 32 * 86_400_000;
+    let mut tx = store.db.begin_read().await?;
+    let rows = tx.spend_since(since).await?;
+    tx.rollback().await?;
+    st.governor
+        .load_spend(rows.into_iter().map(|r| (r.scope, r.period_start, r.spent)));
+    Ok(())
+}
+
+/// Writes the spend settled since the last call; what cannot be written is
+/// kept for the next call.
+pub async fn flush_spend(gov: &llm_link_gateway::govern::Governor, store: &Store) {
+    let dirty = gov.take_dirty();
+    if dirty.is_empty() {
+        return;
+    }
+    let res: llm_link_store::Result<()> = async {
+        let mut tx = store.db.begin().await?;
+        for (scope, start, delta) in &dirty {
+            tx.add_spend(scope, *start, *delta).await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = res {
+        tracing::warn!("cannot record budget spend (kept for the next try): {e}");
+        gov.restore_dirty(dirty);
+    }
+}
+
+/// Persists budget spend every second until shutdown (then once more).
+pub fn spawn_spend_writer(st: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    let store = st.store.clone()?;
+    let gov = st.governor.clone();
+    let shutdown = st.shutdown.clone();
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => flush_spend(&gov, &store).await,
+            }
+        }
+        flush_spend(&gov, &store).await;
+    }))
+}

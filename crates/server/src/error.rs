@@ -56,6 +56,8 @@ impl Shape for Anthropic {
                 "api_error"
             }
             ApiError::Unavailable(_) => "overloaded_error",
+            ApiError::Forbidden(_) => "permission_error",
+            ApiError::QuotaExceeded { .. } => "rate_limit_error",
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => "not_found_error",
             _ => llm_link_protocol::anthropic::error_type_for_status(status.as_u16()),
         };

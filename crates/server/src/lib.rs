@@ -9,6 +9,7 @@ pub mod api;
 pub mod apply;
 pub mod error;
 pub mod front;
+pub mod sessions;
 pub mod state;
 pub mod watch;
 pub mod workers;

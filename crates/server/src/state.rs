@@ -4,6 +4,7 @@
 
 use arc_swap::ArcSwap;
 use llm_link_gateway::config::{Config, ConfigError, Secret};
+use llm_link_gateway::govern::Governor;
 use llm_link_gateway::identity::Identities;
 use llm_link_gateway::snapshot::{Layers, Runtime};
 use llm_link_gateway::usage::Recorder;
@@ -42,6 +43,9 @@ pub struct AppState {
     /// Users and virtual keys (empty without a database), swapped whole on
     /// change like the runtime; see `apply::reload_identities`.
     pub identities: ArcSwap<Identities>,
+    /// Limits and budgets of keys, users and catalog models; lives as long
+    /// as the process (snapshots come and go, counters stay).
+    pub governor: Arc<Governor>,
 }
 
 impl AppState {
@@ -81,7 +85,19 @@ impl AppState {
             store,
             usage,
             identities: ArcSwap::from_pointee(Identities::default()),
+            governor: Arc::new(Governor::new(
+                cfg.budget_timezone.clone(),
+                llm_link_gateway::routing::shared::budgets(),
+            )),
         }))
+    }
+
+    /// The same state with another governor (tests: a Redis-backed one
+    /// with its own key prefix).
+    pub fn with_governor(self: Arc<AppState>, governor: Arc<Governor>) -> Option<Arc<AppState>> {
+        let mut st = Arc::into_inner(self)?;
+        st.governor = governor;
+        Some(Arc::new(st))
     }
 
     /// The in-process provider switch (hot-update API): replaces the

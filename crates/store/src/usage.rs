@@ -31,6 +31,8 @@ const COLS: &[&str] = &[
     "attempts",
     "cost",
     "key_id",
+    "user_id",
+    "virtual_key_id",
 ];
 
 /// Writes batches into `usage_records`.
@@ -126,7 +128,9 @@ pub async fn insert(db: &Db, rows: &[UsageRow]) -> Result<()> {
                     .bind(r.ttfb_ms.map(big))
                     .bind(i64::from(r.attempts))
                     .bind(r.cost)
-                    .bind(r.key_id.as_deref());
+                    .bind(r.key_id.as_deref())
+                    .bind(r.user_id)
+                    .bind(r.virtual_key_id);
             }
             q.execute(&mut *c).await?;
         });
@@ -363,14 +367,14 @@ mod tests {
     fn insert_sql_numbers_every_placeholder() {
         let s = insert_sql(2, true);
         assert!(s.contains("($1, $2,"), "{s}");
-        assert!(s.ends_with(", $40)"), "{s}");
-        assert_eq!(s.matches('$').count(), 40);
+        assert!(s.ends_with(", $44)"), "{s}");
+        assert_eq!(s.matches('$').count(), 44);
         let s = insert_sql(2, false);
         assert!(
-            s.ends_with("?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            s.ends_with("?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             "{s}"
         );
-        assert_eq!(s.matches('?').count(), 40);
+        assert_eq!(s.matches('?').count(), 44);
     }
 
     #[tokio::test]

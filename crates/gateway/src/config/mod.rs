@@ -214,6 +214,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Redis for limits shared by replicas.
     pub redis: Option<String>,
+    /// The calendar budgets reset on (`--budget-timezone`, default UTC).
+    pub budget_timezone: crate::identity::TimeZone,
+    /// Serve a non-loopback address without any client credential.
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -245,6 +249,8 @@ pub struct CliInput {
     pub cors_origins: Vec<String>,
     pub shutdown_timeout: Option<String>,
     pub redis: Option<String>,
+    pub budget_timezone: Option<String>,
+    pub insecure: bool,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
@@ -663,8 +669,26 @@ pub fn build(
         }
         None => None,
     };
+    let budget_timezone = match cli
+        .budget_timezone
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        None => crate::identity::TimeZone::UTC,
+        Some(name) => crate::identity::TimeZone::get(name).map_err(|_| {
+            ConfigError::new(
+                "--budget-timezone",
+                format!(
+                    "`{name}` is not a known time zone (try UTC, Asia/Shanghai, Europe/Berlin)"
+                ),
+            )
+        })?,
+    };
     let cfg = Config {
         redis,
+        budget_timezone,
+        insecure: cli.insecure,
         routes,
         deprecations,
         app,

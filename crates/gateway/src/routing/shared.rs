@@ -6,9 +6,11 @@
 //! buckets still apply. If Redis stops answering, requests are admitted on
 //! the local limits alone (fail open) and a warning is logged.
 
+use crate::govern::{SharedBudgets, SharedEntry};
+use crate::identity::Micros;
 use redis::aio::ConnectionManager;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct SharedLimits {
@@ -27,6 +29,10 @@ pub async fn connect(url: &str, prefix: &str) -> Result<(), String> {
         .await
         .map_err(|_| "Redis did not answer within 3s".to_string())?
         .map_err(|e| format!("cannot connect to Redis: {e}"))?;
+    let _ = BUDGETS.set(Arc::new(RedisBudgets {
+        conn: conn.clone(),
+        prefix: prefix.to_string(),
+    }));
     let _ = SHARED.set(SharedLimits {
         conn,
         prefix: prefix.to_string(),
@@ -97,5 +103,175 @@ impl SharedLimits {
                 Ok(())
             }
         }
+    }
+}
+
+/// Budgets shared by replicas: every reservation and settlement is one
+/// atomic Lua script over the scopes it touches, so concurrent requests on
+/// any number of replicas never overspend. A reservation left behind by a
+/// replica that died expires after [`RESERVATION_TTL`].
+pub struct RedisBudgets {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+/// How long a reservation lives without being settled.
+pub const RESERVATION_TTL: Duration = Duration::from_secs(3600);
+
+static BUDGETS: OnceLock<Arc<RedisBudgets>> = OnceLock::new();
+
+/// The process-wide shared budgets, once `connect` succeeded.
+pub fn budgets() -> Option<Arc<dyn SharedBudgets>> {
+    BUDGETS.get().map(|b| b.clone() as Arc<dyn SharedBudgets>)
+}
+
+const RESERVE: &str = r"
+local now = tonumber(ARGV[1])
+local worst = tonumber(ARGV[2])
+local id = ARGV[3]
+local ttl = tonumber(ARGV[4])
+local n = #KEYS / 3
+for i = 0, n - 1 do
+  local h, z, a = KEYS[3*i+1], KEYS[3*i+2], KEYS[3*i+3]
+  local limit = tonumber(ARGV[5 + 3*i])
+  redis.call('HSETNX', h, 'spent', ARGV[6 + 3*i])
+  local stale = redis.call('ZRANGEBYSCORE', z, '-inf', now)
+  for _, r in ipairs(stale) do
+    local amt = tonumber(redis.call('HGET', a, r) or '0')
+    redis.call('HINCRBY', h, 'reserved', -amt)
+    redis.call('HDEL', a, r)
+    redis.call('ZREM', z, r)
+  end
+  local committed = tonumber(redis.call('HGET', h, 'spent') or '0')
+    + tonumber(redis.call('HGET', h, 'reserved') or '0')
+  if committed >= limit or committed + worst > limit then
+    return i + 1
+  end
+end
+for i = 0, n - 1 do
+  local h, z, a = KEYS[3*i+1], KEYS[3*i+2], KEYS[3*i+3]
+  local kttl = tonumber(ARGV[7 + 3*i])
+  redis.call('HINCRBY', h, 'reserved', worst)
+  redis.call('ZADD', z, now + ttl, id)
+  redis.call('HSET', a, id, worst)
+  if kttl > 0 then
+    redis.call('PEXPIRE', h, kttl)
+    redis.call('PEXPIRE', z, kttl)
+    redis.call('PEXPIRE', a, kttl)
+  end
+end
+return 0
+";
+
+const SETTLE: &str = r"
+local id = ARGV[1]
+local actual = tonumber(ARGV[2])
+for i = 0, #KEYS / 3 - 1 do
+  local h, z, a = KEYS[3*i+1], KEYS[3*i+2], KEYS[3*i+3]
+  local amt = redis.call('HGET', a, id)
+  if amt then
+    redis.call('HINCRBY', h, 'reserved', -tonumber(amt))
+    redis.call('HDEL', a, id)
+    redis.call('ZREM', z, id)
+  end
+  if actual > 0 then
+    redis.call('HINCRBY', h, 'spent', actual)
+  end
+end
+return 0
+";
+
+impl RedisBudgets {
+    /// Connects (bounded); `prefix` namespaces the keys.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<RedisBudgets>, String> {
+        let client = redis::Client::open(url)
+            .map_err(|e| format!("not a usable Redis URL ({:?})", e.kind()))?;
+        let conn = tokio::time::timeout(Duration::from_secs(3), ConnectionManager::new(client))
+            .await
+            .map_err(|_| "Redis did not answer within 3s".to_string())?
+            .map_err(|e| format!("cannot connect to Redis: {e}"))?;
+        Ok(Arc::new(RedisBudgets {
+            conn,
+            prefix: prefix.to_string(),
+        }))
+    }
+
+    fn keys(&self, entries: &[SharedEntry]) -> Vec<String> {
+        let mut keys = Vec::with_capacity(entries.len() * 3);
+        for e in entries {
+            // One hash slot per scope and period (`{…}`), for Redis Cluster.
+            let base = format!("{}:budget:{{{}:{}}}", self.prefix, e.scope, e.period_start);
+            keys.push(base.clone());
+            keys.push(format!("{base}:res"));
+            keys.push(format!("{base}:amt"));
+        }
+        keys
+    }
+}
+
+impl SharedBudgets for RedisBudgets {
+    fn reserve<'a>(
+        &'a self,
+        entries: &'a [SharedEntry],
+        worst: Micros,
+    ) -> crate::providers::BoxFuture<'a, Result<Result<String, usize>, String>> {
+        Box::pin(async move {
+            let now = crate::util::now_ms();
+            let id = crate::util::new_id("res_");
+            let script = redis::Script::new(RESERVE);
+            let mut inv = script.prepare_invoke();
+            for k in self.keys(entries) {
+                inv.key(k);
+            }
+            inv.arg(now)
+                .arg(worst)
+                .arg(&id)
+                .arg(RESERVATION_TTL.as_millis() as i64);
+            for e in entries {
+                let kttl = if e.period_end == i64::MAX {
+                    0
+                } else {
+                    (e.period_end - now).max(0) + 86_400_000
+                };
+                inv.arg(e.limit).arg(e.seed).arg(kttl);
+            }
+            let mut conn = self.conn.clone();
+            let r: i64 =
+                tokio::time::timeout(Duration::from_millis(500), inv.invoke_async(&mut conn))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+                    .map_err(|e| e.to_string())?;
+            Ok(if r == 0 {
+                Ok(id)
+            } else {
+                Err((r - 1) as usize)
+            })
+        })
+    }
+
+    fn settle(&self, entries: Vec<SharedEntry>, id: String, actual: Micros) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "budget settlement outside the runtime; the reservation expires instead"
+            );
+            return;
+        };
+        let keys = self.keys(&entries);
+        let mut conn = self.conn.clone();
+        rt.spawn(async move {
+            let script = redis::Script::new(SETTLE);
+            let mut inv = script.prepare_invoke();
+            for k in keys {
+                inv.key(k);
+            }
+            inv.arg(&id).arg(actual);
+            let r: Result<Result<i64, redis::RedisError>, _> =
+                tokio::time::timeout(Duration::from_secs(2), inv.invoke_async(&mut conn)).await;
+            if !matches!(r, Ok(Ok(_))) {
+                tracing::warn!(
+                    "cannot settle a budget reservation in Redis; it expires within the hour"
+                );
+            }
+        });
     }
 }

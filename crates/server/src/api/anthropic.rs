@@ -61,7 +61,7 @@ const MESSAGES: super::ChatReader = super::ChatReader {
 
 async fn messages(
     State(st): State<Arc<AppState>>,
-    super::Headers(headers): super::Headers,
+    super::Headers(headers, who): super::Headers,
     body: super::ReqBody<AnthropicError>,
 ) -> Result<Response, AnthropicError> {
     let obj = body.parse()?;
@@ -85,7 +85,7 @@ async fn messages(
         );
         t.stream(super::encode_events(events, enc), "text/event-stream")
     };
-    Ok(super::serve_chat(&st, &headers, req, &MESSAGES, whole, streamed).await?)
+    Ok(super::serve_chat(&st, (&headers, &who), req, &MESSAGES, whole, streamed).await?)
 }
 
 /// Anthropic SSE: `message_start` and a `ping` at once, pings while the
@@ -123,12 +123,19 @@ impl super::EventEncoder for StreamEncoder {
 
 async fn count_tokens(
     State(st): State<Arc<AppState>>,
-    super::Headers(headers): super::Headers,
+    super::Headers(headers, who): super::Headers,
     body: super::ReqBody<AnthropicError>,
 ) -> Result<Response, AnthropicError> {
     let obj = body.parse()?;
     let body = &body.bytes;
     let model = obj.model()?;
+    if let Some(k) = who.key.as_ref().filter(|k| !k.allows(&model)) {
+        return Err(ApiError::Forbidden(format!(
+            "the API key `{}` may not use model `{model}`",
+            k.name
+        ))
+        .into());
+    }
     let target = st.runtime().router.resolve(&model)?;
     if target.provider.wire() == Wire::Anthropic {
         // Exact: ask Anthropic.

@@ -11,7 +11,8 @@ use axum::http::HeaderMap;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use llm_link_gateway::lifecycle::{self, ChatCall, ChatOutcome, EmbedOutcome};
+use llm_link_gateway::govern::Principal;
+use llm_link_gateway::lifecycle::{self, ChatCall, ChatOutcome, Credential, EmbedOutcome};
 use llm_link_gateway::presets::Wire;
 use llm_link_gateway::providers::{Endpoint, EventStream};
 use llm_link_gateway::routing::Plan;
@@ -25,11 +26,12 @@ use llm_link_protocol::passthrough::Forwardable;
 use std::time::{Duration, Instant};
 
 /// The request's headers, moved out of the request rather than cloned
-/// (axum's `HeaderMap` extractor copies every header). For handlers whose
-/// later extractors read only the body: the body limit lives in the
-/// request's extensions, not its headers. The key check and metering saw
-/// the headers before the handler ran.
-pub struct Headers(pub axum::http::HeaderMap);
+/// (axum's `HeaderMap` extractor copies every header), and who is calling
+/// (the model-route layer authenticated it). For handlers whose later
+/// extractors read only the body: the body limit lives in the request's
+/// extensions, not its headers. The key check and metering saw the headers
+/// before the handler ran.
+pub struct Headers(pub axum::http::HeaderMap, pub Principal);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Headers {
     type Rejection = std::convert::Infallible;
@@ -38,7 +40,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Headers {
         parts: &mut axum::http::request::Parts,
         _state: &S,
     ) -> Result<Headers, Self::Rejection> {
-        Ok(Headers(std::mem::take(&mut parts.headers)))
+        let who = parts.extensions.remove::<Principal>().unwrap_or_default();
+        Ok(Headers(std::mem::take(&mut parts.headers), who))
     }
 }
 
@@ -274,7 +277,7 @@ impl Translated<'_> {
 /// as it came, a translated one through `whole` or `streamed`.
 pub async fn serve_chat(
     st: &crate::state::AppState,
-    headers: &HeaderMap,
+    (headers, who): (&HeaderMap, &Principal),
     req: ChatBody<'_>,
     reader: &ChatReader,
     whole: impl FnOnce(ChatResponse, &Translated<'_>) -> Response,
@@ -284,6 +287,7 @@ pub async fn serve_chat(
     let rt = st.runtime();
     let plan = (reader.plan)(st.app.as_deref(), &rt, headers, req.model)?;
     let f = (reader.check)(req.obj)?;
+    let adm = admit(st, who, &rt, req.model, req.body.len(), req.obj).await?;
     let ir = if lifecycle::needs_translation(&rt.router, &plan, reader.wire) {
         Some((reader.decode)(req.obj, req.body)?)
     } else {
@@ -312,8 +316,27 @@ pub async fn serve_chat(
         Ok(ChatOutcome::Response(resp)) => whole(resp, &t),
         Ok(ChatOutcome::Stream(events)) => streamed(events, &t),
     };
-    ran.trail.settle(&mut r);
+    let mut trail = ran.trail;
+    trail.hold(adm);
+    trail.settle(&mut r);
     Ok(r)
+}
+
+/// Step 5 of the lifecycle for a chat-like body: scope, limits and the
+/// budget reservation (`lifecycle::admit`), before anything goes upstream.
+pub async fn admit(
+    st: &crate::state::AppState,
+    who: &Principal,
+    rt: &Runtime,
+    model: &str,
+    body_len: usize,
+    obj: &RawObject<'_>,
+) -> Result<llm_link_gateway::govern::Admission, ApiError> {
+    if who.is_empty() && rt.catalog.models.is_empty() {
+        return Ok(llm_link_gateway::govern::Admission::none());
+    }
+    let max_out = lifecycle::requested_max_output(obj);
+    lifecycle::admit(&st.governor, who, rt, model, body_len, max_out).await
 }
 
 /// How one surface serves an embeddings request.
@@ -330,7 +353,7 @@ pub struct EmbedReader {
 /// the time spent upstream).
 pub async fn serve_embed(
     st: &crate::state::AppState,
-    headers: &HeaderMap,
+    (headers, who): (&HeaderMap, &Principal),
     (body, req): (&Bytes, &EmbeddingRequest),
     reader: &EmbedReader,
     started: Instant,
@@ -338,6 +361,7 @@ pub async fn serve_embed(
 ) -> Result<Response, ApiError> {
     let rt = st.runtime();
     let plan = (reader.plan)(&rt, &req.model)?;
+    let adm = lifecycle::admit(&st.governor, who, &rt, &req.model, body.len(), Some(0)).await?;
     let (wire, endpoint) = (reader.wire, reader.endpoint);
     let ran = lifecycle::embed(&rt, &st.usage, plan, wire, endpoint, body, req, headers).await;
     let mut r = match ran.result {
@@ -345,7 +369,9 @@ pub async fn serve_embed(
         Ok(EmbedOutcome::Forwarded(fwd)) => forwarded_response(fwd, started, false, reader.surface),
         Ok(EmbedOutcome::Response(resp)) => whole(resp, ran.upstream),
     };
-    ran.trail.settle(&mut r);
+    let mut trail = ran.trail;
+    trail.hold(adm);
+    trail.settle(&mut r);
     Ok(r)
 }
 
@@ -465,7 +491,8 @@ where
             axum::extract::Request,
             Response = axum::response::Response,
             Error = std::convert::Infallible,
-        > + Send
+        > + Clone
+        + Send
         + 'static,
     S::Future: Send + 'static,
 {
@@ -480,28 +507,66 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: axum::extract::Request) -> RouteFuture {
-        if let Err(e) =
-            llm_link_gateway::auth::check(req.headers(), &self.st.peek_runtime().auth_keys)
-        {
+    fn call(&mut self, mut req: axum::extract::Request) -> RouteFuture {
+        let reject = |surface: Surface, e: &ApiError| {
             // The body was not read: say the connection closes, so a client
             // does not reuse it and see a disconnect on its next request.
-            let mut r = (self.surface.error)(&e);
+            let mut r = (surface.error)(e);
             r.headers_mut().insert(
                 axum::http::header::CONNECTION,
                 HeaderValue::from_static("close"),
             );
-            return Box::pin(std::future::ready(Ok(r)));
-        }
-        let pending = lifecycle::open(&self.st.usage, self.st.app.as_deref(), &req);
-        let fut = self.inner.call(req);
-        match pending {
-            None => Box::pin(fut),
-            Some(p) => Box::pin(async move {
-                let resp = fut.await?;
-                Ok(lifecycle::close(p, resp))
-            }),
-        }
+            r
+        };
+        let session = {
+            let ids = self.st.identities.load();
+            match lifecycle::authenticate(req.headers(), &self.st.peek_runtime(), &ids) {
+                Err(e) => return Box::pin(std::future::ready(Ok(reject(self.surface, &e)))),
+                Ok(Credential::Open) => None,
+                Ok(Credential::Principal(p)) => {
+                    req.extensions_mut().insert(p);
+                    None
+                }
+                Ok(Credential::Session(token)) => Some(token.to_string()),
+            }
+        };
+        let Some(token) = session else {
+            let pending = lifecycle::open(
+                &self.st.usage,
+                self.st.app.as_deref(),
+                req.extensions().get::<Principal>(),
+                &req,
+            );
+            let fut = self.inner.call(req);
+            return match pending {
+                None => Box::pin(fut),
+                Some(p) => Box::pin(async move {
+                    let resp = fut.await?;
+                    Ok(lifecycle::close(p, resp))
+                }),
+            };
+        };
+        // A session token: checked against the session store first.
+        let st = self.st.clone();
+        let surface = self.surface;
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let user = match crate::sessions::session_user(&st, &token).await {
+                Ok(u) => u,
+                Err(e) => return Ok(reject(surface, &ApiError::Unauthorized(e.to_string()))),
+            };
+            let who = Principal {
+                key: None,
+                user: Some(user),
+            };
+            let pending = lifecycle::open(&st.usage, st.app.as_deref(), Some(&who), &req);
+            req.extensions_mut().insert(who);
+            let resp = tower::ServiceExt::oneshot(inner, req).await?;
+            Ok(match pending {
+                None => resp,
+                Some(p) => lifecycle::close(p, resp),
+            })
+        })
     }
 }
 

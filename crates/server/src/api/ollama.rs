@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use llm_link_gateway::govern::Principal;
 use llm_link_gateway::lifecycle;
 use llm_link_gateway::presets::Wire;
 use llm_link_gateway::providers::Endpoint;
@@ -193,7 +194,7 @@ fn loaded(st: &AppState, model: &str, load: Load) -> Result<Response, ApiError> 
 /// Shared by `/api/chat` and `/api/generate` once the request is read.
 async fn answer(
     st: &AppState,
-    headers: &HeaderMap,
+    headers: (&HeaderMap, &Principal),
     req: super::ChatBody<'_>,
     reader: &super::ChatReader,
 ) -> Result<Response, ApiError> {
@@ -250,25 +251,25 @@ impl super::EventEncoder for NdjsonEncoder {
 
 async fn chat(
     State(st): State<Arc<AppState>>,
-    super::Headers(headers): super::Headers,
+    super::Headers(headers, who): super::Headers,
     body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
-    chat_like(&st, &headers, body, &CHAT).await
+    chat_like(&st, (&headers, &who), body, &CHAT).await
 }
 
 async fn generate(
     State(st): State<Arc<AppState>>,
-    super::Headers(headers): super::Headers,
+    super::Headers(headers, who): super::Headers,
     body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
-    chat_like(&st, &headers, body, &GENERATE).await
+    chat_like(&st, (&headers, &who), body, &GENERATE).await
 }
 
 /// `/api/chat` and `/api/generate`: a request with nothing to answer only
 /// loads (or unloads) its model, as in Ollama; any other is served.
 async fn chat_like(
     st: &AppState,
-    headers: &HeaderMap,
+    headers: (&HeaderMap, &Principal),
     body: super::ReqBody<OllamaError>,
     reader: &super::ChatReader,
 ) -> Result<Response, OllamaError> {
@@ -311,7 +312,7 @@ fn only_loads(obj: &RawObject<'_>, endpoint: Endpoint) -> Result<Option<Load>, A
 /// `/api/embed` and the legacy `/api/embeddings`, once decoded.
 async fn embed_common(
     st: &AppState,
-    headers: &HeaderMap,
+    headers: (&HeaderMap, &Principal),
     body: &Bytes,
     req: EmbeddingRequest,
     reader: &super::EmbedReader,
@@ -344,22 +345,22 @@ const EMBEDDINGS: super::EmbedReader = super::EmbedReader {
 
 async fn embed(
     State(st): State<Arc<AppState>>,
-    super::Headers(headers): super::Headers,
+    super::Headers(headers, who): super::Headers,
     body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
     let body = body.bytes;
     let req = ollama::decode_embed_request(&body)?;
-    Ok(embed_common(&st, &headers, &body, req, &EMBED).await?)
+    Ok(embed_common(&st, (&headers, &who), &body, req, &EMBED).await?)
 }
 
 async fn embeddings_legacy(
     State(st): State<Arc<AppState>>,
-    super::Headers(headers): super::Headers,
+    super::Headers(headers, who): super::Headers,
     body: super::ReqBody<OllamaError>,
 ) -> Result<Response, OllamaError> {
     let body = body.bytes;
     let req = ollama::decode_embeddings_legacy_request(&body)?;
-    Ok(embed_common(&st, &headers, &body, req, &EMBEDDINGS).await?)
+    Ok(embed_common(&st, (&headers, &who), &body, req, &EMBEDDINGS).await?)
 }
 
 /// What a model can do, in Ollama's capability words.

@@ -52,7 +52,7 @@ const CHAT: super::ChatReader = super::ChatReader {
 
 async fn chat_completions(
     State(st): State<Arc<AppState>>,
-    super::Headers(headers): super::Headers,
+    super::Headers(headers, who): super::Headers,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
     let obj = body.parse()?;
@@ -84,7 +84,7 @@ async fn chat_completions(
         );
         t.stream(super::encode_events(events, enc), "text/event-stream")
     };
-    Ok(super::serve_chat(&st, &headers, req, &CHAT, whole, streamed).await?)
+    Ok(super::serve_chat(&st, (&headers, &who), req, &CHAT, whole, streamed).await?)
 }
 
 impl super::EventEncoder for ChunkEncoder {
@@ -117,7 +117,7 @@ pub(crate) fn inband_error(e: &ApiError) -> Bytes {
 
 async fn completions(
     State(st): State<Arc<AppState>>,
-    super::Headers(headers): super::Headers,
+    super::Headers(headers, who): super::Headers,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
     let (started, obj) = (body.started, body.parse()?);
@@ -125,6 +125,7 @@ async fn completions(
     let stream = obj.get::<bool>("stream")?.unwrap_or(false);
     let rt = st.runtime();
     let plan = rt.router.plan(&model)?;
+    let adm = super::admit(&st, &who, &rt, &model, body.bytes.len(), &obj).await?;
     let call = ChatCall {
         wire: Wire::OpenAi,
         endpoint: Endpoint::Completions,
@@ -146,13 +147,15 @@ async fn completions(
         Err(e) => OpenAi::render(&e),
         Ok(fwd) => super::forwarded_response(fwd, started, stream, SURFACE),
     };
-    ran.trail.settle(&mut r);
+    let mut trail = ran.trail;
+    trail.hold(adm);
+    trail.settle(&mut r);
     Ok(r)
 }
 
 async fn embeddings(
     State(st): State<Arc<AppState>>,
-    super::Headers(headers): super::Headers,
+    super::Headers(headers, who): super::Headers,
     body: Body_,
 ) -> Result<Response, OpenAiError> {
     let (started, body) = (body.started, body.bytes);
@@ -165,7 +168,7 @@ async fn embeddings(
         let body = openai::encode_embedding_response(&resp);
         super::timed(super::json_response(&body), started, upstream)
     };
-    let r = super::serve_embed(&st, &headers, (&body, &req), &EMBED, started, whole);
+    let r = super::serve_embed(&st, (&headers, &who), (&body, &req), &EMBED, started, whole);
     Ok(r.await?)
 }
 
