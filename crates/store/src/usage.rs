@@ -156,6 +156,8 @@ pub struct Filter {
     pub provider: Option<String>,
     pub app: Option<String>,
     pub key_id: Option<String>,
+    pub user_id: Option<i64>,
+    pub virtual_key_id: Option<i64>,
 }
 
 impl Filter {
@@ -183,6 +185,14 @@ impl Filter {
                 add(&format!("{col} ="), Arg::Text(v.clone()));
             }
         }
+        for (col, v) in [
+            ("user_id", self.user_id),
+            ("virtual_key_id", self.virtual_key_id),
+        ] {
+            if let Some(v) = v {
+                add(&format!("{col} ="), Arg::Int(v));
+            }
+        }
         if conds.is_empty() {
             (String::new(), args)
         } else {
@@ -197,7 +207,9 @@ pub enum GroupBy {
     Model,
     Provider,
     App,
+    /// The virtual key's id, else the short hash of a static key.
     Key,
+    User,
     /// The UTC day.
     Day,
 }
@@ -209,17 +221,19 @@ impl GroupBy {
             "provider" => GroupBy::Provider,
             "app" => GroupBy::App,
             "key" => GroupBy::Key,
+            "user" => GroupBy::User,
             "day" => GroupBy::Day,
             _ => return None,
         })
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             GroupBy::Model => "model",
             GroupBy::Provider => "provider",
             GroupBy::App => "app",
             GroupBy::Key => "key",
+            GroupBy::User => "user",
             GroupBy::Day => "day",
         }
     }
@@ -229,7 +243,8 @@ impl GroupBy {
             GroupBy::Model => "model",
             GroupBy::Provider => "provider",
             GroupBy::App => "app",
-            GroupBy::Key => "key_id",
+            GroupBy::Key => "COALESCE(CAST(virtual_key_id AS TEXT), key_id)",
+            GroupBy::User => "CAST(user_id AS TEXT)",
             GroupBy::Day => "(ts / 86400000)",
         }
     }
@@ -276,6 +291,8 @@ fn record(r: &impl Get) -> Result<Value> {
         "attempts": r.i64("attempts")?,
         "cost": r.opt_f64("cost")?,
         "key_id": r.opt_text("key_id")?,
+        "user_id": r.opt_i64("user_id")?,
+        "virtual_key_id": r.opt_i64("virtual_key_id")?,
     }))
 }
 

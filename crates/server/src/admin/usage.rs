@@ -1,36 +1,85 @@
-//! `GET /api/v1/llm/usage` (admin token): usage rows or aggregates, with a
-//! summary over every matching row.
+//! Usage reports: rows or aggregates, with a summary over every matching
+//! row, as JSON or CSV (`format=csv`).
+//!
+//! * `GET /api/usage` (admin API, ViewMetrics): everyone's usage.
+//! * `GET /api/v1/llm/usage` (seed 004's team API): the caller's own usage
+//!   when it presents a virtual key (its user's, or the key's when it has no
+//!   user) or a user's session; with an admin credential, everyone's (as
+//!   before the team API existed).
 //!
 //! Filters: `from`, `to` (Unix ms or RFC 3339; `from` inclusive, `to`
-//! exclusive), `model`, `provider`, `app`, `key` (the key id), `limit`
-//! (rows or groups, 1–10000, default 100) and `group_by`
-//! (`model`, `provider`, `app`, `key` or `day`).
+//! exclusive), `model`, `provider`, `app`, `key` (a virtual key id or the
+//! short hash of a static key), `user` (a user id; admin only), `limit`
+//! (rows or groups, 1–10000, default 100) and `group_by` (`model`,
+//! `provider`, `app`, `key`, `user` or `day`; the team API allows `model`,
+//! `day` and `key`).
 
 use crate::admin::resource::Filters;
 use crate::admin::rest::{self, AdminError, AdminResult};
 use crate::state::AppState;
-use axum::extract::{Query, State};
-use axum::response::IntoResponse;
+use axum::extract::{Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use llm_link_gateway::govern::Principal;
+use llm_link_gateway::lifecycle::{self, Credential};
 use llm_link_store::usage::{self as db, Filter, GroupBy};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// `/api/usage`, mounted behind the admin guard.
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/api/v1/llm/usage", get(usage))
+    Router::new().route("/api/usage", get(usage))
+}
+
+/// `/api/v1/llm/usage`: a virtual key or a session sees its own usage;
+/// anything else goes through the admin guard.
+pub fn team_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/llm/usage", get(usage))
+        .route_layer(axum::middleware::from_fn_with_state(state, own_or_admin))
+}
+
+/// Who asks: a virtual key or a session (their own usage), else the admin
+/// guard decides.
+async fn own_or_admin(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let cred = {
+        let ids = st.identities.load();
+        match lifecycle::authenticate(req.headers(), &st.peek_runtime(), &ids) {
+            Ok(Credential::Principal(p)) => Some(Ok(p)),
+            Ok(Credential::Session(t)) => Some(Err(t.to_string())),
+            _ => None,
+        }
+    };
+    let who = match cred {
+        None => return rest::require_admin(State(st), req, next).await,
+        Some(Ok(p)) => p,
+        Some(Err(token)) => match crate::sessions::session_user(&st, &token).await {
+            Ok(u) => Principal {
+                key: None,
+                user: Some(u),
+            },
+            // Perhaps an admin's session on the admin API: let the guard say.
+            Err(_) => return rest::require_admin(State(st), req, next).await,
+        },
+    };
+    req.extensions_mut().insert(who);
+    next.run(req).await
 }
 
 const KNOWN: &[&str] = &[
-    "from", "to", "model", "provider", "app", "key", "limit", "group_by",
+    "from", "to", "model", "provider", "app", "key", "user", "limit", "group_by", "format",
 ];
 
 async fn usage(
     State(st): State<Arc<AppState>>,
+    who: Option<Extension<Principal>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> AdminResult {
+    let own = who.map(|w| w.0);
     let q = Filters::new(&q, KNOWN)?;
     let text = |k: &str| -> AdminResult<Option<String>> {
         match q.get(k) {
@@ -54,14 +103,45 @@ async fn usage(
             })
             .transpose()
     };
-    let filter = Filter {
+    let key = text("key")?;
+    let (key_id, virtual_key_id) = match key.as_deref().map(str::parse::<i64>) {
+        Some(Ok(id)) => (None, Some(id)),
+        _ => (key, None),
+    };
+    let user_id = match text("user")? {
+        None => None,
+        Some(_) if own.is_some() => {
+            return Err(AdminError::invalid(
+                "query.user",
+                "the team API shows the caller's own usage; use /api/usage for other users",
+            ))
+        }
+        Some(v) => Some(
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| AdminError::invalid("query.user", "must be a user id"))?,
+        ),
+    };
+    let mut filter = Filter {
         from: time("from")?,
         to: time("to")?,
         model: text("model")?,
         provider: text("provider")?,
         app: text("app")?,
-        key_id: text("key")?,
+        key_id,
+        user_id,
+        virtual_key_id,
     };
+    if let Some(who) = &own {
+        // Only the caller's own rows, whatever else was asked.
+        match who.user_id() {
+            Some(u) => filter.user_id = Some(u),
+            None => {
+                filter.virtual_key_id = who.key_id();
+                filter.key_id = None;
+            }
+        }
+    }
     if let (Some(f), Some(t)) = (filter.from, filter.to) {
         if f > t {
             return Err(AdminError::invalid("query.to", "must not be before `from`"));
@@ -75,32 +155,162 @@ async fn usage(
             .map_err(|_| AdminError::invalid("query.limit", "must be a number"))?,
     };
     let limit = rest::check_range("query.limit", limit, 1, 10_000)?;
+    let allowed: &[&str] = if own.is_some() {
+        &["model", "day", "key"]
+    } else {
+        &["model", "provider", "app", "key", "user", "day"]
+    };
     let group_by = q
         .get("group_by")
         .map(|v| {
-            GroupBy::parse(v).ok_or_else(|| {
-                AdminError::invalid(
-                    "query.group_by",
-                    "must be one of model, provider, app, key, day",
-                )
-            })
+            GroupBy::parse(v)
+                .filter(|g| allowed.contains(&g.name()))
+                .ok_or_else(|| {
+                    AdminError::invalid(
+                        "query.group_by",
+                        format!("must be one of {}", allowed.join(", ")),
+                    )
+                })
         })
         .transpose()?;
+    let csv = match q.get("format").map(str::trim) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(AdminError::invalid("query.format", "must be json or csv")),
+    };
     let store = rest::store(&st)?;
-    let (data, summary) = db::query(&store.db, &filter, group_by, limit).await?;
+    let (mut data, summary) = db::query(&store.db, &filter, group_by, limit).await?;
+    name_groups(&st, group_by, &mut data);
+    if csv {
+        return Ok(csv_response(&data, group_by));
+    }
     let s = &st.usage.stats;
-    Ok(Json(json!({
+    let mut body = json!({
         "object": "list",
         "data": data,
         "summary": summary,
-        "recorder": {
+    });
+    if own.is_none() {
+        body["recorder"] = json!({
             "enabled": st.usage.enabled(),
             "written": s.written.load(Ordering::Relaxed),
             "dropped": s.dropped.load(Ordering::Relaxed),
             "failed": s.failed.load(Ordering::Relaxed),
-        },
-    }))
-    .into_response())
+        });
+    }
+    Ok(Json(body).into_response())
+}
+
+/// Adds the user's name to `group_by=user` groups and the key's name to
+/// `group_by=key` groups of virtual keys.
+fn name_groups(st: &AppState, by: Option<GroupBy>, data: &mut [Value]) {
+    let ids = st.identities.load();
+    for g in data.iter_mut() {
+        match by {
+            Some(GroupBy::User) => {
+                let name = g["user"]
+                    .as_str()
+                    .and_then(|u| u.parse::<i64>().ok())
+                    .and_then(|u| ids.user(u))
+                    .map(|u| u.username.clone());
+                g["username"] = name.map_or(Value::Null, Value::String);
+            }
+            Some(GroupBy::Key) => {
+                let id = g["key"].as_str().and_then(|k| k.parse::<i64>().ok());
+                let name = id.and_then(|id| {
+                    ids.keys
+                        .values()
+                        .find(|k| k.id == id)
+                        .map(|k| k.name.clone())
+                });
+                g["key_name"] = name.map_or(Value::Null, Value::String);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The report as CSV (RFC 4180 quoting), one line per row or group.
+fn csv_response(data: &[Value], by: Option<GroupBy>) -> Response {
+    let cols: Vec<&str> = match by {
+        None => vec![
+            "id",
+            "time",
+            "request_id",
+            "protocol",
+            "endpoint",
+            "app",
+            "model",
+            "provider",
+            "upstream_model",
+            "stream",
+            "status",
+            "error",
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "reasoning_tokens",
+            "latency_ms",
+            "ttfb_ms",
+            "attempts",
+            "cost",
+            "key_id",
+            "user_id",
+            "virtual_key_id",
+        ],
+        Some(g) => {
+            let mut c = vec![g.name()];
+            match g {
+                GroupBy::User => c.push("username"),
+                GroupBy::Key => c.push("key_name"),
+                _ => {}
+            }
+            c.extend([
+                "requests",
+                "input_tokens",
+                "output_tokens",
+                "cost",
+                "errors",
+            ]);
+            c
+        }
+    };
+    let mut out = cols.join(",");
+    out.push_str("\r\n");
+    for row in data {
+        let line: Vec<String> = cols.iter().map(|c| csv_field(&row[*c])).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    let mut r = out.into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_DISPOSITION,
+        axum::http::HeaderValue::from_static("attachment; filename=\"usage.csv\""),
+    );
+    r
+}
+
+fn csv_field(v: &Value) -> String {
+    let s = match v {
+        Value::Null => return String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    // A leading =, +, - or @ would be a formula in a spreadsheet.
+    let s = if s.starts_with(['=', '+', '@']) || (s.starts_with('-') && s.parse::<f64>().is_err()) {
+        format!("'{s}")
+    } else {
+        s
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
 }
 
 /// Unix milliseconds, or RFC 3339 (`2024-05-01T12:00:00Z`, fractions and
