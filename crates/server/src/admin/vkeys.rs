@@ -335,12 +335,19 @@ fn manager(who: Option<Extension<Caller>>) -> AdminResult<Caller> {
             field: None,
         });
     };
+    allowed(&c)?;
+    Ok(c)
+}
+
+/// Refuses a caller without [`Permission::ManageKeys`] (or a non-admin
+/// that is no user: it would own nothing).
+fn allowed(c: &Caller) -> AdminResult<()> {
     if !c.can(Permission::ManageKeys) || (!c.is_admin() && c.user_id().is_none()) {
         return Err(forbidden(
             "managing virtual keys needs the ManageKeys permission",
         ));
     }
-    Ok(c)
+    Ok(())
 }
 
 /// Whether the caller may see (and so manage) `k`.
@@ -364,47 +371,20 @@ fn no_key(id: &str) -> AdminError {
     AdminError::not_found(format!("no key with id `{shown}`"))
 }
 
-// ---- handlers -----------------------------------------------------------------
+// ---- operations (the handlers and the CLI) ----------------------------------
 
-async fn list(
-    State(st): State<Arc<AppState>>,
-    who: Option<Extension<Caller>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> AdminResult {
-    let c = manager(who)?;
-    let q = Filters::new(&q, &["user_id", "status"])?;
-    let user = q.number("user_id")?;
-    let want = q.one_of(
-        "status",
-        &["active", "expired", "revoked"],
-        "must be one of active, expired, revoked",
-    )?;
-    let store = rest::store(&st)?;
+/// A create or update body from JSON (the CLI builds one from its flags).
+pub fn parse_body(v: &Value) -> AdminResult<KeyBody> {
+    body(v.to_string().as_bytes())
+}
+
+/// The keys `c` may see.
+pub async fn list_keys(store: &Store, c: &Caller) -> AdminResult<Vec<VirtualKeyRow>> {
+    allowed(c)?;
     let mut tx = store.db.begin_read().await?;
     let rows = tx.virtual_keys().await?;
     tx.rollback().await?;
-    let now = now_ms();
-    let keys: Vec<Value> = rows
-        .iter()
-        .filter(|k| sees(&c, k))
-        .filter(|k| user.is_none_or(|u| k.user_id == Some(u)))
-        .filter(|k| want.is_none_or(|s| status(k, now) == s))
-        .map(|k| show(k, now))
-        .collect();
-    Ok(Json(json!({"total": keys.len(), "keys": keys})).into_response())
-}
-
-async fn read(
-    State(st): State<Arc<AppState>>,
-    who: Option<Extension<Caller>>,
-    Path(id): Path<String>,
-) -> AdminResult {
-    let c = manager(who)?;
-    let store = rest::store(&st)?;
-    let mut tx = store.db.begin_read().await?;
-    let k = find(&mut tx, &c, &id).await?;
-    tx.rollback().await?;
-    Ok(Json(show(&k, now_ms())).into_response())
+    Ok(rows.into_iter().filter(|k| sees(c, k)).collect())
 }
 
 /// The key `{id}` names, when the caller may see it (else 404).
@@ -426,11 +406,10 @@ fn revoked(k: &VirtualKeyRow) -> AdminResult<()> {
     Ok(())
 }
 
-/// Ends a key write: the audit row, the commit, then the identities
-/// reloaded so the request path sees the change at once.
-async fn finish(
-    st: &AppState,
-    store: &Store,
+/// Ends a key write: the audit row, then the commit. The identity revision
+/// was bumped in the same transaction, so replicas (and servers, when the
+/// CLI wrote) reload within seconds; [`reload`] applies it here at once.
+async fn commit(
     mut tx: Tx,
     c: &Caller,
     verb: &str,
@@ -445,26 +424,30 @@ async fn finish(
     )
     .await?;
     tx.commit().await?;
-    // Committed: answer even if the reload fails (the poller retries), so a
-    // new key is never lost.
-    if let Err(e) = apply::reload_identities(st, store).await {
-        tracing::warn!("key {} {verb}d; reloading keys failed: {e}", k.id);
-    }
     Ok(())
 }
 
-async fn create(
-    State(st): State<Arc<AppState>>,
-    who: Option<Extension<Caller>>,
-    raw: Bytes,
-) -> AdminResult {
-    let c = manager(who)?;
-    let store = rest::store(&st)?;
-    let b: KeyBody = body(&raw)?;
+/// Reloads the identities after a committed write, so a new key works and
+/// a revoked or rotated-away one stops at once. A failure is logged, not
+/// answered: the change is made (a new key must not be lost), and the
+/// poller retries.
+async fn reload(st: &AppState, store: &Store) {
+    if let Err(e) = apply::reload_identities(st, store).await {
+        tracing::warn!("a key change is saved, but reloading the keys failed: {e}");
+    }
+}
+
+/// Creates a key as `c`; the row and the clear key (to show once).
+pub async fn create_key(
+    store: &Store,
+    c: &Caller,
+    b: &KeyBody,
+) -> AdminResult<(VirtualKeyRow, String)> {
+    allowed(c)?;
     if b.name.is_none() {
         return Err(AdminError::invalid("name", "is required"));
     }
-    let user_id = owner(&c, b.user_id)?;
+    let user_id = owner(c, b.user_id)?;
     let now = now_ms();
     let key = identity::generate_key();
     let mut row = VirtualKeyRow {
@@ -484,7 +467,7 @@ async fn create(
         created_at: now,
         updated_at: now,
     };
-    let set = apply_body(&mut row, &b, now)?;
+    let set = apply_body(&mut row, b, now)?;
     let _guard = store.apply_lock.lock().await;
     let mut tx = store.db.begin().await?;
     tx.bump_identity_revision().await?;
@@ -499,8 +482,144 @@ async fn create(
     row.id = tx.insert_virtual_key(&row).await?;
     let details =
         json!({"name": row.name, "hint": row.hint, "user_id": row.user_id, "fields": set});
-    finish(&st, store, tx, &c, "create", &row, details).await?;
-    Ok((StatusCode::CREATED, Json(with_key(&row, &key, now))).into_response())
+    commit(tx, c, "create", &row, details).await?;
+    Ok((row, key))
+}
+
+/// Changes a key's settings as `c`; the key as it is now.
+pub async fn update_key(
+    store: &Store,
+    c: &Caller,
+    id: &str,
+    b: &KeyBody,
+) -> AdminResult<VirtualKeyRow> {
+    allowed(c)?;
+    let _guard = store.apply_lock.lock().await;
+    let mut tx = store.db.begin().await?;
+    let before = find(&mut tx, c, id).await?;
+    revoked(&before)?;
+    if b.user_id.is_some_and(|u| u != before.user_id) {
+        return Err(AdminError::invalid(
+            "user_id",
+            "cannot be changed; create a key for the other user instead",
+        ));
+    }
+    let now = now_ms();
+    let mut row = before.clone();
+    apply_body(&mut row, b, now)?;
+    let changed = changed(&before, &row);
+    if changed.is_empty() {
+        tx.rollback().await?;
+        return Ok(before);
+    }
+    tx.bump_identity_revision().await?;
+    if !tx.update_virtual_key(&row).await? {
+        return Err(no_key(id));
+    }
+    let details = json!({"name": row.name, "hint": row.hint, "changed": changed});
+    commit(tx, c, "update", &row, details).await?;
+    Ok(row)
+}
+
+/// Revokes a key as `c` (a revoked one stays revoked; nothing is written).
+pub async fn revoke_key(store: &Store, c: &Caller, id: &str) -> AdminResult<VirtualKeyRow> {
+    allowed(c)?;
+    let _guard = store.apply_lock.lock().await;
+    let mut tx = store.db.begin().await?;
+    let mut row = find(&mut tx, c, id).await?;
+    if row.revoked_at.is_some() {
+        tx.rollback().await?;
+        return Ok(row);
+    }
+    let now = now_ms();
+    row.revoked_at = Some(now);
+    row.updated_at = now;
+    tx.bump_identity_revision().await?;
+    if !tx.update_virtual_key(&row).await? {
+        return Err(no_key(id));
+    }
+    let details = json!({"name": row.name, "hint": row.hint});
+    commit(tx, c, "revoke", &row, details).await?;
+    Ok(row)
+}
+
+/// Gives a key a new secret as `c`; the row and the clear key.
+pub async fn rotate_key(
+    store: &Store,
+    c: &Caller,
+    id: &str,
+) -> AdminResult<(VirtualKeyRow, String)> {
+    allowed(c)?;
+    let _guard = store.apply_lock.lock().await;
+    let mut tx = store.db.begin().await?;
+    let mut row = find(&mut tx, c, id).await?;
+    revoked(&row)?;
+    let previous = row.hint.clone();
+    let key = identity::generate_key();
+    row.key_hash = identity::token_hash(&store.secrets.token_key, &key);
+    row.hint = identity::hint(&key);
+    row.updated_at = now_ms();
+    tx.bump_identity_revision().await?;
+    if !tx.update_virtual_key(&row).await? {
+        return Err(no_key(id));
+    }
+    let details = json!({"name": row.name, "hint": row.hint, "previous_hint": previous});
+    commit(tx, c, "rotate", &row, details).await?;
+    Ok((row, key))
+}
+
+// ---- handlers -----------------------------------------------------------------
+
+async fn list(
+    State(st): State<Arc<AppState>>,
+    who: Option<Extension<Caller>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> AdminResult {
+    let c = manager(who)?;
+    let q = Filters::new(&q, &["user_id", "status"])?;
+    let user = q.number("user_id")?;
+    let want = q.one_of(
+        "status",
+        &["active", "expired", "revoked"],
+        "must be one of active, expired, revoked",
+    )?;
+    let store = rest::store(&st)?;
+    let now = now_ms();
+    let keys: Vec<Value> = list_keys(store, &c)
+        .await?
+        .iter()
+        .filter(|k| user.is_none_or(|u| k.user_id == Some(u)))
+        .filter(|k| want.is_none_or(|s| status(k, now) == s))
+        .map(|k| show(k, now))
+        .collect();
+    Ok(Json(json!({"total": keys.len(), "keys": keys})).into_response())
+}
+
+async fn read(
+    State(st): State<Arc<AppState>>,
+    who: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AdminResult {
+    let c = manager(who)?;
+    let store = rest::store(&st)?;
+    let mut tx = store.db.begin_read().await?;
+    let k = find(&mut tx, &c, &id).await?;
+    tx.rollback().await?;
+    Ok(Json(show(&k, now_ms())).into_response())
+}
+
+async fn create(
+    State(st): State<Arc<AppState>>,
+    who: Option<Extension<Caller>>,
+    raw: Bytes,
+) -> AdminResult {
+    let c = manager(who)?;
+    let store = rest::store(&st)?;
+    let b: KeyBody = body(&raw)?;
+    let (row, key) = create_key(store, &c, &b).await?;
+    reload(&st, store).await;
+    let out = with_key(&row, &key, now_ms());
+    Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
 async fn update(
@@ -512,31 +631,9 @@ async fn update(
     let c = manager(who)?;
     let store = rest::store(&st)?;
     let b: KeyBody = body(&raw)?;
-    let _guard = store.apply_lock.lock().await;
-    let mut tx = store.db.begin().await?;
-    let before = find(&mut tx, &c, &id).await?;
-    revoked(&before)?;
-    if b.user_id.is_some_and(|u| u != before.user_id) {
-        return Err(AdminError::invalid(
-            "user_id",
-            "cannot be changed; create a key for the other user instead",
-        ));
-    }
-    let now = now_ms();
-    let mut row = before.clone();
-    apply_body(&mut row, &b, now)?;
-    let changed = changed(&before, &row);
-    if changed.is_empty() {
-        tx.rollback().await?;
-        return Ok(Json(show(&before, now)).into_response());
-    }
-    tx.bump_identity_revision().await?;
-    if !tx.update_virtual_key(&row).await? {
-        return Err(no_key(&id));
-    }
-    let details = json!({"name": row.name, "hint": row.hint, "changed": changed});
-    finish(&st, store, tx, &c, "update", &row, details).await?;
-    Ok(Json(show(&row, now)).into_response())
+    let row = update_key(store, &c, &id, &b).await?;
+    reload(&st, store).await;
+    Ok(Json(show(&row, now_ms())).into_response())
 }
 
 async fn revoke(
@@ -546,25 +643,9 @@ async fn revoke(
 ) -> AdminResult {
     let c = manager(who)?;
     let store = rest::store(&st)?;
-    let _guard = store.apply_lock.lock().await;
-    let mut tx = store.db.begin().await?;
-    let mut row = find(&mut tx, &c, &id).await?;
-    let answer = Json(json!({"id": row.id, "status": "revoked"}));
-    if row.revoked_at.is_some() {
-        // Already revoked: nothing to change.
-        tx.rollback().await?;
-        return Ok(answer.into_response());
-    }
-    let now = now_ms();
-    row.revoked_at = Some(now);
-    row.updated_at = now;
-    tx.bump_identity_revision().await?;
-    if !tx.update_virtual_key(&row).await? {
-        return Err(no_key(&id));
-    }
-    let details = json!({"name": row.name, "hint": row.hint});
-    finish(&st, store, tx, &c, "revoke", &row, details).await?;
-    Ok(answer.into_response())
+    let row = revoke_key(store, &c, &id).await?;
+    reload(&st, store).await;
+    Ok(Json(json!({"id": row.id, "status": "revoked"})).into_response())
 }
 
 async fn rotate(
@@ -574,23 +655,9 @@ async fn rotate(
 ) -> AdminResult {
     let c = manager(who)?;
     let store = rest::store(&st)?;
-    let _guard = store.apply_lock.lock().await;
-    let mut tx = store.db.begin().await?;
-    let mut row = find(&mut tx, &c, &id).await?;
-    revoked(&row)?;
-    let previous = row.hint.clone();
-    let key = identity::generate_key();
-    let now = now_ms();
-    row.key_hash = identity::token_hash(&store.secrets.token_key, &key);
-    row.hint = identity::hint(&key);
-    row.updated_at = now;
-    tx.bump_identity_revision().await?;
-    if !tx.update_virtual_key(&row).await? {
-        return Err(no_key(&id));
-    }
-    let details = json!({"name": row.name, "hint": row.hint, "previous_hint": previous});
-    finish(&st, store, tx, &c, "rotate", &row, details).await?;
-    Ok(Json(with_key(&row, &key, now)).into_response())
+    let (row, key) = rotate_key(store, &c, &id).await?;
+    reload(&st, store).await;
+    Ok(Json(with_key(&row, &key, now_ms())).into_response())
 }
 
 #[cfg(test)]
