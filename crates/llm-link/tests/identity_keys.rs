@@ -525,3 +525,124 @@ async fn ownership(engine: Engine) {
     tx.commit().await.unwrap();
     assert_eq!(admin.get(&other).await.0, 404);
 }
+
+/// `llm-link key create|list|revoke`: the built binary against a SQLite file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_create_list_revoke() {
+    const BIN: &str = env!("CARGO_BIN_EXE_llm-link");
+    let db = TestDb::sqlite().await;
+    let master = MasterKey::generate();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(BIN);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("LLM_LINK_") || k.ends_with("_API_KEY") || k == "XDG_DATA_HOME" {
+                c.env_remove(k);
+            }
+        }
+        let out = c
+            .env("RUST_BACKTRACE", "0")
+            .env("LLM_LINK_DATA_DIR", db.dir.path())
+            .env("LLM_LINK_MASTER_KEY", master.encode())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The first run creates the database; a user to own a key.
+    let (code, out, err) = run(&["key", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("no virtual keys"), "{out}");
+    let (store, _) = db.open(&master).await;
+    add_user(&store, "alice", "member").await;
+
+    let (code, out, err) = run(&[
+        "key",
+        "create",
+        "ci bot",
+        "--user",
+        "alice",
+        "--models",
+        "gpt-4o,glm-4",
+        "--rpm",
+        "10",
+        "--budget",
+        "5",
+        "--period",
+        "daily",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let key = out
+        .lines()
+        .find(|l| l.starts_with("llk-"))
+        .unwrap()
+        .to_string();
+    assert!(
+        out.contains("created key 1 `ci bot` for user alice"),
+        "{out}"
+    );
+
+    // Mistakes exit 2 with one line naming the flag.
+    for (args, flag) in [
+        (
+            &["key", "create", "x", "--budget", "1", "--period", "hourly"][..],
+            "--period",
+        ),
+        (&["key", "create", "x", "--period", "daily"][..], "--period"),
+        (&["key", "create", "x", "--user", "nobody"][..], "--user"),
+        (&["key", "create", "x", "--rpm", "0"][..], "--rpm"),
+        (&["key", "create", "x", "--models", ","][..], "--models"),
+        (
+            &["key", "create", "x", "--expires", "2001-01-01"][..],
+            "--expires",
+        ),
+        (&["key", "revoke", "42"][..], "no key with id"),
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.starts_with(&format!("error: {flag}")),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
+    // Listed by hint, never by key; stored as its hash.
+    let (code, out, _) = run(&["key", "list", "--json"]);
+    assert_eq!(code, 0);
+    let l: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(l["total"], 1);
+    assert_eq!(l["keys"][0]["models"], json!(["gpt-4o", "glm-4"]));
+    assert_eq!(
+        l["keys"][0]["budget"],
+        json!({"amount": 5.0, "period": "daily"})
+    );
+    assert!(!out.contains(&key));
+    let (_, table, _) = run(&["key", "list", "--user", "alice"]);
+    assert!(table.contains("ci bot") && table.contains("alice") && table.contains("active"));
+    let resolve = || async {
+        let (_, users, keys) = llm_link_store::identity::load(&store.db).await.unwrap();
+        llm_link_store::identity::identities(&users, &keys, &store.secrets, None)
+            .key(&key)
+            .map(|k| (k.id, k.limits.rpm))
+    };
+    assert_eq!(resolve().await, Some((1, Some(10))));
+
+    let (code, out, err) = run(&["key", "revoke", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(resolve().await, None);
+    let mut tx = store.db.begin_read().await.unwrap();
+    let audit = tx.audit_log(20, None).await.unwrap();
+    tx.rollback().await.unwrap();
+    let ours: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|a| a.target == "key 1")
+        .map(|a| (a.actor.as_str(), a.action.as_str()))
+        .collect();
+    assert_eq!(ours, [("cli", "key.revoke"), ("cli", "key.create")]);
+    assert!(!audit.iter().any(|a| a.details.to_string().contains(&key)));
+    assert!(!contains(&sqlite_bytes(&db), &key));
+}

@@ -308,7 +308,7 @@ pub fn show(k: &VirtualKeyRow, now: i64) -> Value {
 }
 
 /// The answer to a create or a rotate: the key shown this once.
-fn with_key(k: &VirtualKeyRow, key: &str, now: i64) -> Value {
+pub fn with_key(k: &VirtualKeyRow, key: &str, now: i64) -> Value {
     let mut v = show(k, now);
     v["key"] = Value::String(key.to_string());
     v
