@@ -430,8 +430,10 @@ async fn commit(
 /// Reloads the identities after a committed write, so a new key works and
 /// a revoked or rotated-away one stops at once. A failure is logged, not
 /// answered: the change is made (a new key must not be lost), and the
-/// poller retries.
+/// poller retries. Under the apply lock, so two writes' reloads never swap
+/// in the wrong order (each reads after its own commit).
 async fn reload(st: &AppState, store: &Store) {
+    let _guard = store.apply_lock.lock().await;
     if let Err(e) = apply::reload_identities(st, store).await {
         tracing::warn!("a key change is saved, but reloading the keys failed: {e}");
     }
