@@ -59,6 +59,8 @@ pub fn routes() -> Router<Arc<AppState>> {
 pub const MAX_LIMIT: i64 = 10_000_000;
 /// The largest budget amount (the catalog's currency).
 pub const MAX_BUDGET: f64 = 1e12;
+/// The latest expiry: 9999-12-31T23:59:59.999Z.
+const LATEST: i64 = 253_402_300_799_999;
 /// The most model names one key may list.
 const MAX_MODELS: usize = 1000;
 
@@ -169,6 +171,9 @@ fn expiry(field: &'static str, v: &Value, now: i64, current: Option<i64>) -> Adm
             "must be an RFC 3339 time (2030-01-01T00:00:00Z) or Unix milliseconds",
         )
     })?;
+    if ms > LATEST {
+        return Err(AdminError::invalid(field, "must be before the year 10000"));
+    }
     if ms <= now && Some(ms) != current {
         return Err(AdminError::invalid(field, "must be in the future"));
     }
@@ -788,6 +793,12 @@ mod tests {
         assert_eq!(err_field(json!({"expires_at": NOW - 1})), "expires_at");
         assert_eq!(err_field(json!({"expires_at": "tomorrow"})), "expires_at");
         assert_eq!(err_field(json!({"expires_at": true})), "expires_at");
+        assert_eq!(err_field(json!({"expires_at": i64::MAX})), "expires_at");
+        assert_eq!(err_field(json!({"expires_at": 1.9e12})), "expires_at");
+        assert_eq!(
+            err_field(json!({"models": vec!["m"; MAX_MODELS + 1]})),
+            "models"
+        );
         assert_eq!(
             err_field(json!({"budget": {"amount": 0, "period": "daily"}})),
             "budget.amount"
