@@ -131,6 +131,63 @@ pub enum KeyCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Create a virtual key (llk-…) for clients; prints it once
+    Create(KeyCreateArgs),
+    /// List virtual keys (their hints; the keys themselves are never stored)
+    List {
+        /// Only this user's keys
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a virtual key; running servers refuse it within seconds
+    Revoke {
+        /// The key's id (`key list`)
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `key create`: the same fields and checks as `POST /api/keys`.
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// A name to tell the key by (in lists, usage and the audit log)
+    pub name: String,
+    /// The user it belongs to (default: no user)
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The models it may call, comma-separated (default: any)
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// When it stops working: RFC 3339 (2030-01-01T00:00:00Z) or Unix milliseconds
+    #[arg(long, value_name = "TIME")]
+    pub expires: Option<String>,
+    /// Requests per minute
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<i64>,
+    /// Tokens per minute
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<i64>,
+    /// Requests at once
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<i64>,
+    /// Spending limit, in the catalog's currency (needs --period)
+    #[arg(long, value_name = "AMOUNT")]
+    pub budget: Option<f64>,
+    /// The budget's period: daily, weekly, monthly or total
+    #[arg(long, value_name = "PERIOD")]
+    pub period: Option<String>,
+    /// Print JSON instead of lines
+    #[arg(long)]
+    pub json: bool,
+    // Last: its `Storage` heading would carry over to flags after it.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -78,6 +78,15 @@ pub fn run() -> ExitCode {
         Some(Command::Key {
             command: KeyCommand::ResetAdminToken { store },
         }) => crate::commands::reset_admin_token(&store),
+        Some(Command::Key {
+            command: KeyCommand::Create(a),
+        }) => crate::vkeys::create(&a),
+        Some(Command::Key {
+            command: KeyCommand::List { user, json, store },
+        }) => crate::vkeys::list(user.as_deref(), json, &store),
+        Some(Command::Key {
+            command: KeyCommand::Revoke { id, store },
+        }) => crate::vkeys::revoke(&id, &store),
         Some(Command::Version) => {
             say(format!("llm-link {}", env!("CARGO_PKG_VERSION")));
             ExitCode::SUCCESS

@@ -13,11 +13,11 @@ use std::process::ExitCode;
 /// one comes from `LLM_LINK_MASTER_KEY`.
 pub const NEW_MASTER_KEY_ENV: &str = "LLM_LINK_NEW_MASTER_KEY";
 
-fn env(k: &str) -> Option<String> {
+pub(crate) fn env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
-fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
+pub(crate) fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -12,19 +12,21 @@ pub mod resource;
 pub mod rest;
 pub mod routing;
 pub mod usage;
+pub mod vkeys;
 
 use crate::state::AppState;
 use axum::Router;
 use std::sync::Arc;
 
 /// `/api/providers`, `/api/apps`, `/api/v1/llm-models`, `/api/audit`,
-/// `/api/v1/llm/usage`, behind the admin token.
+/// `/api/v1/llm/usage`, `/api/keys`, behind the admin guard.
 pub fn store_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .merge(providers::routes())
         .merge(models::routes())
         .merge(apps::routes())
         .merge(crate::admin::usage::routes())
+        .merge(vkeys::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             rest::require_admin,
