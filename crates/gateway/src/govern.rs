@@ -161,11 +161,15 @@ impl Bucket {
         Some(Duration::from_secs_f64((n - self.level) / per_sec))
     }
 
-    fn take(&mut self, n: f64) {
-        // Debt is allowed down to one bucket, so real usage beyond the
-        // estimate is paid for by later requests.
+    /// Takes `n` (gives back for a negative `n`) and says how much was
+    /// really taken. Debt is allowed down to one bucket, so real usage
+    /// beyond the estimate is paid for by later requests.
+    fn take(&mut self, n: f64) -> f64 {
         let cap = f64::from(self.limit);
-        self.level = (self.level - n).max(-cap);
+        let next = (self.level - n).clamp(-cap, cap);
+        let taken = self.level - next;
+        self.level = next;
+        taken
     }
 }
 
@@ -236,7 +240,8 @@ impl Default for Governor {
 struct Hold {
     scope: Scope,
     inflight: bool,
-    tpm: bool,
+    /// Tokens taken from the scope's tpm bucket at admission.
+    tpm: Option<f64>,
     /// The period start and the amount reserved there.
     budget: Option<(i64, Micros)>,
 }
@@ -247,7 +252,6 @@ struct Hold {
 pub struct Admission {
     gov: Option<Arc<Governor>>,
     holds: Vec<Hold>,
-    est_tokens: u64,
     /// A reservation held in the shared store, with its entries.
     shared: Option<(String, Vec<SharedEntry>)>,
 }
@@ -266,7 +270,6 @@ impl Admission {
         Admission {
             gov: None,
             holds: Vec::new(),
-            est_tokens: 0,
             shared: None,
         }
     }
@@ -286,7 +289,7 @@ impl Admission {
             return;
         };
         let holds = std::mem::take(&mut self.holds);
-        gov.release(&holds, actual, tokens, self.est_tokens);
+        gov.release(&holds, actual, tokens);
         if let Some((id, entries)) = self.shared.take() {
             if let Some(s) = &gov.shared {
                 s.settle(entries, id, actual);
@@ -403,7 +406,6 @@ impl Governor {
         let mut adm = Admission {
             gov: Some(self.clone()),
             holds: Vec::with_capacity(scopes.len()),
-            est_tokens: est,
             shared: None,
         };
         let mut shared_entries = Vec::new();
@@ -482,13 +484,11 @@ impl Governor {
                 if let Some(b) = &mut c.rpm {
                     b.take(1.0);
                 }
-                if let Some(b) = &mut c.tpm {
-                    b.take(est as f64);
-                }
+                let tpm = c.tpm.as_mut().map(|b| b.take(est as f64));
                 let mut hold = Hold {
                     scope: scope.clone(),
                     inflight: lim.max_concurrency.is_some(),
-                    tpm: lim.tpm.is_some(),
+                    tpm,
                     budget: None,
                 };
                 if let Some(b) = lim.budget {
@@ -562,19 +562,17 @@ impl Governor {
         Ok(adm)
     }
 
-    fn release(&self, holds: &[Hold], actual: Micros, tokens: Option<u64>, est: u64) {
+    fn release(&self, holds: &[Hold], actual: Micros, tokens: Option<u64>) {
         let mut st = lock(&self.state);
         for h in holds {
             if let Some(c) = st.counters.get_mut(&h.scope) {
                 if h.inflight {
                     c.inflight = c.inflight.saturating_sub(1);
                 }
-                if h.tpm {
-                    if let (Some(b), Some(t)) = (&mut c.tpm, tokens) {
-                        // Real usage beyond the estimate is paid now; less
-                        // than estimated is given back.
-                        b.take(t as f64 - est as f64);
-                    }
+                if let (Some(taken), Some(b), Some(t)) = (h.tpm, &mut c.tpm, tokens) {
+                    // Real usage beyond what was taken is paid now; less is
+                    // given back.
+                    b.take(t as f64 - taken);
                 }
             }
             // `worst`: what this request reserved in the local ledger.

@@ -154,14 +154,28 @@ impl Drop for TestDb {
 }
 
 /// A gateway over `cfg` plus the database; the admin token is [`ADMIN`].
-pub async fn gateway(mut cfg: Config, store: Arc<Store>, layer: DbLayer) -> Gateway {
+pub async fn gateway(cfg: Config, store: Arc<Store>, layer: DbLayer) -> Gateway {
+    gateway_with(cfg, store, layer, None).await
+}
+
+/// As [`gateway`], with its own limits-and-budgets governor (a replica
+/// sharing budgets through Redis).
+pub async fn gateway_with(
+    mut cfg: Config,
+    store: Arc<Store>,
+    layer: DbLayer,
+    governor: Option<Arc<llm_link_gateway::govern::Governor>>,
+) -> Gateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     cfg.port = addr.port();
     if cfg.admin_token.is_none() {
         cfg.admin_token = Some(Secret::new(ADMIN));
     }
-    let state = AppState::with_store(&cfg, Some(store.clone()), layer).unwrap();
+    let mut state = AppState::with_store(&cfg, Some(store.clone()), layer).unwrap();
+    if let Some(g) = governor {
+        state = state.with_governor(g).unwrap();
+    }
     llm_link_server::apply::reload_identities(&state, &store)
         .await
         .unwrap();
