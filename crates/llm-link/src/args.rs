@@ -68,6 +68,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Users of the admin API and console: create, list, change passwords, disable
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Print the version
     Version,
 }
@@ -128,6 +133,45 @@ pub enum KeyCommand {
     },
     /// Replace the admin token; prints the new one once
     ResetAdminToken {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Passwords are never flags: they are read from standard input (its first
+/// line) when it is not a terminal, otherwise prompted for twice without echo.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (password from stdin or a prompt)
+    Create {
+        /// Username: 1-64 characters of letters, digits and . _ @ -
+        name: String,
+        /// What the user may do: admin (everything), member (view, own keys), viewer (view)
+        #[arg(long, value_parser = ["admin", "member", "viewer"])]
+        role: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List users: id, username, role, disabled, locked
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a user's password (from stdin or a prompt); ends its sessions
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Disable a user: it can no longer log in, and its sessions end
+    Disable {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Enable a disabled user again
+    Enable {
+        name: String,
         #[command(flatten)]
         store: StoreArgs,
     },

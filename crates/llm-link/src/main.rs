@@ -6,6 +6,7 @@ mod args;
 mod cli;
 mod commands;
 mod startup;
+mod users;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

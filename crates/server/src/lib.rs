@@ -9,6 +9,7 @@ pub mod api;
 pub mod apply;
 pub mod error;
 pub mod front;
+pub mod sessions;
 pub mod state;
 pub mod watch;
 pub mod workers;
@@ -29,6 +30,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(admin::hotupdate::routes(state.clone()))
         .merge(admin::routing::routes(state.clone()))
         .merge(admin::store_routes(state.clone()))
+        .merge(admin::auth::routes())
         .route("/v1/{*rest}", axum::routing::any(api::openai::not_found))
         .route(
             "/anthropic/{*rest}",

@@ -42,6 +42,8 @@ pub struct AppState {
     /// Users and virtual keys (empty without a database), swapped whole on
     /// change like the runtime; see `apply::reload_identities`.
     pub identities: ArcSwap<Identities>,
+    /// Session-row checks remembered for a few seconds (see `sessions`).
+    pub sessions: crate::sessions::Sessions,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
             store,
             usage,
             identities: ArcSwap::from_pointee(Identities::default()),
+            sessions: Default::default(),
         }))
     }
 
