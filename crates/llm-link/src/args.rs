@@ -68,7 +68,7 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// Users of the admin API and console: create, list, change passwords, disable
+    /// Users of the admin API and console: create, list, passwd, disable, enable
     User {
         #[command(subcommand)]
         command: UserCommand,
@@ -254,9 +254,10 @@ pub struct ServerArgs {
     /// Client preset (zed, codex, claude-code, aider, openhands, continue); see `llm-link apps`
     #[arg(long, env = "LLM_LINK_APP", value_name = "NAME")]
     pub app: Option<String>,
-    /// Admin token: required by the admin API (/api/providers, /api/apps, /api/v1/llm-models)
-    /// and lets non-loopback callers use the mutating /api/config/* endpoints
-    /// [default: one generated on first start, printed once, stored hashed]
+    /// Admin token: the break-glass credential of the admin API (/api/providers, /api/apps,
+    /// /api/v1/llm-models, /api/users; users log in at /api/auth/login instead) and lets
+    /// non-loopback callers use the mutating /api/config/* endpoints
+    /// [default: one generated on first start, printed once, stored as a keyed hash]
     #[arg(
         long,
         env = "LLM_LINK_ADMIN_TOKEN",

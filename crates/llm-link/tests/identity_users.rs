@@ -762,7 +762,8 @@ fn cli(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (i32, Stri
     {
         let mut input = child.stdin.take().unwrap();
         if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).unwrap();
+            // A command refused before it reads stdin closes the pipe early.
+            let _ = input.write_all(s.as_bytes());
         }
     }
     let out = child.wait_with_output().unwrap();
