@@ -324,7 +324,9 @@ async fn master_key_rotation_and_a_wrong_key() {
 
     let (code, out, err) = run(&data, &["key", "rotate-master"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("re-encrypted 1 secrets"), "{out}");
+    // The provider key, and the install's two identity secrets (token-hash
+    // key, session signing key).
+    assert!(out.contains("re-encrypted 3 secrets"), "{out}");
     let after = std::fs::read_to_string(data.join("master.key")).unwrap();
     assert_ne!(before, after);
     assert!(!data.join("master.key.new").exists());

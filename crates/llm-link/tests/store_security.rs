@@ -179,7 +179,10 @@ async fn master_key_rotation(engine: Engine) {
     let n = llm_link_store::boot::rotate(&store.db, &old, &new, "test")
         .await
         .unwrap();
-    assert_eq!(n, 4, "three keys and one header set");
+    assert_eq!(
+        n, 6,
+        "three keys, one header set, and the two identity secrets"
+    );
     let mut tx = store.db.begin_read().await.unwrap();
     let keys = tx.keys().await.unwrap();
     let providers = tx.providers().await.unwrap();

@@ -240,6 +240,8 @@ async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, raw: Bytes) 
     })
     .await?;
     tx.set_login_state(u.id, 0, None, Some(now)).await?;
+    // Housekeeping: sessions that ended a day ago are of no use to anyone.
+    tx.purge_sessions(now - 86_400_000).await?;
     tx.audit(
         &format!("user:{}", u.username),
         "auth.login",
