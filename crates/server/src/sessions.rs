@@ -18,18 +18,18 @@
 //! The role comes from the identities, not from the token, so a demotion
 //! applies to tokens already issued.
 
-use crate::state::AppState;
+use crate::state::{AppState, RowCheck};
 use llm_link_gateway::identity::{jwt, UserEntry};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The cookie carrying the session token.
 pub const COOKIE: &str = "llm_link_session";
 /// How long a session lasts.
 pub const LIFETIME_SECS: i64 = 12 * 3600;
+/// The per-process cache of session-row checks (`AppState::sessions`).
+pub use crate::state::SessionCache as Sessions;
 /// How long a session-row check is remembered.
-pub const CACHE_TTL: Duration = Duration::from_secs(5);
-const CACHE_CAPACITY: u64 = 10_000;
+pub use crate::state::SESSION_CHECK_TTL as CACHE_TTL;
 
 /// Why a token was refused (never says more than a client needs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,44 +49,6 @@ pub enum SessionError {
     /// The session row could not be read.
     #[error("cannot check the session right now; retry")]
     Store,
-}
-
-/// What a row check found: `Some((user_id, expires_at_ms))` for a live row.
-type RowCheck = Option<(i64, i64)>;
-
-/// The per-process cache of session-row checks.
-#[derive(Clone)]
-pub struct Sessions {
-    rows: moka::sync::Cache<String, RowCheck>,
-}
-
-impl Default for Sessions {
-    fn default() -> Self {
-        Sessions {
-            rows: moka::sync::Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(CACHE_TTL)
-                .build(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Sessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sessions(…)")
-    }
-}
-
-impl Sessions {
-    /// Drops what is remembered about one session (logout).
-    pub fn forget(&self, sid: &str) {
-        self.rows.invalidate(sid);
-    }
-
-    /// Drops everything remembered (a user's sessions were revoked).
-    pub fn forget_all(&self) {
-        self.rows.invalidate_all();
-    }
 }
 
 /// A checked session.
