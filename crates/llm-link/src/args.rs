@@ -159,18 +159,21 @@ pub enum UserCommand {
     },
     /// Set a user's password (from stdin or a prompt); ends its sessions
     Passwd {
+        /// The username
         name: String,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Disable a user: it can no longer log in, and its sessions end
     Disable {
+        /// The username
         name: String,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Enable a disabled user again
     Enable {
+        /// The username
         name: String,
         #[command(flatten)]
         store: StoreArgs,
