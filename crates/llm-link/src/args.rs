@@ -68,6 +68,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Users of the admin API and console: create, list, passwd, disable, enable
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Print the version
     Version,
 }
@@ -190,6 +195,48 @@ pub struct KeyCreateArgs {
     pub store: StoreArgs,
 }
 
+/// Passwords are never flags: they are read from standard input (its first
+/// line) when it is not a terminal, otherwise prompted for twice without echo.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (password from stdin or a prompt)
+    Create {
+        /// Username: 1-64 characters of letters, digits and . _ @ -
+        name: String,
+        /// What the user may do: admin (everything), member (view, own keys), viewer (view)
+        #[arg(long, value_parser = ["admin", "member", "viewer"])]
+        role: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List users: id, username, role, disabled, locked
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a user's password (from stdin or a prompt); ends its sessions
+    Passwd {
+        /// The username
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Disable a user: it can no longer log in, and its sessions end
+    Disable {
+        /// The username
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Enable a disabled user again
+    Enable {
+        /// The username
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AppsCommand {
     /// Print the settings to paste into that client
@@ -267,9 +314,10 @@ pub struct ServerArgs {
     /// Client preset (zed, codex, claude-code, aider, openhands, continue); see `llm-link apps`
     #[arg(long, env = "LLM_LINK_APP", value_name = "NAME")]
     pub app: Option<String>,
-    /// Admin token: required by the admin API (/api/providers, /api/apps, /api/v1/llm-models)
-    /// and lets non-loopback callers use the mutating /api/config/* endpoints
-    /// [default: one generated on first start, printed once, stored hashed]
+    /// Admin token: the break-glass credential of the admin API (/api/providers, /api/apps,
+    /// /api/v1/llm-models, /api/users; users log in at /api/auth/login instead) and lets
+    /// non-loopback callers use the mutating /api/config/* endpoints
+    /// [default: one generated on first start, printed once, stored as a keyed hash]
     #[arg(
         long,
         env = "LLM_LINK_ADMIN_TOKEN",

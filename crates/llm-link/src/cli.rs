@@ -1,6 +1,8 @@
 //! `llm-link`'s entry: parses the command line and runs the command.
 
-use crate::args::{say, usage_error, AppsCommand, Cli, Command, ConfigCommand, KeyCommand};
+use crate::args::{
+    say, usage_error, AppsCommand, Cli, Command, ConfigCommand, KeyCommand, UserCommand,
+};
 use clap::Parser;
 use llm_link_gateway::config::{self, CliInput};
 use llm_link_gateway::presets::{self, PRESETS};
@@ -87,6 +89,13 @@ pub fn run() -> ExitCode {
         Some(Command::Key {
             command: KeyCommand::Revoke { id, store },
         }) => crate::vkeys::revoke(&id, &store),
+        Some(Command::User { command }) => match command {
+            UserCommand::Create { name, role, store } => crate::users::create(&store, &name, &role),
+            UserCommand::List { store } => crate::users::list(&store),
+            UserCommand::Passwd { name, store } => crate::users::passwd(&store, &name),
+            UserCommand::Disable { name, store } => crate::users::set_disabled(&store, &name, true),
+            UserCommand::Enable { name, store } => crate::users::set_disabled(&store, &name, false),
+        },
         Some(Command::Version) => {
             say(format!("llm-link {}", env!("CARGO_PKG_VERSION")));
             ExitCode::SUCCESS

@@ -242,7 +242,26 @@ pub fn reset_admin_token(a: &StoreArgs) -> ExitCode {
             Ok(x) => x,
             Err(m) => return usage_error(format!("--database: {m}")),
         };
-        let res = llm_link_store::token::reset(&db, "cli").await;
+        // The token is stored as a keyed hash under the install's token-hash
+        // key, which the master key decrypts.
+        let secrets = match boot::master_key(&r.data_dir, &env) {
+            Ok((key, source)) => match boot::check_master_key(&db, key, &source, &r.data_dir).await
+            {
+                Ok(key) => llm_link_store::identity::secrets(&db, &key)
+                    .await
+                    .map_err(|e| format!("--database: {e}")),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        let secrets = match secrets {
+            Ok(s) => s,
+            Err(m) => {
+                db.close().await;
+                return usage_error(m);
+            }
+        };
+        let res = llm_link_store::token::reset(&db, &secrets.token_key, "cli").await;
         db.close().await;
         match res {
             Ok(t) => {

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod startup;
 mod vkeys;
+mod users;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

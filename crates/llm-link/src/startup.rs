@@ -187,12 +187,12 @@ async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
                 o.store.location.banner(&o.key_source)
             ));
             extra.push(format!(
-                "admin API:   http://{addr}/api/{{providers,apps,v1/llm-models,audit}} (admin token)"
+                "admin API:   http://{addr}/api/{{providers,apps,v1/llm-models,audit,users}} (admin token, or a user's session from /api/auth/login)"
             ));
             extra.push(format!("usage:       recorded in the database; GET http://{addr}/api/v1/llm/usage (admin token)"));
             if let Some(t) = &o.new_admin_token {
                 extra.push(format!(
-                    "admin token: {t}  (shown once; stored hashed; `llm-link key reset-admin-token` makes a new one)"
+                    "admin token: {t}  (shown once; stored as a keyed hash; `llm-link key reset-admin-token` makes a new one)"
                 ));
             }
         }

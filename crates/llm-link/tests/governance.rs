@@ -398,7 +398,7 @@ async fn keys_and_scopes_on_every_surface(engine: Engine) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|g| g["key"] == k1_id.to_string())
+        .find(|g| g["key"].as_str() == Some(k1_id.to_string().as_str()))
         .cloned()
         .unwrap_or_else(|| panic!("{v}"));
     // Revoked keys leave the lookup table, so reports name live keys only.

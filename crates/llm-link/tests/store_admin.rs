@@ -735,13 +735,15 @@ async fn generated_admin_token_is_stored_hashed() {
     let db = TestDb::sqlite().await;
     let key = MasterKey::generate();
     let (store, _) = db.open(&key).await;
-    let (token, hash) = llm_link_store::token::ensure(&store.db).await.unwrap();
+    let tk = store.secrets.token_key;
+    let (token, hash) = llm_link_store::token::ensure(&store.db, &tk).await.unwrap();
     let token = token.unwrap();
     let hash = hash.unwrap();
-    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    // A high-entropy token: a keyed hash, not argon2.
+    assert!(hash.starts_with("hmac:"), "{hash}");
     assert!(!hash.contains(&token));
     // A second start generates nothing.
-    let (again, _) = llm_link_store::token::ensure(&store.db).await.unwrap();
+    let (again, _) = llm_link_store::token::ensure(&store.db, &tk).await.unwrap();
     assert!(again.is_none());
     drop(store);
     let (store, layer) = db.open(&key).await;
@@ -794,6 +796,67 @@ async fn generated_admin_token_is_stored_hashed() {
     for b in [bytes, wal] {
         assert!(!b.windows(token.len()).any(|w| w == token.as_bytes()));
     }
+}
+
+/// An install from before the keyed hash holds an argon2 hash of its admin
+/// token: it still works, and the first success replaces it with the keyed
+/// hash (so later checks cost no argon2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_argon2_admin_token_is_upgraded() {
+    let db = TestDb::sqlite().await;
+    let key = MasterKey::generate();
+    let (store, _) = db.open(&key).await;
+    let token = llm_link_store::token::generate();
+    let legacy = llm_link_store::token::hash(&token).unwrap();
+    assert!(legacy.starts_with("$argon2id$"));
+    let mut tx = store.db.begin().await.unwrap();
+    tx.set_setting(llm_link_store::token::SETTING, &legacy)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    drop(store);
+    let (store, layer) = db.open(&key).await;
+    let mut cfg = config_from("", &[]);
+    cfg.admin_token = None;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    cfg.port = addr.port();
+    let state = llm_link_server::AppState::with_store(&cfg, Some(store.clone()), layer).unwrap();
+    tokio::spawn(llm_link_server::serve_on(listener, state));
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/api/providers");
+    let r = client
+        .get(&url)
+        .bearer_auth("lla_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut tx = store.db.begin_read().await.unwrap();
+    let now = tx
+        .setting(llm_link_store::token::SETTING)
+        .await
+        .unwrap()
+        .unwrap();
+    let log = tx.audit_log(10, None).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        now,
+        llm_link_store::token::keyed(&store.secrets.token_key, &token)
+    );
+    assert!(log.iter().any(|a| a.action == "admin_token.rehash"));
+    assert!(!store.admin.is_legacy());
+    let r = client.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(&url)
+        .bearer_auth("lla_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

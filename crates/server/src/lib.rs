@@ -31,6 +31,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(admin::routing::routes(state.clone()))
         .merge(admin::store_routes(state.clone()))
         .merge(admin::usage::team_routes(state.clone()))
+        .merge(admin::auth::routes())
         .route("/v1/{*rest}", axum::routing::any(api::openai::not_found))
         .route(
             "/anthropic/{*rest}",

@@ -46,6 +46,8 @@ pub struct AppState {
     /// Limits and budgets of keys, users and catalog models; lives as long
     /// as the process (snapshots come and go, counters stay).
     pub governor: Arc<Governor>,
+    /// Session-row checks remembered for a few seconds (see `sessions`).
+    pub sessions: SessionCache,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
                 cfg.budget_timezone.clone(),
                 llm_link_gateway::routing::shared::budgets(),
             )),
+            sessions: Default::default(),
         }))
     }
 
@@ -127,6 +130,50 @@ impl AppState {
     /// Replaces the snapshot; requests in flight keep the one they loaded.
     pub fn swap(&self, rt: Runtime) {
         self.runtime.store(Arc::new(rt));
+    }
+}
+
+/// How long a session-row check is remembered (see the `sessions` module).
+pub const SESSION_CHECK_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+const SESSION_CHECK_CAPACITY: u64 = 10_000;
+
+/// What a session-row check found: `Some((user_id, expires_at_ms))` for a
+/// live row, `None` for a revoked or missing one.
+pub(crate) type RowCheck = Option<(i64, i64)>;
+
+/// Session-row checks remembered for [`SESSION_CHECK_TTL`], positive and
+/// negative alike; the `sessions` module fills and reads it.
+#[derive(Clone)]
+pub struct SessionCache {
+    pub(crate) rows: moka::sync::Cache<String, RowCheck>,
+}
+
+impl Default for SessionCache {
+    fn default() -> Self {
+        SessionCache {
+            rows: moka::sync::Cache::builder()
+                .max_capacity(SESSION_CHECK_CAPACITY)
+                .time_to_live(SESSION_CHECK_TTL)
+                .build(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionCache(…)")
+    }
+}
+
+impl SessionCache {
+    /// Drops what is remembered about one session (logout).
+    pub fn forget(&self, sid: &str) {
+        self.rows.invalidate(sid);
+    }
+
+    /// Drops everything remembered (a user's sessions were revoked).
+    pub fn forget_all(&self) {
+        self.rows.invalidate_all();
     }
 }
 

@@ -165,13 +165,16 @@ pub async fn open(
         .map_err(|m| ConfigError::new("--database", m))?;
     let key = check_master_key(&db, key, &key_source, &r.data_dir).await?;
     let db_err = |e: super::StoreError| ConfigError::new("--database", e.to_string());
+    let secrets = crate::identity::secrets(&db, &key).await.map_err(db_err)?;
     let (new_admin_token, hash) = if explicit_admin_token {
         let mut tx = db.begin_read().await.map_err(db_err)?;
         let h = tx.setting(token::SETTING).await.map_err(db_err)?;
         tx.rollback().await.map_err(db_err)?;
         (None, h)
     } else {
-        token::ensure(&db).await.map_err(db_err)?
+        token::ensure(&db, &secrets.token_key)
+            .await
+            .map_err(db_err)?
     };
     let mut tx = db.begin_read().await.map_err(db_err)?;
     let snap = tx.snapshot().await.map_err(db_err)?;
@@ -180,7 +183,6 @@ pub async fn open(
     for (name, why) in &layer.inactive {
         tracing::warn!("database provider {name} is not serving: {why}");
     }
-    let secrets = crate::identity::secrets(&db, &key).await.map_err(db_err)?;
     Ok(Some(Opened {
         store: new_store(db, key, location, snap.revision, hash, secrets),
         layer,
@@ -234,7 +236,7 @@ fn new_store(
         location,
         apply_lock: tokio::sync::Mutex::new(()),
         applied_revision: AtomicI64::new(revision),
-        admin: AdminAuth::new(hash),
+        admin: AdminAuth::new(hash, secrets.token_key),
         secrets,
         // Below any real revision: the first reload always applies.
         applied_identity_revision: AtomicI64::new(-1),

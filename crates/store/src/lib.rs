@@ -19,6 +19,7 @@ pub mod layer;
 pub mod rows;
 pub mod token;
 pub mod usage;
+pub mod users;
 
 use crypto::MasterKey;
 use llm_link_gateway::config::ConfigError;

@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use llm_link_gateway::config::{self, CliInput, ConfigError};
+use llm_link_gateway::identity::Permission;
 use llm_link_gateway::presets;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -53,24 +54,35 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Only loopback callers, or callers presenting the admin token.
+/// Only loopback callers, or callers presenting a credential (the admin
+/// token, or a user's session token or cookie) whose role has the
+/// SystemConfig permission. The credential check is the admin API's
+/// ([`super::rest::authenticate`]).
 pub async fn local_or_admin(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    local_or(&st, req, next, Permission::SystemConfig).await
+}
+
+/// Loopback callers, or callers whose credential carries `perm`.
+pub async fn local_or(st: &AppState, req: Request, next: Next, perm: Permission) -> Response {
     let loopback = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ci| ci.0.ip().is_loopback())
         .unwrap_or(false);
-    let token_ok = match &st.admin_token {
-        Some(t) => llm_link_gateway::auth::check(req.headers(), std::slice::from_ref(t)).is_ok(),
-        None => false,
-    };
-    if loopback || token_ok {
-        next.run(req).await
-    } else {
-        error(
+    if loopback {
+        return next.run(req).await;
+    }
+    let ip = super::rest::caller_ip(&req);
+    match super::rest::authenticate(st, req.headers(), &ip).await {
+        Ok(Some(c)) if c.can(perm) => next.run(req).await,
+        Ok(Some(_)) => error(
             StatusCode::FORBIDDEN,
-            "this endpoint answers loopback callers only, unless the admin token is presented",
-        )
+            format!("this endpoint needs the {} permission", perm.as_str()),
+        ),
+        _ => error(
+            StatusCode::FORBIDDEN,
+            "this endpoint answers loopback callers only, unless the admin token or a session token is presented",
+        ),
     }
 }
 

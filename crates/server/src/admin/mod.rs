@@ -1,8 +1,10 @@
 //! Administrative surfaces: the hot-update API for desktop hosts, and the
 //! admin API over the store (providers, keys, model catalog, app mappings,
-//! audit log), which takes the admin token.
+//! audit log, users), which takes the admin token or a user's session with
+//! the route's permission; and `/api/auth/*` (login, logout, me).
 
 pub mod apps;
+pub mod auth;
 pub mod caller;
 pub mod hotupdate;
 pub mod keys;
@@ -13,13 +15,15 @@ pub mod rest;
 pub mod routing;
 pub mod usage;
 pub mod vkeys;
+pub mod users;
 
 use crate::state::AppState;
 use axum::Router;
 use std::sync::Arc;
 
 /// `/api/providers`, `/api/apps`, `/api/v1/llm-models`, `/api/audit`,
-/// `/api/v1/llm/usage`, `/api/keys`, behind the admin guard.
+/// `/api/v1/llm/usage`, `/api/users`, `/api/keys`, behind the admin guard
+/// (admin token or session; permission per route, see [`rest::needed`]).
 pub fn store_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .merge(providers::routes())
@@ -27,6 +31,7 @@ pub fn store_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .merge(apps::routes())
         .merge(crate::admin::usage::routes())
         .merge(vkeys::routes())
+        .merge(users::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             rest::require_admin,

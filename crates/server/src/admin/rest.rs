@@ -1,18 +1,20 @@
 //! Shared pieces of the admin API (`/api/providers`, `/api/apps`,
-//! `/api/v1/llm-models`, `/api/audit`, `/api/v1/llm/usage`): the
-//! admin-token guard, the error body `{"error":{"message","field","type"}}`,
+//! `/api/v1/llm-models`, `/api/audit`, `/api/v1/llm/usage`, `/api/users`):
+//! the credential check and permission guard, the error body `{"error":{"message","field","type"}}`,
 //! body parsing that names the bad field, and the field validators. The
 //! CRUD cycles themselves are in [`super::resource`].
 
+use super::caller::Caller;
 use crate::apply::FinishError;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use llm_link_gateway::auth;
 use llm_link_gateway::config::ConfigError;
+use llm_link_gateway::identity::{jwt, Permission};
 use llm_link_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -28,11 +30,6 @@ pub struct AdminError {
     pub message: String,
     pub field: Option<String>,
 }
-
-/// Argon2 checks of unknown admin tokens allowed at once, and how long a
-/// request waits for its turn before it is told to retry.
-static ADMIN_VERIFICATIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-const VERIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl AdminError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> AdminError {
@@ -89,10 +86,19 @@ impl AdminError {
         }
     }
 
-    fn forbidden(message: impl Into<String>) -> AdminError {
+    pub fn unauthorized(message: impl Into<String>) -> AdminError {
         AdminError {
             status: StatusCode::UNAUTHORIZED,
             kind: "unauthorized",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> AdminError {
+        AdminError {
+            status: StatusCode::FORBIDDEN,
+            kind: "forbidden",
             message: message.into(),
             field: None,
         }
@@ -242,63 +248,153 @@ where
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
 
-/// The admin token guard: `Authorization: Bearer <token>` or
-/// `x-admin-token: <token>`. The token is `--admin-token` /
-/// `LLM_LINK_ADMIN_TOKEN` when set, otherwise the one stored (hashed) in
-/// the database.
+/// The caller's address for the audit log (`local` without one).
+pub fn caller_ip(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| ci.0.ip().to_string())
+        .unwrap_or_else(|| "local".into())
+}
+
+/// Whether an admin token exists at all (`--admin-token` or a stored one).
+pub fn admin_token_configured(st: &AppState) -> bool {
+    st.admin_token.is_some() || st.store.as_ref().is_some_and(|s| s.admin.has_hash())
+}
+
+/// The one credential check of the admin surfaces: the admin token
+/// (`--admin-token`, else the stored keyed hash; break-glass, every
+/// permission), or a user's session token as `Authorization: Bearer`, or the
+/// `llm_link_session` cookie. `Ok(None)` when nothing was presented.
+pub async fn authenticate(
+    st: &AppState,
+    headers: &HeaderMap,
+    ip: &str,
+) -> AdminResult<Option<Caller>> {
+    let given = auth::presented(headers, "x-admin-token");
+    if let Some(given) = given {
+        if let Some(t) = &st.admin_token {
+            if auth::ct_eq(given.as_bytes(), t.expose().as_bytes()) {
+                return Ok(Some(Caller::admin_token(format!("admin@{ip}"))));
+            }
+        }
+        if jwt::looks_like(given) {
+            return user_caller(st, given).await.map(Some);
+        }
+        if !admin_token_configured(st) {
+            return Err(AdminError::unavailable(
+                "no admin token is configured: set LLM_LINK_ADMIN_TOKEN (or --admin-token), or log in as a user",
+            ));
+        }
+        if stored_admin_token(st, given).await? {
+            return Ok(Some(Caller::admin_token(format!("admin@{ip}"))));
+        }
+        return Err(AdminError::unauthorized("invalid admin token"));
+    }
+    match crate::sessions::cookie(headers) {
+        Some(token) => user_caller(st, token).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+async fn user_caller(st: &AppState, token: &str) -> AdminResult<Caller> {
+    use crate::sessions::SessionError;
+    match crate::sessions::session_user(st, token).await {
+        Ok(user) => Ok(Caller {
+            role: user.role,
+            actor: format!("user:{}", user.username),
+            user: Some(user),
+        }),
+        Err(SessionError::Store) => Err(AdminError::unavailable(SessionError::Store.to_string())),
+        Err(e) => Err(AdminError::unauthorized(e.to_string())),
+    }
+}
+
+/// Checks `given` against the stored admin token hash. A keyed hash is a
+/// constant-time compare; a legacy argon2 hash is one argon2 run (limited
+/// to a few at once) and, on success, is replaced by the keyed hash.
+async fn stored_admin_token(st: &AppState, given: &str) -> AdminResult<bool> {
+    let Some(store) = st.store.as_ref().filter(|s| s.admin.has_hash()) else {
+        return Ok(false);
+    };
+    if store.admin.quick_check(given) {
+        return Ok(true);
+    }
+    if !store.admin.is_legacy() {
+        return Ok(false);
+    }
+    let legacy = store.admin.current();
+    let s = store.clone();
+    let token = given.to_string();
+    let ok = llm_link_store::users::limited(move || s.admin.verify(&token))
+        .await
+        .map_err(|_| AdminError::too_busy("too many admin token checks at once; retry shortly"))?;
+    if ok {
+        if let Some(legacy) = legacy {
+            match llm_link_store::token::upgrade(&store.db, &legacy, &store.admin.keyed(given))
+                .await
+            {
+                Ok(now) => store.admin.set_hash(now),
+                Err(e) => tracing::warn!("cannot replace the legacy admin token hash: {e}"),
+            }
+        }
+    }
+    Ok(ok)
+}
+
+/// The permission a request to the admin API needs.
+pub fn needed(method: &Method, path: &str) -> Permission {
+    let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
+    if under("/api/users") {
+        Permission::ManageUsers
+    } else if under("/api/keys") {
+        Permission::ManageKeys
+    } else if under("/api/v1/llm/usage") || under("/api/usage") {
+        Permission::ViewMetrics
+    } else if method == Method::GET || method == Method::HEAD {
+        Permission::ViewProviders
+    } else {
+        Permission::EditProviders
+    }
+}
+
+/// The admin API's guard: authenticates ([`authenticate`]), checks the
+/// route's permission ([`needed`]) and puts the [`Caller`] and its
+/// [`Actor`] in the request. 401 without a valid credential, 403 when the
+/// caller's role lacks the permission.
 pub async fn require_admin(
     State(st): State<Arc<AppState>>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let hashed = st.store.as_ref().filter(|s| s.admin.has_hash());
-    if st.admin_token.is_none() && hashed.is_none() {
-        return AdminError::unavailable(
-            "no admin token is configured: set LLM_LINK_ADMIN_TOKEN (or --admin-token)",
-        )
-        .into_response();
-    }
-    let Some(given) = auth::presented(req.headers(), "x-admin-token").map(str::to_string) else {
-        return AdminError::forbidden(
-            "the admin API needs the admin token: send `Authorization: Bearer <token>` or `x-admin-token: <token>`",
-        )
-        .into_response();
-    };
-    let ok = match (&st.admin_token, hashed) {
-        (Some(t), _) => auth::ct_eq(given.as_bytes(), t.expose().as_bytes()),
-        (None, Some(store)) => {
-            if store.admin.quick_check(&given) {
-                true
-            } else {
-                // Each check of an unknown token is an argon2 run (~19 MiB,
-                // tens of ms); at most a few at once, so a flood of wrong
-                // tokens cannot tie up the blocking pool or its memory.
-                let permit = tokio::time::timeout(VERIFY_WAIT, ADMIN_VERIFICATIONS.acquire()).await;
-                let Ok(Ok(_permit)) = permit else {
-                    return AdminError::too_busy(
-                        "too many admin token checks at once; retry shortly",
-                    )
-                    .into_response();
-                };
-                let s = store.clone();
-                tokio::task::spawn_blocking(move || s.admin.verify(&given))
-                    .await
-                    .unwrap_or(false)
-            }
+    let ip = caller_ip(&req);
+    let caller = match authenticate(&st, req.headers(), &ip).await {
+        Ok(Some(c)) => c,
+        Ok(None) if !admin_token_configured(&st) && st.store.is_none() => {
+            return AdminError::unavailable(
+                "no admin token is configured: set LLM_LINK_ADMIN_TOKEN (or --admin-token)",
+            )
+            .into_response()
         }
-        (None, None) => false,
+        Ok(None) => {
+            return AdminError::unauthorized(
+                "the admin API needs a credential: send `Authorization: Bearer <admin token or session token>`, `x-admin-token: <token>`, or the session cookie from POST /api/auth/login",
+            )
+            .into_response()
+        }
+        Err(e) => return e.into_response(),
     };
-    if !ok {
-        return AdminError::forbidden("invalid admin token").into_response();
+    let perm = needed(req.method(), req.uri().path());
+    if !caller.can(perm) {
+        return AdminError::forbidden(format!(
+            "{} {} needs the {} permission",
+            req.method(),
+            req.uri().path(),
+            perm.as_str()
+        ))
+        .into_response();
     }
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip().to_string())
-        .unwrap_or_else(|| "local".into());
-    req.extensions_mut().insert(Actor(format!("admin@{ip}")));
-    req.extensions_mut()
-        .insert(super::caller::Caller::admin_token(format!("admin@{ip}")));
+    req.extensions_mut().insert(Actor(caller.actor.clone()));
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
 

@@ -13,10 +13,22 @@ use std::sync::Arc;
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/routing", get(status))
-        .route_layer(middleware::from_fn_with_state(
-            state,
-            super::hotupdate::local_or_admin,
-        ))
+        .route_layer(middleware::from_fn_with_state(state, local_or_viewer))
+}
+
+/// Loopback callers, or a credential with the ViewProviders permission.
+async fn local_or_viewer(
+    State(st): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    super::hotupdate::local_or(
+        &st,
+        req,
+        next,
+        llm_link_gateway::identity::Permission::ViewProviders,
+    )
+    .await
 }
 
 async fn status(State(st): State<Arc<AppState>>) -> Json<Value> {
