@@ -252,6 +252,8 @@ struct Hold {
 pub struct Admission {
     gov: Option<Arc<Governor>>,
     holds: Vec<Hold>,
+    /// The worst-case cost reserved (charged when the real one is unknown).
+    worst: Micros,
     /// A reservation held in the shared store, with its entries.
     shared: Option<(String, Vec<SharedEntry>)>,
 }
@@ -270,6 +272,7 @@ impl Admission {
         Admission {
             gov: None,
             holds: Vec::new(),
+            worst: 0,
             shared: None,
         }
     }
@@ -282,6 +285,22 @@ impl Admission {
     /// the real tokens (prompt + output).
     pub fn settle(mut self, cost: Option<f64>, tokens: Option<u64>) {
         self.release(cost.map(crate::identity::to_micros).unwrap_or(0), tokens);
+    }
+
+    /// Settles a request that was answered but whose usage never became
+    /// known: the reserved worst case is charged, so an answer without
+    /// usage is never free.
+    pub fn settle_worst(mut self) {
+        let worst = self.worst;
+        self.release(worst, None);
+    }
+
+    /// Whether settling needs the answer's real usage (a budget or a
+    /// tokens-per-minute limit is held).
+    pub fn needs_usage(&self) -> bool {
+        self.holds
+            .iter()
+            .any(|h| h.budget.is_some() || h.tpm.is_some())
     }
 
     fn release(&mut self, actual: Micros, tokens: Option<u64>) {
@@ -406,6 +425,7 @@ impl Governor {
         let mut adm = Admission {
             gov: Some(self.clone()),
             holds: Vec::with_capacity(scopes.len()),
+            worst,
             shared: None,
         };
         let mut shared_entries = Vec::new();

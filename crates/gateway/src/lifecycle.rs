@@ -90,6 +90,12 @@ pub fn authenticate<'h>(
     }
     if given.starts_with(crate::identity::KEY_PREFIX) {
         if let Some(k) = ids.key(given) {
+            if k.revoked {
+                return Err(ApiError::Unauthorized(format!(
+                    "the API key `{}` was revoked",
+                    k.name
+                )));
+            }
             if k.expires_at.is_some_and(|t| t <= crate::util::now_ms()) {
                 return Err(ApiError::Unauthorized(format!(
                     "the API key `{}` has expired",
@@ -215,6 +221,19 @@ pub struct ChatCall<'a> {
     /// The decoded request, when some target translates.
     pub ir: Option<&'a ChatRequest>,
     pub headers: &'a HeaderMap,
+    /// Settling needs the answer's real usage (`Admission::needs_usage`):
+    /// a forwarded OpenAI stream is asked for it.
+    pub want_usage: bool,
+}
+
+/// Whether a forwarded OpenAI stream is asked for its usage on the
+/// client's behalf (`meter::ask_usage`), to be hidden again
+/// (`meter::HideUsage`).
+fn injects_usage(call: &ChatCall<'_>) -> bool {
+    call.want_usage
+        && call.stream
+        && call.wire == Wire::OpenAi
+        && !crate::meter::asks_usage(call.obj)
 }
 
 /// A request that has run its plan: the outcome for the surface to encode,
@@ -370,7 +389,12 @@ pub async fn chat(
     let mut note = Note::new(usage, rt, call.model, &log, call.stream);
     match &mut result {
         Err(e) => note.failed(e),
-        Ok(ChatOutcome::Forwarded(fwd)) => note.forwarded(fwd, call.wire),
+        Ok(ChatOutcome::Forwarded(fwd)) => {
+            note.forwarded(fwd, call.wire);
+            if injects_usage(&call) {
+                hide_usage(fwd);
+            }
+        }
         Ok(ChatOutcome::Response(r)) => note.answered(r.usage),
         Ok(ChatOutcome::Stream(events)) => note.watch(events),
     }
@@ -397,11 +421,16 @@ async fn attempts(
         stream,
         ir,
         headers,
+        want_usage: _,
     } = *call;
+    let inject = injects_usage(call);
     let est = (body.len() / 4) as u64;
     exec::execute(router, plan, est, |a| async move {
         if a.provider.passthrough_for(client_wire) {
-            let out = rewrite_model_in(obj, body, model, &a.upstream_model);
+            let mut out = rewrite_model_in(obj, body, model, &a.upstream_model);
+            if inject {
+                out = crate::meter::ask_usage(&out);
+            }
             let mut fwd = a.provider.forward(endpoint, out, stream, headers).await?;
             fwd.body = match fwd.body {
                 ForwardBody::Stream(s) => ForwardBody::Stream(peek(s, a.guard, bytes_start).await?),
@@ -437,13 +466,17 @@ pub async fn forward_only(
 ) -> Ran<Forwarded> {
     let t0 = Instant::now();
     let est = (call.body.len() / 4) as u64;
+    let inject = injects_usage(&call);
     let (mut result, log) = exec::execute(&rt.router, &plan, est, |a| {
         let call = &call;
         async move {
             if a.provider.wire() != call.wire {
                 return Err(refuse(a.provider.name(), a.provider.wire()));
             }
-            let out = rewrite_model_in(call.obj, call.body, call.model, &a.upstream_model);
+            let mut out = rewrite_model_in(call.obj, call.body, call.model, &a.upstream_model);
+            if inject {
+                out = crate::meter::ask_usage(&out);
+            }
             let mut fwd = a
                 .provider
                 .forward(call.endpoint, out, call.stream, call.headers)
@@ -463,12 +496,26 @@ pub async fn forward_only(
     let mut note = Note::new(usage, rt, call.model, &log, call.stream);
     match &mut result {
         Err(e) => note.failed(e),
-        Ok(fwd) => note.forwarded(fwd, call.wire),
+        Ok(fwd) => {
+            note.forwarded(fwd, call.wire);
+            if inject {
+                hide_usage(fwd);
+            }
+        }
     }
     Ran {
         result,
         upstream,
         trail: Trail { plan, log, note },
+    }
+}
+
+/// Takes the usage chunk llm-link asked for out of a forwarded stream (after
+/// the meter has read it).
+fn hide_usage(fwd: &mut Forwarded) {
+    if let ForwardBody::Stream(s) = &mut fwd.body {
+        let inner = std::mem::replace(s, Box::pin(futures_util::stream::empty()));
+        *s = Box::pin(crate::meter::HideUsage::new(inner));
     }
 }
 

@@ -27,6 +27,7 @@ use futures_util::{Stream, StreamExt};
 use http::HeaderValue;
 use http_body::Body as HttpBody;
 use llm_link_protocol::ir::{StreamEvent, Usage};
+use llm_link_protocol::json::RawObject;
 use llm_link_protocol::usage::{Format, UsageScanner};
 use sha2::{Digest, Sha256};
 use std::pin::Pin;
@@ -436,7 +437,14 @@ impl Finish {
             .and_then(|a| a.lock().unwrap_or_else(|p| p.into_inner()).take())
         {
             let tokens = row.input_tokens.map(|i| i + row.output_tokens.unwrap_or(0));
-            adm.settle(row.cost, tokens);
+            if tokens.is_none() && row.status < 400 {
+                // Answered, but the usage never came (a stream cut short
+                // before its usage chunk): the reserved worst case is
+                // charged, so an answer is never free.
+                adm.settle_worst();
+            } else {
+                adm.settle(row.cost, tokens);
+            }
         }
         rec.record(row);
     }
@@ -530,5 +538,240 @@ mod tests {
         assert_eq!(endpoint_of("/api/generate"), Some(("ollama", "generate")));
         assert_eq!(endpoint_of("/v1/models"), None);
         assert_eq!(endpoint_of("/v1/messages/count_tokens"), None);
+    }
+}
+
+/// Whether an OpenAI stream request already asks for its usage
+/// (`stream_options.include_usage`).
+pub fn asks_usage(obj: &RawObject<'_>) -> bool {
+    #[derive(serde::Deserialize)]
+    struct StreamOptions {
+        include_usage: Option<bool>,
+    }
+    obj.get::<StreamOptions>("stream_options")
+        .ok()
+        .flatten()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false)
+}
+
+/// The body with `stream_options.include_usage: true` (other stream options
+/// and every other byte kept): a governed OpenAI stream must report its
+/// usage to be charged. [`HideUsage`] takes the extra chunk out again.
+pub fn ask_usage(body: &Bytes) -> Bytes {
+    let Ok(obj) = RawObject::parse(body) else {
+        return body.clone();
+    };
+    let mut opts: serde_json::Map<String, serde_json::Value> =
+        obj.get("stream_options").ok().flatten().unwrap_or_default();
+    opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+    Bytes::from(obj.with_field(
+        "stream_options",
+        &serde_json::Value::Object(opts).to_string(),
+    ))
+}
+
+/// The longest event [`HideUsage`] holds back while looking for its end;
+/// a longer one passes unexamined.
+const HIDE_MAX_EVENT: usize = 1 << 20;
+
+/// An OpenAI SSE stream without the usage-only chunk (`"choices":[]` and a
+/// `usage`) that [`ask_usage`] made the upstream send: a client that did
+/// not ask for it gets exactly the events it would have got. Every other
+/// byte passes unchanged; complete events pass at once.
+pub struct HideUsage {
+    inner: ByteStream,
+    /// The start of an event not complete yet.
+    held: Vec<u8>,
+    /// Gave up looking (an event beyond [`HIDE_MAX_EVENT`]).
+    off: bool,
+}
+
+impl HideUsage {
+    pub fn new(inner: ByteStream) -> HideUsage {
+        HideUsage {
+            inner,
+            held: Vec::new(),
+            off: false,
+        }
+    }
+
+    /// Complete events of `held` (minus usage-only ones), keeping the rest.
+    fn take_events(&mut self) -> Bytes {
+        let mut out = Vec::with_capacity(self.held.len());
+        let mut start = 0;
+        while let Some(end) = event_end(&self.held[start..]) {
+            let ev = &self.held[start..start + end];
+            if !is_usage_only(ev) {
+                out.extend_from_slice(ev);
+            }
+            start += end;
+        }
+        self.held.drain(..start);
+        Bytes::from(out)
+    }
+}
+
+/// The length of the first complete event (up to and including the blank
+/// line that ends it), if there is one.
+fn event_end(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < b.len() {
+        let nl = match b[i] {
+            b'\n' => 1,
+            b'\r' if b.get(i + 1) == Some(&b'\n') => 2,
+            b'\r' if i + 1 < b.len() => 1,
+            // A lone `\r` at the end may be the first half of `\r\n`.
+            b'\r' => return None,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let j = i + nl;
+        // A line end right after a line end: the blank line.
+        match b.get(j) {
+            Some(b'\n') => return Some(j + 1),
+            Some(b'\r') if b.get(j + 1) == Some(&b'\n') => return Some(j + 2),
+            Some(b'\r') if j + 1 < b.len() => return Some(j + 1),
+            Some(b'\r') | None => return None,
+            _ => i = j,
+        }
+    }
+    None
+}
+
+fn is_usage_only(ev: &[u8]) -> bool {
+    // Cheap test first: most events say nothing about usage.
+    if !ev.windows(7).any(|w| w == b"\"usage\"") {
+        return false;
+    }
+    let text = String::from_utf8_lossy(ev);
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect::<Vec<_>>()
+        .join("\n");
+    match serde_json::from_str::<serde_json::Value>(&data) {
+        Ok(v) => {
+            v.get("choices")
+                .and_then(|c| c.as_array())
+                .is_some_and(|c| c.is_empty())
+                && v.get("usage").is_some_and(|u| !u.is_null())
+        }
+        Err(_) => false,
+    }
+}
+
+impl Stream for HideUsage {
+    type Item = Result<Bytes, ApiError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.off {
+                return this.inner.as_mut().poll_next(cx);
+            }
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => {
+                    this.held.extend_from_slice(&b);
+                    let out = this.take_events();
+                    if this.held.len() > HIDE_MAX_EVENT {
+                        // Not an SSE stream we understand: pass it all on.
+                        this.off = true;
+                        let mut all = out.to_vec();
+                        all.append(&mut this.held);
+                        return Poll::Ready(Some(Ok(Bytes::from(all))));
+                    }
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(None) => {
+                    if this.held.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    // An unterminated last event goes out as it came.
+                    let rest = std::mem::take(&mut this.held);
+                    this.off = true;
+                    return Poll::Ready(Some(Ok(Bytes::from(rest))));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod hide_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const CHUNK: &str =
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    const USAGE: &str = "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    fn run(parts: Vec<Vec<u8>>) -> Vec<u8> {
+        let s: ByteStream = Box::pin(futures_util::stream::iter(
+            parts.into_iter().map(|p| Ok(Bytes::from(p))),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let out: Vec<Result<Bytes, ApiError>> = rt.block_on(HideUsage::new(s).collect::<Vec<_>>());
+        out.into_iter().flat_map(|b| b.unwrap().to_vec()).collect()
+    }
+
+    /// Every way of cutting the stream into two or three pieces gives the
+    /// same bytes: the stream without its usage-only chunk.
+    #[test]
+    fn the_usage_chunk_goes_and_nothing_else_changes_however_it_is_cut() {
+        for nl in ["\n", "\r\n"] {
+            let fix = |s: &str| s.replace('\n', nl);
+            let whole = fix(&format!("{CHUNK}{CHUNK}{USAGE}{DONE}"));
+            let want = fix(&format!("{CHUNK}{CHUNK}{DONE}")).into_bytes();
+            let b = whole.as_bytes();
+            for i in 0..=b.len() {
+                assert_eq!(
+                    run(vec![b[..i].to_vec(), b[i..].to_vec()]),
+                    want,
+                    "cut at {i}"
+                );
+                for j in (i..=b.len()).step_by(7) {
+                    let parts = vec![b[..i].to_vec(), b[i..j].to_vec(), b[j..].to_vec()];
+                    assert_eq!(run(parts), want, "cut at {i}, {j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn usage_on_a_chunk_with_choices_stays_and_odd_streams_pass() {
+        let with_choices =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{}}],\"usage\":{\"total_tokens\":1}}\n\n";
+        assert_eq!(run(vec![with_choices.into()]), with_choices.as_bytes());
+        // No terminating blank line: passed on at the end as it came.
+        assert_eq!(run(vec![b"data: {\"x\":1}".to_vec()]), b"data: {\"x\":1}");
+        // Not JSON: kept.
+        let odd = "data: \"usage\" {\n\n";
+        assert_eq!(run(vec![odd.into()]), odd.as_bytes());
+    }
+
+    #[test]
+    fn usage_is_asked_for_and_other_options_kept() {
+        let b = Bytes::from_static(br#"{"model":"m","stream":true,"stream_options":{"x":1}}"#);
+        let out = ask_usage(&b);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"x": 1, "include_usage": true})
+        );
+        let b = Bytes::from_static(br#"{"model":"m","stream":true}"#);
+        let v: serde_json::Value = serde_json::from_slice(&ask_usage(&b)).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert!(asks_usage(&RawObject::parse(&ask_usage(&b)).unwrap()));
+        assert!(!asks_usage(&RawObject::parse(&b).unwrap()));
     }
 }

@@ -6,8 +6,8 @@ mod args;
 mod cli;
 mod commands;
 mod startup;
-mod vkeys;
 mod users;
+mod vkeys;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

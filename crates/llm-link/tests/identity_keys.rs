@@ -178,7 +178,8 @@ async fn lifecycle(engine: Engine) {
     let (s, d) = admin.delete(&format!("/api/keys/{id}")).await;
     assert_eq!(s, 200);
     assert_eq!(d, json!({"id": id, "status": "revoked"}));
-    assert!(gw.state.identities.load().key(&key2).is_none());
+    // It stays known (so the gateway stays closed) but refused.
+    assert!(gw.state.identities.load().key(&key2).unwrap().revoked);
     let (s, g) = admin.get(&format!("/api/keys/{id}")).await;
     assert_eq!((s, g["status"].clone()), (200, json!("revoked")));
     assert!(g["revoked_at"].is_string());
@@ -464,7 +465,7 @@ async fn ownership(engine: Engine) {
         Some(alice.id)
     );
     assert_eq!(a.call("DELETE", &own, None).await.0, 200);
-    assert!(gw.state.identities.load().key(&rotated).is_none());
+    assert!(gw.state.identities.load().key(&rotated).unwrap().revoked);
     // The audit log names the user.
     let (_, log) = admin.get("/api/audit?limit=50").await;
     assert!(log["entries"]
@@ -627,6 +628,7 @@ async fn cli_create_list_revoke() {
         let (_, users, keys) = llm_link_store::identity::load(&store.db).await.unwrap();
         llm_link_store::identity::identities(&users, &keys, &store.secrets, None)
             .key(&key)
+            .filter(|k| !k.revoked)
             .map(|k| (k.id, k.limits.rpm))
     };
     assert_eq!(resolve().await, Some((1, Some(10))));

@@ -551,7 +551,8 @@ impl VirtualKeyRow {
 }
 
 /// Builds what the request path looks keys and users up in. Revoked keys
-/// are left out (a lookup then fails like for an unknown key).
+/// stay in (the request path refuses them), so revoking the last key never
+/// turns a gateway that issued keys back into an open one.
 pub fn identities(
     users: &[UserRow],
     keys: &[VirtualKeyRow],
@@ -562,7 +563,6 @@ pub fn identities(
         users.iter().map(|u| (u.id, Arc::new(u.entry()))).collect();
     let keys = keys
         .iter()
-        .filter(|k| k.revoked_at.is_none())
         .map(|k| (k.key_hash.clone(), Arc::new(k.entry())))
         .collect();
     Identities {

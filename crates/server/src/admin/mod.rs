@@ -14,8 +14,8 @@ pub mod resource;
 pub mod rest;
 pub mod routing;
 pub mod usage;
-pub mod vkeys;
 pub mod users;
+pub mod vkeys;
 
 use crate::state::AppState;
 use axum::Router;

@@ -302,6 +302,7 @@ pub async fn serve_chat(
         stream: f.stream,
         ir: ir.as_ref(),
         headers,
+        want_usage: adm.needs_usage(),
     };
     let ran = lifecycle::chat(&rt, &st.usage, plan, call).await;
     let t = Translated {

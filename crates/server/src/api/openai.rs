@@ -135,6 +135,7 @@ async fn completions(
         stream,
         ir: None,
         headers: &headers,
+        want_usage: adm.needs_usage(),
     };
     let ran = lifecycle::forward_only(&rt, &st.usage, plan, call, |name, wire| {
         ApiError::bad_request(format!(
