@@ -9,6 +9,9 @@
 * ``matrix_gateway``  - llm-link from a TOML config with three providers: the
   OpenAI mock (``oa``), the Anthropic mock (``an``) and the Ollama mock (``ol``)
 * ``upstream``        - parametrised over those three (see multi.py)
+* ``vkey_gateway``    - the same three providers, with a SQLite database in a
+  temporary data dir and an admin token (``ADMIN_TOKEN``): virtual keys,
+  catalog prices, limits and budgets
 """
 
 from __future__ import annotations
@@ -389,6 +392,24 @@ def matrix_gateway(gateway: GatewayFactory, mock: MockUpstream, anthropic_mock: 
     # SQLite file, master key and migrations makes each start ~5x faster
     # (the single/config gateways above keep the default storage).
     return gateway("serve", "--config", str(cfg), "--auth-key", CLIENT_KEY, "--database", "none")
+
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture
+def vkey_gateway(gateway: GatewayFactory, mock: MockUpstream, anthropic_mock: MockAnthropic,
+                 ollama_mock: MockOllama, tmp_path: Path) -> Gateway:
+    """The matrix gateway with a database (virtual keys need one) and an admin token.
+
+    The SQLite file lives in a data dir of the test's own; ``--log-level debug``
+    so a test that looks for leaked secrets in the output sees every line.
+    """
+    cfg = write_matrix_config(tmp_path / "matrix.toml", mock, anthropic_mock, ollama_mock)
+    data = tmp_path / "vkey-data"
+    data.mkdir()
+    return gateway("serve", "--config", str(cfg), "--data-dir", str(data),
+                   "--admin-token", ADMIN_TOKEN, "--log-level", "debug")
 
 
 @pytest.fixture(params=["anthropic", "openai", "ollama"])
