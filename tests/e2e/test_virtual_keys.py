@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 
 HI = [{"role": "user", "content": "hi"}]
 SDKS = ["openai", "anthropic", "ollama"]
+# anthropic>=2 sends its api_key as `Authorization: Bearer`; "anthropic-x" is
+# the same SDK given the key as an `x-api-key` header (what older SDKs and
+# Claude Code send), so both credential headers are covered on that surface.
+AUTH_SDKS = ["openai", "anthropic", "anthropic-x", "ollama"]
+SDK_MODEL = {**MODEL_OF, "anthropic-x": MODEL_OF["anthropic"]}
 WRONG_KEY = "llk-" + "0" * 40
 
 
@@ -59,6 +64,7 @@ class Seen:
     status: int
     headers: dict[str, str]
     body: bytes
+    request_headers: dict[str, str]
 
 
 @dataclass
@@ -72,7 +78,8 @@ class Wire:
         r.read()  # the SDK then reads the cached body; fine for streams too
         with self._lock:
             self.seen.append(Seen(r.request.method, r.request.url.path, r.status_code,
-                                  {k.lower(): v for k, v in r.headers.items()}, r.content))
+                                  {k.lower(): v for k, v in r.headers.items()}, r.content,
+                                  {k.lower(): v for k, v in r.request.headers.items()}))
 
     def hooks(self) -> dict[str, Any]:
         return {"event_hooks": {"response": [self.hook]}}
@@ -130,8 +137,10 @@ class Env:
         self._clients.append(c)
         return c
 
-    def anthropic(self, key: str) -> anthropic.Anthropic:
-        c = anthropic.Anthropic(base_url=self.gw.url, api_key=key, max_retries=0, timeout=30.0,
+    def anthropic(self, key: str, *, x_api_key: bool = False) -> anthropic.Anthropic:
+        cred: dict[str, Any] = {"api_key": None, "default_headers": {"x-api-key": key}} if x_api_key \
+            else {"api_key": key}
+        c = anthropic.Anthropic(base_url=self.gw.url, max_retries=0, timeout=30.0, **cred,
                                 http_client=anthropic.DefaultHttpxClient(**NO_TLS, **self.wire.hooks()))
         self._clients.append(c)
         return c
@@ -168,8 +177,8 @@ def chat(e: Env, sdk: str, key: str, model: str, *, stream: bool = False, max_to
             return "".join(ch.choices[0].delta.content or "" for ch in s if ch.choices)
         r = c.chat.completions.create(model=model, messages=HI, max_tokens=max_tokens)
         return r.choices[0].message.content or ""
-    if sdk == "anthropic":
-        a = e.anthropic(key)
+    if sdk.startswith("anthropic"):
+        a = e.anthropic(key, x_api_key=sdk == "anthropic-x")
         if stream:
             with a.messages.stream(model=model, max_tokens=max_tokens, messages=HI) as s:
                 return "".join(s.text_stream)
@@ -188,6 +197,8 @@ ERRORS: dict[str, dict[int, type[BaseException]]] = {
     "openai": {401: openai.AuthenticationError, 403: openai.PermissionDeniedError, 429: openai.RateLimitError},
     "anthropic": {401: anthropic.AuthenticationError, 403: anthropic.PermissionDeniedError,
                   429: anthropic.RateLimitError},
+    "anthropic-x": {401: anthropic.AuthenticationError, 403: anthropic.PermissionDeniedError,
+                    429: anthropic.RateLimitError},
     "ollama": {401: ollama.ResponseError, 403: ollama.ResponseError, 429: ollama.ResponseError},
 }
 
@@ -214,7 +225,7 @@ def refused(e: Env, sdk: str, key: str, model: str, status: int, *, stream: bool
         err = body.get("error")
         assert isinstance(err, dict) and isinstance(err.get("message"), str) and err["message"], body
         assert isinstance(err.get("type"), str) and err["type"], body
-    elif sdk == "anthropic":
+    elif sdk.startswith("anthropic"):
         assert body.get("type") == "error" and isinstance(body.get("error"), dict), body
         assert isinstance(body["error"].get("type"), str) and body["error"].get("message"), body
     else:
@@ -239,12 +250,17 @@ def message_of(sdk: str, seen: Seen) -> str:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-@pytest.mark.parametrize("sdk", SDKS)
+@pytest.mark.parametrize("sdk", AUTH_SDKS)
 def test_key_works_with_every_sdk_and_upstream(env: Env, sdk: str, stream: bool) -> None:
     key = env.admin.create_key(f"works-{sdk}")["key"]
     for kind, model in MODEL_OF.items():
         text = chat(env, sdk, key, model, stream=stream)
         assert text == "Hello from mock", f"{sdk} -> {kind} ({model}): {text!r}"
+        sent = env.wire.last().request_headers
+        if sdk == "anthropic-x":
+            assert sent.get("x-api-key") == key and "authorization" not in sent, sent.keys()
+        else:
+            assert sent.get("authorization") == f"Bearer {key}", sent.keys()
         up = Upstream(kind, env.mocks[kind])
         assert len(up.chat_calls()) == 1, f"{kind}: {[(r.method, r.path) for r in up.mock.requests]}"
         # The gateway's own upstream credential goes upstream, never the client's key.
@@ -275,34 +291,34 @@ def test_key_works_as_bearer_and_x_api_key_on_each_surface(env: Env) -> None:
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sdk", SDKS)
+@pytest.mark.parametrize("sdk", AUTH_SDKS)
 def test_wrong_key_is_401(env: Env, sdk: str) -> None:
     env.admin.create_key("someone")  # keys exist: the gateway needs a credential
     for stream in (False, True):
-        _, seen = refused(env, sdk, WRONG_KEY, MODEL_OF[sdk], 401, stream=stream)
+        _, seen = refused(env, sdk, WRONG_KEY, SDK_MODEL[sdk], 401, stream=stream)
         assert WRONG_KEY.encode() not in seen.body
 
 
-@pytest.mark.parametrize("sdk", SDKS)
+@pytest.mark.parametrize("sdk", AUTH_SDKS)
 def test_revoked_key_is_401(env: Env, sdk: str) -> None:
     env.admin.create_key("stays")  # another key still exists
     k = env.admin.create_key(f"revoked-{sdk}")
-    assert chat(env, sdk, k["key"], MODEL_OF[sdk]) == "Hello from mock"
+    assert chat(env, sdk, k["key"], SDK_MODEL[sdk]) == "Hello from mock"
     env.admin.revoke(k["id"])
     for stream in (False, True):
-        refused(env, sdk, k["key"], MODEL_OF[sdk], 401, stream=stream)
+        refused(env, sdk, k["key"], SDK_MODEL[sdk], 401, stream=stream)
 
 
 @pytest.mark.xfail(strict=True, reason=(
     "revoking the gateway's only credential opens it to everyone: revoked keys are left out of "
     "Identities.keys (store::identity::identities), so Identities::any() is false and "
     "lifecycle::authenticate lets any caller in - the revoked key gets 200 instead of 401"))
-@pytest.mark.parametrize("sdk", SDKS)
+@pytest.mark.parametrize("sdk", AUTH_SDKS)
 def test_revoking_the_only_key_does_not_open_the_gateway(env: Env, sdk: str) -> None:
     k = env.admin.create_key(f"only-{sdk}")
-    assert chat(env, sdk, k["key"], MODEL_OF[sdk]) == "Hello from mock"
+    assert chat(env, sdk, k["key"], SDK_MODEL[sdk]) == "Hello from mock"
     env.admin.revoke(k["id"])
-    refused(env, sdk, k["key"], MODEL_OF[sdk], 401)
+    refused(env, sdk, k["key"], SDK_MODEL[sdk], 401)
 
 
 def test_expired_key_is_401_in_every_sdk(env: Env) -> None:
@@ -312,9 +328,9 @@ def test_expired_key_is_401_in_every_sdk(env: Env) -> None:
     k = env.admin.create_key("expiring", expires_at=expires)
     # Wait for the wall clock to pass the expiry: that is what is tested.
     time.sleep(max(0.0, expires / 1000 - time.time()) + 0.05)
-    for sdk in SDKS:
+    for sdk in AUTH_SDKS:
         for stream in (False, True):
-            _, seen = refused(env, sdk, k["key"], MODEL_OF[sdk], 401, stream=stream)
+            _, seen = refused(env, sdk, k["key"], SDK_MODEL[sdk], 401, stream=stream)
             assert "expired" in message_of(sdk, seen), seen.body
     listed = {x["id"]: x for x in env.admin.list_keys().json()["keys"]}
     assert listed[k["id"]]["status"] == "expired", listed[k["id"]]
@@ -356,6 +372,24 @@ def test_model_inside_the_keys_scope_works(env: Env) -> None:
         assert chat(env, sdk, k["key"], "claude-mock") == "Hello from mock"
         refused(env, sdk, k["key"], "mock-model", 403)
     assert len(env.mocks["anthropic"].requests_to("/v1/messages")) == 3
+
+
+def test_patched_scope_and_rotation_apply_at_once(env: Env) -> None:
+    """PATCH models and POST /rotate change what the next request sees, with no restart."""
+    k = env.admin.create_key("changing")
+    assert chat(env, "openai", k["key"], "mock-model") == "Hello from mock"
+    r = env.admin.http.patch(f"/api/keys/{k['id']}", json={"models": ["m-a"]})
+    assert r.status_code == 200 and r.json()["models"] == ["m-a"] and "key" not in r.json(), r.text
+    refused(env, "openai", k["key"], "mock-model", 403)
+    r = env.admin.http.patch(f"/api/keys/{k['id']}", json={"models": None})
+    assert r.status_code == 200 and r.json()["models"] is None, r.text
+    r = env.admin.http.post(f"/api/keys/{k['id']}/rotate")
+    assert r.status_code == 200, r.text
+    new_key = r.json()["key"]
+    assert new_key.startswith("llk-") and new_key != k["key"]
+    for sdk in SDKS:
+        refused(env, sdk, k["key"], MODEL_OF[sdk], 401)
+        assert chat(env, sdk, new_key, MODEL_OF[sdk]) == "Hello from mock"
 
 
 # ---------------------------------------------------------------------------
@@ -472,9 +506,9 @@ def test_key_is_never_shown_again(env: Env) -> None:
     created = env.admin.create_key("secret", models=["mock-model", "claude-mock", "llama-mock"])
     key = created["key"]
     n_create = len(env.wire.seen)  # the create answer is the one place the key may appear
-    for sdk in SDKS:
+    for sdk in AUTH_SDKS:
         for stream in (False, True):
-            assert chat(env, sdk, key, MODEL_OF[sdk], stream=stream) == "Hello from mock"
+            assert chat(env, sdk, key, SDK_MODEL[sdk], stream=stream) == "Hello from mock"
     # Errors with the key: a model out of scope (403), the rpm limit (429).
     for sdk in SDKS:
         refused(env, sdk, key, "fail-500", 403)
@@ -485,6 +519,9 @@ def test_key_is_never_shown_again(env: Env) -> None:
     # And a wrong key, which must not be echoed either.
     refused(env, "anthropic", WRONG_KEY, "claude-mock", 401)
     listing = env.admin.list_keys()
+    for path in ("/api/keys?status=active", "/api/audit", "/api/usage", "/api/v1/llm/usage"):
+        r = env.admin.http.get(path)
+        assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:300]}"
     one = env.admin.http.get(f"/api/keys/{created['id']}")
     assert one.status_code == 200 and "key" not in one.json(), one.text
     assert "key" not in [x for x in listing.json()["keys"] if x["id"] == created["id"]][0]
