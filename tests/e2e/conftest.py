@@ -353,7 +353,7 @@ MATRIX_OLLAMA_MODELS = ["llama-mock", "embed-mock", "llama-fail-500", "llama-bre
 
 
 def write_matrix_config(path: Path, mock: MockUpstream, anthropic_mock: MockAnthropic,
-                        ollama_mock: MockOllama) -> Path:
+                        ollama_mock: MockOllama, openai_models: list[str] = MATRIX_OPENAI_MODELS) -> Path:
     def names(models: list[str]) -> str:
         return ", ".join(f'"{m}"' for m in models)
 
@@ -364,7 +364,7 @@ name = "oa"
 kind = "openai-compatible"
 base_url = "{mock.base_url}"
 api_key = "{UPSTREAM_KEY}"
-models = [{names(MATRIX_OPENAI_MODELS)}]
+models = [{names(openai_models)}]
 
 [[providers]]
 name = "an"
@@ -402,10 +402,12 @@ def vkey_gateway(gateway: GatewayFactory, mock: MockUpstream, anthropic_mock: Mo
                  ollama_mock: MockOllama, tmp_path: Path) -> Gateway:
     """The matrix gateway with a database (virtual keys need one) and an admin token.
 
-    The SQLite file lives in a data dir of the test's own; ``--log-level debug``
+    ``oa`` also serves ``mock-hold`` (a request the mock holds until
+    ``mock.release`` is set). The SQLite file lives in a data dir of the test's own; ``--log-level debug``
     so a test that looks for leaked secrets in the output sees every line.
     """
-    cfg = write_matrix_config(tmp_path / "matrix.toml", mock, anthropic_mock, ollama_mock)
+    cfg = write_matrix_config(tmp_path / "matrix.toml", mock, anthropic_mock, ollama_mock,
+                              MATRIX_OPENAI_MODELS + ["mock-hold"])
     data = tmp_path / "vkey-data"
     data.mkdir()
     return gateway("serve", "--config", str(cfg), "--data-dir", str(data),

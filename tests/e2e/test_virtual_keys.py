@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -425,6 +426,22 @@ def test_rpm_limit_counts_calls_on_every_surface(env: Env) -> None:
     assert seen.headers.get("retry-after", "").isdigit(), seen.headers
 
 
+def test_max_concurrency_is_429_while_a_request_is_in_flight(env: Env) -> None:
+    """With ``max_concurrency: 1``, a second call while the first is held upstream is refused."""
+    k = env.admin.create_key("one-at-a-time", max_concurrency=1)["key"]
+    oa = env.mocks["openai"]
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(chat, env, "openai", k, "mock-hold")
+        try:
+            assert oa.held.wait(10), f"the held request never reached the upstream: {first}"
+            for sdk in SDKS:
+                _, seen = refused(env, sdk, k, MODEL_OF[sdk], 429)
+                assert seen.headers.get("retry-after", "").isdigit(), seen.headers
+        finally:
+            oa.release.set()
+        assert first.result(10) == "Hello from mock"
+
+
 # ---------------------------------------------------------------------------
 # 5. Budget: refused before it would be exceeded, in each protocol
 # ---------------------------------------------------------------------------
@@ -540,3 +557,29 @@ def test_key_is_never_shown_again(env: Env) -> None:
     for kind, m in env.mocks.items():
         for r in m.requests:
             assert not any(key in v for v in r.headers.values()) and key.encode() not in r.raw_body, kind
+
+
+def test_concurrent_calls_do_not_overspend_the_budget(env: Env) -> None:
+    """Reservations are atomic: 24 calls racing for a budget of three never buy a fourth.
+
+    Input is free and an output token costs 1, so a call capped at 3 tokens
+    reserves exactly what it spends (the mock answers 3 tokens): a budget of
+    10 pays for exactly three calls, however they interleave.
+    """
+    env.admin.price("mock-model", "oa", 0.0, OUT_PRICE)
+    k = env.admin.create_key("racing", budget={"amount": 10, "period": "total"})["key"]
+
+    def one(_: int) -> str:
+        try:
+            return chat(env, "openai", k, "mock-model", max_tokens=3)
+        except openai.RateLimitError as e:
+            assert e.code == "insufficient_quota", e.body
+            return "refused"
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(one, range(24)))
+    assert results.count("refused") + results.count("Hello from mock") == len(results), results
+    calls = Upstream("openai", env.mocks["openai"]).chat_calls()
+    assert [c.usage["output_tokens"] for c in calls] == [3] * len(calls), [c.usage for c in calls]
+    assert results.count("Hello from mock") == len(calls) == 3, (
+        f"{len(calls)} calls reached the upstream for a budget of three: {results}")
