@@ -298,6 +298,8 @@ def test_wrong_key_is_401(env: Env, sdk: str) -> None:
     for stream in (False, True):
         _, seen = refused(env, sdk, WRONG_KEY, SDK_MODEL[sdk], 401, stream=stream)
         assert WRONG_KEY.encode() not in seen.body
+    _, seen = refused(env, sdk, "sk-not-a-virtual-key", SDK_MODEL[sdk], 401)
+    assert b"sk-not-a-virtual-key" not in seen.body
 
 
 @pytest.mark.parametrize("sdk", AUTH_SDKS)
@@ -313,13 +315,18 @@ def test_revoked_key_is_401(env: Env, sdk: str) -> None:
 @pytest.mark.xfail(strict=True, reason=(
     "revoking the gateway's only credential opens it to everyone: revoked keys are left out of "
     "Identities.keys (store::identity::identities), so Identities::any() is false and "
-    "lifecycle::authenticate lets any caller in - the revoked key gets 200 instead of 401"))
+    "lifecycle::authenticate lets any caller in - the revoked key, any llk- string and a request with "
+    "no credential at all get 200 instead of 401"))
 @pytest.mark.parametrize("sdk", AUTH_SDKS)
 def test_revoking_the_only_key_does_not_open_the_gateway(env: Env, sdk: str) -> None:
     k = env.admin.create_key(f"only-{sdk}")
     assert chat(env, sdk, k["key"], SDK_MODEL[sdk]) == "Hello from mock"
     env.admin.revoke(k["id"])
     refused(env, sdk, k["key"], SDK_MODEL[sdk], 401)
+    # Nor may a caller with no credential at all get in.
+    with httpx.Client(base_url=env.gw.url, timeout=30.0, **NO_TLS) as h:
+        r = h.post("/v1/chat/completions", json={"model": "mock-model", "messages": HI})
+        assert r.status_code == 401, f"no credential after revoking the only key: {r.status_code}"
 
 
 def test_expired_key_is_401_in_every_sdk(env: Env) -> None:
@@ -512,6 +519,47 @@ def test_budget_is_429_insufficient_quota_before_it_is_exceeded(env: Env, sdk: s
     assert spent <= BUDGET, f"{len(calls)} upstream calls cost {spent}, over the budget {BUDGET}"
     # A refused key stays refused.
     refused(env, sdk, k["key"], model, 429, stream=stream)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "budget bypass, legacy surface: streamed /v1/completions passed through to an OpenAI-compatible "
+    "upstream without stream_options.include_usage is settled at cost 0 (usage row tokens and cost null), "
+    "so the budget is never used up"))
+def test_budget_covers_streamed_legacy_completions(env: Env) -> None:
+    env.admin.price("mock-model", "oa", IN_PRICE, OUT_PRICE)
+    k = env.admin.create_key("legacy", budget={"amount": BUDGET, "period": "total"})["key"]
+    c = env.openai(k)
+    for _ in range(20):
+        try:
+            text = "".join(ch.choices[0].text for ch in
+                           c.completions.create(model="mock-model", prompt="hi", max_tokens=MAX_TOKENS, stream=True)
+                           if ch.choices)
+            assert text, "empty completion"
+        except openai.RateLimitError as e:
+            assert e.code == "insufficient_quota", e.body
+            break
+    else:
+        pytest.fail(f"20 streamed completions ({MAX_TOKENS} tokens at 1 each) never used up a budget of {BUDGET}")
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_a_call_dearer_than_the_whole_budget_is_refused_first_time(env: Env, sdk: str) -> None:
+    """Worst case 200 x 1 > a budget of 50: refused before the upstream sees anything."""
+    env.admin.price(MODEL_OF[sdk], PROVIDER_OF[sdk], IN_PRICE, OUT_PRICE)
+    k = env.admin.create_key(f"small-{sdk}", budget={"amount": 50, "period": "monthly"})["key"]
+    before = env.upstream_requests()
+    with pytest.raises(ERRORS[sdk][429]) as ei:
+        chat(env, sdk, k, MODEL_OF[sdk], max_tokens=200)
+    assert env.upstream_requests() == before
+    body = json.loads(env.wire.last().body)
+    if sdk == "openai":
+        assert ei.value.code == "insufficient_quota", body
+    elif sdk == "anthropic":
+        assert body["error"]["type"] == "rate_limit_error", body
+    else:
+        assert ei.value.status_code == 429 and isinstance(body.get("error"), str), body
+    # A call that fits still goes through.
+    assert chat(env, sdk, k, MODEL_OF[sdk], max_tokens=MAX_TOKENS) == "Hello from mock"
 
 
 # ---------------------------------------------------------------------------
