@@ -9,6 +9,9 @@
 * ``matrix_gateway``  - llm-link from a TOML config with three providers: the
   OpenAI mock (``oa``), the Anthropic mock (``an``) and the Ollama mock (``ol``)
 * ``upstream``        - parametrised over those three (see multi.py)
+* ``vkey_gateway``    - the same three providers, with a SQLite database in a
+  temporary data dir and an admin token (``ADMIN_TOKEN``): virtual keys,
+  catalog prices, limits and budgets
 """
 
 from __future__ import annotations
@@ -350,7 +353,7 @@ MATRIX_OLLAMA_MODELS = ["llama-mock", "embed-mock", "llama-fail-500", "llama-bre
 
 
 def write_matrix_config(path: Path, mock: MockUpstream, anthropic_mock: MockAnthropic,
-                        ollama_mock: MockOllama) -> Path:
+                        ollama_mock: MockOllama, openai_models: list[str] = MATRIX_OPENAI_MODELS) -> Path:
     def names(models: list[str]) -> str:
         return ", ".join(f'"{m}"' for m in models)
 
@@ -361,7 +364,7 @@ name = "oa"
 kind = "openai-compatible"
 base_url = "{mock.base_url}"
 api_key = "{UPSTREAM_KEY}"
-models = [{names(MATRIX_OPENAI_MODELS)}]
+models = [{names(openai_models)}]
 
 [[providers]]
 name = "an"
@@ -389,6 +392,26 @@ def matrix_gateway(gateway: GatewayFactory, mock: MockUpstream, anthropic_mock: 
     # SQLite file, master key and migrations makes each start ~5x faster
     # (the single/config gateways above keep the default storage).
     return gateway("serve", "--config", str(cfg), "--auth-key", CLIENT_KEY, "--database", "none")
+
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture
+def vkey_gateway(gateway: GatewayFactory, mock: MockUpstream, anthropic_mock: MockAnthropic,
+                 ollama_mock: MockOllama, tmp_path: Path) -> Gateway:
+    """The matrix gateway with a database (virtual keys need one) and an admin token.
+
+    ``oa`` also serves ``mock-hold`` (a request the mock holds until
+    ``mock.release`` is set). The SQLite file lives in a data dir of the test's own; ``--log-level debug``
+    so a test that looks for leaked secrets in the output sees every line.
+    """
+    cfg = write_matrix_config(tmp_path / "matrix.toml", mock, anthropic_mock, ollama_mock,
+                              MATRIX_OPENAI_MODELS + ["mock-hold"])
+    data = tmp_path / "vkey-data"
+    data.mkdir()
+    return gateway("serve", "--config", str(cfg), "--data-dir", str(data),
+                   "--admin-token", ADMIN_TOKEN, "--log-level", "debug")
 
 
 @pytest.fixture(params=["anthropic", "openai", "ollama"])

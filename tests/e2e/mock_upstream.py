@@ -8,6 +8,8 @@ Behaviour is chosen by the request:
 
 * model ``fail-500`` -> 500 with an OpenAI ``server_error`` body
 * model ``fail-429`` -> 429 with ``Retry-After: 7``
+* model ``mock-hold`` -> sets ``mock.held``, waits for ``mock.release`` (10 s at
+  most), then answers like any model: a request that stays in flight
 * model ``fail-401`` -> 401 ``invalid_api_key``
 * chat with ``tools`` whose last user message mentions "weather" and no
   ``tool`` message yet -> a ``get_weather`` tool call with
@@ -106,6 +108,9 @@ class RecordedRequest:
 class MockUpstream:
     host: str = "127.0.0.1"
     requests: list[RecordedRequest] = field(default_factory=list)
+    # Model ``mock-hold``: set when such a request arrives; it is answered once ``release`` is set.
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -351,6 +356,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._maybe_fail(model):
             return
+        if model == "mock-hold":
+            self.upstream.held.set()
+            self.upstream.release.wait(10.0)
         handler(body)
 
     def _maybe_fail(self, model: str) -> bool:
