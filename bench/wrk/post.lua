@@ -5,6 +5,11 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
+-- Scenario k: the virtual key, as "Bearer llk-…", for the llm-link run.
+local auth = os.getenv("BENCH_AUTHORIZATION")
+if auth and auth ~= "" then
+  wrk.headers["Authorization"] = auth
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors

@@ -225,9 +225,21 @@ fn stream_events(text: &str) -> Result<usize, String> {
 
 /// One request; reads the whole body. With `sse`, checks the stream ended
 /// properly (see [`stream_events`]) and counts its events.
+/// `BENCH_AUTHORIZATION`, when set and not empty, is sent as the
+/// `Authorization` header of every request (bench/run's scenario k sets it
+/// to `Bearer llk-…` for the llm-link run; wrk/post.lua reads it too).
+fn authorization() -> Option<&'static str> {
+    static V: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    V.get_or_init(|| std::env::var("BENCH_AUTHORIZATION").ok().filter(|v| !v.is_empty()))
+        .as_deref()
+}
+
 async fn one(c: &HttpClient, uri: &Uri, body: &Bytes, sse: bool, t0: Instant) -> Result<Sample, String> {
-    let req = Request::post(uri.clone())
-        .header(CONTENT_TYPE, "application/json")
+    let mut req = Request::post(uri.clone()).header(CONTENT_TYPE, "application/json");
+    if let Some(v) = authorization() {
+        req = req.header(hyper::header::AUTHORIZATION, v);
+    }
+    let req = req
         .body(Full::new(body.clone()))
         .map_err(|e| format!("build request: {e}"))?;
     let resp = c.request(req).await.map_err(|e| {
@@ -313,6 +325,7 @@ fn cmd_closed(a: &Args) -> Result<Value, String> {
             tasks.push(tokio::spawn(async move {
                 let mut ok: Vec<Sample> = Vec::new();
                 let mut errs = Errors::default();
+                let mut warm_errs = Errors::default();
                 let mut last_end = measure_from;
                 // Bounded: stops at the deadline; each request has a timeout.
                 loop {
@@ -323,6 +336,11 @@ fn cmd_closed(a: &Args) -> Result<Value, String> {
                     let r = tokio::time::timeout(timeout, one(&c, &uri, &body, sse, t0)).await;
                     let end = Instant::now();
                     if t0 < measure_from {
+                        match r {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => warm_errs.add(e),
+                            Err(_) => warm_errs.add("timeout".into()),
+                        }
                         continue;
                     }
                     last_end = last_end.max(end);
@@ -336,16 +354,18 @@ fn cmd_closed(a: &Args) -> Result<Value, String> {
                         Err(_) => errs.add("timeout".into()),
                     }
                 }
-                (ok, errs, last_end)
+                (ok, errs, warm_errs, last_end)
             }));
         }
         let mut all = Vec::new();
         let mut errs = Errors::default();
+        let mut warm_errs = Errors::default();
         let mut last_end = measure_from;
         for t in tasks {
-            let (ok, e, le) = t.await.map_err(|e| format!("worker: {e}"))?;
+            let (ok, e, we, le) = t.await.map_err(|e| format!("worker: {e}"))?;
             all.extend(ok);
             errs.merge(e);
+            warm_errs.merge(we);
             last_end = last_end.max(le);
         }
         let window = last_end.saturating_duration_since(measure_from).max(dur);
@@ -359,6 +379,8 @@ fn cmd_closed(a: &Args) -> Result<Value, String> {
         out.insert("requests".into(), json!(n));
         out.insert("errors".into(), json!(errs.count));
         out.insert("error_kinds".into(), errs.json());
+        out.insert("warmup_errors".into(), json!(warm_errs.count));
+        out.insert("warmup_error_kinds".into(), warm_errs.json());
         out.insert("rps".into(), json!(round3(n as f64 / window.as_secs_f64())));
         dist("", all.iter().map(|s| s.total.as_micros() as u64).collect(), &mut out);
         dist("ttfb_", all.iter().map(|s| s.ttfb.as_micros() as u64).collect(), &mut out);
@@ -426,15 +448,19 @@ fn cmd_rate(a: &Args) -> Result<Value, String> {
             start + period.mul_f64((warm_n + total_n) as f64)
         })
     };
-    let (lat, sched, lates, errs, samples) = rt.block_on(async {
+    let (lat, sched, lates, errs, warm_errs, samples) = rt.block_on(async {
         let mut lat = Vec::new();
         let mut samples = Vec::new();
         let mut sched = Vec::new();
         let mut lates = Vec::new();
         let mut errs = Errors::default();
+        let mut warm_errs = Errors::default();
         // Ends when the pacer and every request task have dropped their sender.
         while let Some((measured, late, from_sched, r)) = rx.recv().await {
             if !measured {
+                if let Err(e) = r {
+                    warm_errs.add(e);
+                }
                 continue;
             }
             lates.push(late.as_micros() as u64);
@@ -447,7 +473,7 @@ fn cmd_rate(a: &Args) -> Result<Value, String> {
                 Err(e) => errs.add(e),
             }
         }
-        (lat, sched, lates, errs, samples)
+        (lat, sched, lates, errs, warm_errs, samples)
     });
     let _ = pacer.join();
     let dropped = dropped.load(Ordering::Relaxed) as u64;
@@ -463,6 +489,8 @@ fn cmd_rate(a: &Args) -> Result<Value, String> {
         kinds.insert(format!("not sent: {max_inflight} already in flight"), dropped);
     }
     out.insert("error_kinds".into(), json!(kinds));
+    out.insert("warmup_errors".into(), json!(warm_errs.count));
+    out.insert("warmup_error_kinds".into(), warm_errs.json());
     // Achieved rate of successful responses over the scheduled window.
     out.insert("rps".into(), json!(round3(n as f64 / dur)));
     out.insert("target_rps".into(), json!(rate));
@@ -774,30 +802,47 @@ fn cmd_wrk(a: &Args) -> Result<Value, String> {
         }
         Ok(text)
     };
+    let summary = |text: &str| -> Result<Value, String> {
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("BENCH_JSON "))
+            .ok_or_else(|| format!("no BENCH_JSON line in wrk output:\n{text}"))?;
+        serde_json::from_str(line).map_err(|e| format!("wrk summary: {e}: {line}"))
+    };
+    const ERROR_KINDS: [&str; 5] = ["connect", "read", "write", "status", "timeout"];
+    // The warm-up's errors are reported apart (a benchmark that measured
+    // refusals during its warm-up should say so).
+    let mut warm_errors = 0.0;
+    let mut warm_kinds = serde_json::Map::new();
     if warm > 0 {
-        run(warm)?;
+        let w = summary(&run(warm)?)?;
+        for k in ERROR_KINDS {
+            let n = w.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+            if n > 0.0 {
+                warm_errors += n;
+                warm_kinds.insert(k.into(), json!(n as u64));
+            }
+        }
     }
     let text = run(dur)?;
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("BENCH_JSON "))
-        .ok_or_else(|| format!("no BENCH_JSON line in wrk output:\n{text}"))?;
-    let w: Value = serde_json::from_str(line).map_err(|e| format!("wrk summary: {e}: {line}"))?;
+    let w = summary(&text)?;
     let g = |k: &str| w.get(k).and_then(Value::as_f64).unwrap_or(0.0);
     let secs = g("duration_us") / 1e6;
     let mut kinds = serde_json::Map::new();
-    for k in ["connect", "read", "write", "status", "timeout"] {
+    for k in ERROR_KINDS {
         if g(k) > 0.0 {
             kinds.insert(k.into(), json!(g(k) as u64));
         }
     }
-    let errors: f64 = ["connect", "read", "write", "status", "timeout"].iter().map(|k| g(k)).sum();
+    let errors: f64 = ERROR_KINDS.iter().map(|k| g(k)).sum();
     Ok(json!({
         "tool": "wrk",
         "load": format!("closed loop (saturation), wrk {threads}t/{conns}c"),
         "requests": g("requests") as u64,
         "errors": errors as u64,
         "error_kinds": kinds,
+        "warmup_errors": warm_errors as u64,
+        "warmup_error_kinds": warm_kinds,
         "rps": round3(g("requests") / secs.max(1e-9)),
         "p50_ms": round3(g("p50_us") / 1000.0),
         "p90_ms": round3(g("p90_us") / 1000.0),
@@ -887,9 +932,17 @@ fn cmd_report(a: &Args) -> Result<Value, String> {
             order.push((id, r.s("label").to_string(), r.s("kind").to_string()));
         }
     }
+    // llm-link CPU µs per request it forwarded, over its load run (warm-up
+    // included): bench/run reads its CPU time before (`proc_before`) and
+    // after (`proc`) and the mock's request counter (`upstream_requests`).
+    let cpu_per_req = |rec: &Rec| -> Option<f64> {
+        let cpu = |k: &str| f(rec.v.get(k).and_then(|p| p.get("cpu_s")));
+        let n = f(rec.v.get("upstream_requests")).filter(|n| *n > 0.0)?;
+        Some((cpu("proc")? - cpu("proc_before")?) * 1e6 / n)
+    };
     let mut o = String::new();
-    o.push_str("| scenario | path | load | req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms | errors | llm-link peak RSS | llm-link CPU s |\n");
-    o.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|\n");
+    o.push_str("| scenario | path | load | req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms | errors | llm-link peak RSS | llm-link CPU s | llm-link CPU µs/req |\n");
+    o.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
     for (id, label, kind) in &order {
         let (d, g) = (find(id, "direct"), find(id, "gateway"));
         let variants: Vec<(&str, &str)> = if kind == "stream" {
@@ -912,16 +965,16 @@ fn cmd_report(a: &Args) -> Result<Value, String> {
             }
             for (target, rec) in targets {
                 let Some(rec) = rec else {
-                    o.push_str(&format!("| {name} | {target} | — | failed, see log | | | | | | | | |\n"));
+                    o.push_str(&format!("| {name} | {target} | — | failed, see log | | | | | | | | | |\n"));
                     continue;
                 };
                 let r = rec.v.get("result").cloned().unwrap_or(Value::Null);
                 if let Some(err) = r.get("failed").and_then(Value::as_str) {
-                    o.push_str(&format!("| {name} | {target} | — | failed: {} | | | | | | | | |\n", err.replace('|', "/")));
+                    o.push_str(&format!("| {name} | {target} | — | failed: {} | | | | | | | | | |\n", err.replace('|', "/")));
                     continue;
                 }
                 let get = |p: &str| f(r.get(format!("{prefix}{p}_ms").as_str()));
-                let (added50, added99, rss, cpu) = if target == "llm-link" {
+                let (added50, added99, rss, cpu, per_req) = if target == "llm-link" {
                     let dr = d.and_then(|d| d.v.get("result"));
                     let dget = |p: &str| f(dr.and_then(|x| x.get(format!("{prefix}{p}_ms").as_str())));
                     let p = rec.v.get("proc");
@@ -930,9 +983,10 @@ fn cmd_report(a: &Args) -> Result<Value, String> {
                         fmt_added(get("p99"), dget("p99")),
                         fmt_mib(f(p.and_then(|p| p.get("hwm_kb")))),
                         f(p.and_then(|p| p.get("cpu_s"))).map_or("—".into(), |c| format!("{c:.2}")),
+                        cpu_per_req(rec).map_or("—".into(), |c| format!("{c:.1}")),
                     )
                 } else {
-                    ("".into(), "".into(), "".into(), "".into())
+                    ("".into(), "".into(), "".into(), "".into(), "".into())
                 };
                 let rps = if kind == "hold" {
                     "—".to_string()
@@ -940,7 +994,7 @@ fn cmd_report(a: &Args) -> Result<Value, String> {
                     f(r.get("rps")).map_or("—".into(), |x| format!("{x:.0}"))
                 };
                 o.push_str(&format!(
-                    "| {name} | {target} | {} | {rps} | {} | {} | {} | {added50} | {added99} | {} | {rss} | {cpu} |\n",
+                    "| {name} | {target} | {} | {rps} | {} | {} | {} | {added50} | {added99} | {} | {rss} | {cpu} | {per_req} |\n",
                     r.get("load").and_then(Value::as_str).unwrap_or(""),
                     fmt_ms(get("p50")),
                     fmt_ms(get("p90")),
@@ -949,6 +1003,32 @@ fn cmd_report(a: &Args) -> Result<Value, String> {
                 ));
             }
         }
+    }
+
+    // Governance on vs plain forwarding (scenario k): CPU per request.
+    let mut governance: Vec<(String, String, Option<f64>)> = Vec::new();
+    for r in recs.iter().filter(|r| r.s("target") == "gateway") {
+        let Some(base_id) = r.v.get("baseline").and_then(Value::as_str) else {
+            continue;
+        };
+        let id = r.s("scenario");
+        let base = find(base_id, "gateway");
+        let (g, p) = (cpu_per_req(r), base.and_then(cpu_per_req));
+        let ratio = match (g, p) {
+            (Some(g), Some(p)) if p > 0.0 => Some(g / p),
+            _ => None,
+        };
+        o.push_str(&format!(
+            "\n_{id} vs {base_id}: llm-link CPU per request, governed {} µs / plain {} µs = {} ({})._",
+            g.map_or("—".into(), |v| format!("{v:.1}")),
+            p.map_or("—".into(), |v| format!("{v:.1}")),
+            ratio.map_or("—".into(), |v| format!("×{v:.3}")),
+            ratio.map_or("not measured".into(), |v| format!("{:+.1} %", (v - 1.0) * 100.0)),
+        ));
+        governance.push((id.to_string(), base_id.to_string(), ratio));
+    }
+    if !governance.is_empty() {
+        o.push('\n');
     }
 
     // How the fixed-rate scenario was measured, so the numbers can be judged.
@@ -1132,6 +1212,16 @@ fn cmd_report(a: &Args) -> Result<Value, String> {
     let s_mib = streams_kb.map(|k| k / 1024.0);
     row("RSS with 1,000 open streams", "≤ 120 MiB", s_mib, " MiB", s_mib.map(|v| v <= 120.0));
     row("start to healthy (median)", "≤ 100 ms", start_p50, " ms", start_p50.map(|v| v <= 100.0));
+    for (id, base_id, ratio) in &governance {
+        let extra = ratio.map(|r| (r - 1.0) * 100.0);
+        row(
+            &format!("CPU per request, governed ({id}) vs plain forwarding ({base_id}) (issue 15)"),
+            "≤ +25 %",
+            extra,
+            " %",
+            extra.map(|v| v <= 25.0),
+        );
+    }
     if let Some(id) = &sat_kind {
         let (d, n) = (res(id, "direct"), res(id, "reference"));
         if let (Some(nr), Some(dr)) = (
