@@ -47,6 +47,7 @@ pub fn endpoint_of(path: &str) -> Option<(&'static str, &'static str)> {
     let p = path.strip_prefix("/anthropic").unwrap_or(path);
     Some(match p {
         "/v1/chat/completions" => ("openai", "chat/completions"),
+        "/api/v1/llm/chat" => ("openai", "llm/chat"),
         "/v1/completions" => ("openai", "completions"),
         "/v1/embeddings" => ("openai", "embeddings"),
         "/v1/messages" => ("anthropic", "messages"),

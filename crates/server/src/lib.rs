@@ -27,6 +27,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(api::openai::routes(state.clone()))
         .merge(api::anthropic::routes(state.clone()))
         .merge(api::ollama::routes(state.clone()))
+        .merge(api::team::routes(state.clone()))
         .merge(admin::hotupdate::routes(state.clone()))
         .merge(admin::routing::routes(state.clone()))
         .merge(admin::store_routes(state.clone()))

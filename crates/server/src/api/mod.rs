@@ -4,6 +4,7 @@ pub mod anthropic;
 pub mod health;
 pub mod ollama;
 pub mod openai;
+pub mod team;
 
 use crate::error::ApiError;
 use axum::extract::rejection::BytesRejection;

@@ -23,7 +23,7 @@ use llm_link_protocol::passthrough;
 use serde_json::json;
 use std::sync::Arc;
 
-const SURFACE: super::Surface = super::Surface {
+pub(crate) const SURFACE: super::Surface = super::Surface {
     error: OpenAi::render,
     inband_error,
     stream_type: "text/event-stream",
@@ -50,7 +50,7 @@ const CHAT: super::ChatReader = super::ChatReader {
     decode: |obj, _| openai::decode_chat_object(obj),
 };
 
-async fn chat_completions(
+pub(crate) async fn chat_completions(
     State(st): State<Arc<AppState>>,
     super::Headers(headers, who): super::Headers,
     body: Body_,
