@@ -209,7 +209,23 @@ pub trait SharedBudgets: Send + Sync + 'static {
     ) -> crate::providers::BoxFuture<'a, Result<Result<String, usize>, String>>;
     /// Settles a reservation with the real cost.
     fn settle(&self, entries: Vec<SharedEntry>, id: String, actual: Micros);
+    /// Counts a request (and `est` tokens) in the current minute of every
+    /// `(scope, rpm, tpm)` at once, or in none when one is over its limit:
+    /// `Ok(None)` counted, `Ok(Some((i, what)))` refused by entry `i`
+    /// (`what`: "requests" or "tokens"), `Err` unreachable.
+    fn count<'a>(
+        &'a self,
+        scopes: &'a [RatedScope],
+        est: u64,
+    ) -> crate::providers::BoxFuture<'a, Result<Option<(usize, &'static str)>, String>>;
+    /// Adds `delta` tokens (real usage beyond the estimate) to a scope's
+    /// current minute.
+    fn debit(&self, scope: String, delta: i64);
 }
+
+/// A scope's name and its requests and tokens per minute, for the shared
+/// per-minute windows.
+pub type RatedScope = (String, Option<u32>, Option<u32>);
 
 /// One budget scope as the shared store sees it.
 #[derive(Debug, Clone)]
@@ -256,6 +272,8 @@ pub struct Admission {
     worst: Micros,
     /// A reservation held in the shared store, with its entries.
     shared: Option<(String, Vec<SharedEntry>)>,
+    /// Scopes counted in the shared per-minute windows, and the estimate.
+    shared_tokens: Option<(Vec<RatedScope>, u64)>,
 }
 
 impl std::fmt::Debug for Admission {
@@ -274,6 +292,7 @@ impl Admission {
             holds: Vec::new(),
             worst: 0,
             shared: None,
+            shared_tokens: None,
         }
     }
 
@@ -309,9 +328,19 @@ impl Admission {
         };
         let holds = std::mem::take(&mut self.holds);
         gov.release(&holds, actual, tokens);
-        if let Some((id, entries)) = self.shared.take() {
-            if let Some(s) = &gov.shared {
+        if let Some(s) = &gov.shared {
+            if let Some((id, entries)) = self.shared.take() {
                 s.settle(entries, id, actual);
+            }
+            if let (Some((scopes, est)), Some(t)) = (self.shared_tokens.take(), tokens) {
+                let delta = t as i64 - est as i64;
+                if delta != 0 {
+                    for (name, _, tpm) in scopes {
+                        if tpm.is_some() {
+                            s.debit(name, delta);
+                        }
+                    }
+                }
             }
         }
     }
@@ -427,6 +456,7 @@ impl Governor {
             holds: Vec::with_capacity(scopes.len()),
             worst,
             shared: None,
+            shared_tokens: None,
         };
         let mut shared_entries = Vec::new();
         // Who each shared entry belongs to, for the refusal message.
@@ -531,6 +561,37 @@ impl Governor {
                     hold.budget = Some((start, if shared_money { 0 } else { worst }));
                 }
                 adm.holds.push(hold);
+            }
+        }
+        if let Some(shared) = &self.shared {
+            let rated: Vec<RatedScope> = scopes
+                .iter()
+                .filter(|(_, l)| l.rpm.is_some() || l.tpm.is_some())
+                .map(|(s, l)| (s.name(), l.rpm, l.tpm))
+                .collect();
+            if !rated.is_empty() {
+                match shared.count(&rated, est).await {
+                    Ok(None) => adm.shared_tokens = Some((rated, est)),
+                    Ok(Some((i, what))) => {
+                        let (scope, lim) = scopes
+                            .iter()
+                            .filter(|(_, l)| l.rpm.is_some() || l.tpm.is_some())
+                            .nth(i)
+                            .unwrap_or(&scopes[0]);
+                        let n = if what == "requests" { lim.rpm } else { lim.tpm };
+                        let secs = 60 - (now_ms / 1000) % 60;
+                        return Err(ApiError::RateLimited {
+                            message: format!(
+                                "{} is over its limit of {} {what} per minute (shared by every replica)",
+                                scope.describe(who.key.as_deref(), who.user.as_deref()),
+                                n.unwrap_or(0)
+                            ),
+                            retry_after: Some(secs.max(1).to_string()),
+                        });
+                    }
+                    // Unreachable: this replica's own buckets still hold.
+                    Err(e) => warn_shared(&e),
+                }
             }
         }
         if let (Some(shared), false) = (&self.shared, shared_entries.is_empty()) {

@@ -825,3 +825,65 @@ async fn a_stream_settles_when_its_client_leaves() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_a_keys_rpm_through_redis() {
+    let url = std::env::var("LLM_LINK_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let prefix = format!("llm-link-test-{}-{}", std::process::id(), fastrand::u64(..));
+    let db = TestDb::sqlite().await;
+    let (store, layer) = db.open(&MasterKey::generate()).await;
+    let (base, up) = upstream().await;
+    let mut gws = Vec::new();
+    for _ in 0..2 {
+        let shared = llm_link_gateway::routing::shared::RedisBudgets::connect(&url, &prefix)
+            .await
+            .unwrap_or_else(|e| panic!("Redis is needed at {url}: {e}"));
+        gws.push(
+            store_common::gateway_with(
+                config(&base),
+                store.clone(),
+                layer.clone(),
+                Some(Arc::new(Governor::new(TimeZone::UTC, Some(shared)))),
+            )
+            .await,
+        );
+    }
+    let admin = Admin::new(&gws[0]);
+    // Minute windows: a run that straddles a minute boundary is run again.
+    for attempt in 0..2 {
+        let minute = llm_link_gateway::util::now_secs() / 60;
+        let hits = up.hits();
+        let (_, k) = new_key(
+            &admin,
+            json!({"name": format!("shared-rpm-{attempt}"), "rpm": 3}),
+        )
+        .await;
+        llm_link_server::apply::reload_identities(&gws[1].state, &store)
+            .await
+            .unwrap();
+        // Each replica alone would allow three; together they allow three.
+        for gw in [&gws[0], &gws[1], &gws[0]] {
+            let (st, v) = send(gw, "/v1/chat/completions", bearer(&k), openai_chat("gpt-x")).await;
+            assert_eq!(st, 200, "{v}");
+        }
+        let r = gws[1]
+            .client
+            .post(format!("{}/v1/chat/completions", gws[1].base))
+            .bearer_auth(&k)
+            .json(&openai_chat("gpt-x"))
+            .send()
+            .await
+            .unwrap();
+        if llm_link_gateway::util::now_secs() / 60 != minute {
+            continue;
+        }
+        assert_eq!(r.status(), 429);
+        assert!(r.headers().contains_key("retry-after"));
+        let v: Value = r.json().await.unwrap();
+        assert!(error_text(&v).contains("shared by every replica"), "{v}");
+        assert_eq!(up.hits(), hits + 3);
+        return;
+    }
+    panic!("two runs straddled a minute boundary");
+}

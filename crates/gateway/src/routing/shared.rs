@@ -6,7 +6,7 @@
 //! buckets still apply. If Redis stops answering, requests are admitted on
 //! the local limits alone (fail open) and a warning is logged.
 
-use crate::govern::{SharedBudgets, SharedEntry};
+use crate::govern::{RatedScope, SharedBudgets, SharedEntry};
 use crate::identity::Micros;
 use redis::aio::ConnectionManager;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -163,6 +163,35 @@ end
 return 0
 ";
 
+/// Fixed one-minute windows for several scopes at once: all counted, or
+/// none when one would go over (a request that is refused is not counted).
+const COUNT: &str = r"
+local est = tonumber(ARGV[1])
+local n = #KEYS / 2
+for i = 0, n - 1 do
+  local rl = tonumber(ARGV[2 + 2*i])
+  local tl = tonumber(ARGV[3 + 2*i])
+  if rl >= 0 and tonumber(redis.call('GET', KEYS[2*i+1]) or '0') + 1 > rl then
+    return {i + 1, 1}
+  end
+  if tl >= 0 then
+    local t = tonumber(redis.call('GET', KEYS[2*i+2]) or '0')
+    local want = est
+    if want > tl then want = tl end
+    if t + want > tl then
+      return {i + 1, 2}
+    end
+  end
+end
+for i = 0, n - 1 do
+  redis.call('INCR', KEYS[2*i+1])
+  redis.call('EXPIRE', KEYS[2*i+1], 61)
+  redis.call('INCRBY', KEYS[2*i+2], est)
+  redis.call('EXPIRE', KEYS[2*i+2], 61)
+end
+return {0, 0}
+";
+
 const SETTLE: &str = r"
 local id = ARGV[1]
 local actual = tonumber(ARGV[2])
@@ -209,7 +238,67 @@ impl RedisBudgets {
     }
 }
 
+impl RedisBudgets {
+    fn window(&self, scope: &str, minute: u64) -> (String, String) {
+        (
+            format!("{}:rate:{{{scope}:{minute}}}:r", self.prefix),
+            format!("{}:rate:{{{scope}:{minute}}}:t", self.prefix),
+        )
+    }
+}
+
 impl SharedBudgets for RedisBudgets {
+    fn count<'a>(
+        &'a self,
+        scopes: &'a [RatedScope],
+        est: u64,
+    ) -> crate::providers::BoxFuture<'a, Result<Option<(usize, &'static str)>, String>> {
+        Box::pin(async move {
+            let minute = crate::util::now_secs() / 60;
+            let script = redis::Script::new(COUNT);
+            let mut inv = script.prepare_invoke();
+            for (scope, _, _) in scopes {
+                let (r, t) = self.window(scope, minute);
+                inv.key(r).key(t);
+            }
+            inv.arg(est);
+            for (_, rpm, tpm) in scopes {
+                inv.arg(rpm.map_or(-1, i64::from))
+                    .arg(tpm.map_or(-1, i64::from));
+            }
+            let mut conn = self.conn.clone();
+            let (i, what): (i64, i64) =
+                tokio::time::timeout(Duration::from_millis(500), inv.invoke_async(&mut conn))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+                    .map_err(|e| e.to_string())?;
+            Ok((i > 0).then(|| {
+                (
+                    (i - 1) as usize,
+                    if what == 1 { "requests" } else { "tokens" },
+                )
+            }))
+        })
+    }
+
+    fn debit(&self, scope: String, delta: i64) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (_, key) = self.window(&scope, crate::util::now_secs() / 60);
+        let mut conn = self.conn.clone();
+        rt.spawn(async move {
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .incr(&key, delta)
+                .ignore()
+                .expire(&key, 61)
+                .ignore();
+            let _: Result<Result<(), redis::RedisError>, _> =
+                tokio::time::timeout(Duration::from_secs(2), pipe.query_async(&mut conn)).await;
+        });
+    }
+
     fn reserve<'a>(
         &'a self,
         entries: &'a [SharedEntry],
