@@ -99,6 +99,11 @@ impl Tally {
     }
 }
 
+/// The model a request named, on an answer refused before routing ran (a
+/// scope, limit or budget refusal), so its usage row still names it.
+#[derive(Debug, Clone)]
+pub struct RequestedModel(pub String);
+
 /// What a handler knows about its request, attached to the response for
 /// [`finish`].
 #[derive(Debug, Clone, Default)]
@@ -374,6 +379,11 @@ pub fn finish(mut pending: Pending, mut resp: http::Response<Body>) -> http::Res
     row.status = resp.status().as_u16();
     let note = note.unwrap_or_default();
     row.model.clone_from(&note.model);
+    if let Some(m) = resp.extensions_mut().remove::<RequestedModel>() {
+        if row.model.is_empty() {
+            row.model = m.0;
+        }
+    }
     row.provider.clone_from(&note.provider);
     row.upstream_model.clone_from(&note.upstream_model);
     row.attempts = note.attempts;

@@ -887,3 +887,192 @@ async fn two_replicas_share_a_keys_rpm_through_redis() {
     }
     panic!("two runs straddled a minute boundary");
 }
+
+// ---- the team API -----------------------------------------------------------
+
+both!(the_team_api_answers_keys_and_sessions);
+async fn the_team_api_answers_keys_and_sessions(engine: Engine) {
+    let Some(s) = setup(engine).await else { return };
+    let admin = Admin::new(&s.gw);
+    for (model, provider) in [("gpt-x", "oa"), ("claude-x", "an")] {
+        let (st, v) = admin
+            .post(
+                "/api/v1/llm-models",
+                json!({"name": format!("The {model}"), "model_id": model, "provider": provider,
+                       "description": "for the team", "supports_vision": true, "max_tokens": 4096,
+                       "context_window": 128000, "input_price": 1.0, "output_price": 2.0}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    let (st, v) = admin
+        .post(
+            "/api/users",
+            json!({"username": "bob", "password": "correct horse battery", "role": "member"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let bob = v["id"].as_i64().unwrap();
+    let (kid, k) = new_key(
+        &admin,
+        json!({"name": "bob-ci", "user_id": bob, "models": ["gpt-x"]}),
+    )
+    .await;
+    let (_, other) = new_key(&admin, json!({"name": "someone-else"})).await;
+
+    // Chat, JSON and SSE, with the key.
+    let (st, v) = send(&s.gw, "/api/v1/llm/chat", bearer(&k), openai_chat("gpt-x")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "hi");
+    let r = s
+        .gw
+        .client
+        .post(format!("{}/api/v1/llm/chat", s.gw.base))
+        .bearer_auth(&k)
+        .json(&json!({"model": "gpt-x", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    drop(r);
+    // Scope and credentials hold here too.
+    let (st, v) = send(
+        &s.gw,
+        "/api/v1/llm/chat",
+        bearer(&k),
+        openai_chat("claude-x"),
+    )
+    .await;
+    assert_eq!(st, 403, "{v}");
+    let (st, _) = send(&s.gw, "/api/v1/llm/chat", None, openai_chat("gpt-x")).await;
+    assert_eq!(st, 401);
+    assert_eq!(
+        send(
+            &s.gw,
+            "/api/v1/llm/chat",
+            bearer(&other),
+            openai_chat("gpt-x")
+        )
+        .await
+        .0,
+        200
+    );
+
+    // Models: only what the key may call, with the catalog's fields.
+    let r =
+        s.gw.client
+            .get(format!("{}/api/v1/llm/models", s.gw.base))
+            .bearer_auth(&k)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let models = v["data"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "{v}");
+    let m = &models[0];
+    assert_eq!(m["model_id"], "gpt-x");
+    assert_eq!(m["name"], "The gpt-x");
+    assert_eq!(m["provider"], "oa");
+    assert_eq!(m["description"], "for the team");
+    assert_eq!(m["supports_vision"], true);
+    assert_eq!(m["max_tokens"], 4096);
+    assert_eq!(m["context_window"], 128000);
+    assert_eq!(m["input_price"], 1.0);
+    assert_eq!(m["output_price"], 2.0);
+
+    // A session token works on the team API (and sees every model: no key scope).
+    let r =
+        s.gw.client
+            .post(format!("{}/api/auth/login", s.gw.base))
+            .json(&json!({"username": "bob", "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    let jwt = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r =
+        s.gw.client
+            .get(format!("{}/api/v1/llm/models", s.gw.base))
+            .bearer_auth(&jwt)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (st, v) = send(
+        &s.gw,
+        "/api/v1/llm/chat",
+        bearer(&jwt),
+        openai_chat("claude-x"),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+
+    // Usage: bob's own rows (key and session), never someone else's. The
+    // stream's row lands once the server has seen its client go.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        s.gw.state.usage.flush().await;
+        if admin.get("/api/usage").await.1["summary"]["requests"] == 5 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "rows never landed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for token in [&k, &jwt] {
+        let r =
+            s.gw.client
+                .get(format!("{}/api/v1/llm/usage?group_by=key", s.gw.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        // JSON, SSE, the 403 (metered after authentication) and the session's call.
+        assert_eq!(v["summary"]["requests"], 4, "{v}");
+        assert!(v.get("recorder").is_none());
+        let groups = v["data"].as_array().unwrap();
+        assert!(groups.iter().all(|g| g["key"] != "null"), "{v}");
+        assert!(
+            groups
+                .iter()
+                .any(|g| g["key"] == kid.to_string().as_str() && g["key_name"] == "bob-ci"),
+            "{v}"
+        );
+        // Another user's filter is not the caller's to ask for.
+        let r =
+            s.gw.client
+                .get(format!("{}/api/v1/llm/usage?user=1", s.gw.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    let (_, all) = admin.get("/api/usage").await;
+    // The 401 (no credential) records nothing; the 403 names its model.
+    assert_eq!(all["summary"]["requests"], 5, "{all}");
+    let rows = all["data"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["endpoint"] == "llm/chat"), "{all}");
+    assert!(
+        rows.iter().any(|r| r["status"] == 403
+            && r["model"] == "claude-x"
+            && r["error"] == "model_not_allowed"),
+        "{all}"
+    );
+}

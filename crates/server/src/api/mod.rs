@@ -288,7 +288,10 @@ pub async fn serve_chat(
     let rt = st.runtime();
     let plan = (reader.plan)(st.app.as_deref(), &rt, headers, req.model)?;
     let f = (reader.check)(req.obj)?;
-    let adm = admit(st, who, &rt, req.model, req.body.len(), req.obj).await?;
+    let adm = match admit(st, who, &rt, req.model, req.body.len(), req.obj).await {
+        Ok(a) => a,
+        Err(e) => return Ok(refused(surface, &e, req.model)),
+    };
     let ir = if lifecycle::needs_translation(&rt.router, &plan, reader.wire) {
         Some((reader.decode)(req.obj, req.body)?)
     } else {
@@ -322,6 +325,15 @@ pub async fn serve_chat(
     trail.hold(adm);
     trail.settle(&mut r);
     Ok(r)
+}
+
+/// A request refused at admission (scope, limit, budget), in the surface's
+/// shape; its usage row names the model.
+pub fn refused(surface: Surface, e: &ApiError, model: &str) -> Response {
+    let mut r = (surface.error)(e);
+    r.extensions_mut()
+        .insert(llm_link_gateway::meter::RequestedModel(model.to_string()));
+    r
 }
 
 /// Step 5 of the lifecycle for a chat-like body: scope, limits and the
@@ -363,7 +375,11 @@ pub async fn serve_embed(
 ) -> Result<Response, ApiError> {
     let rt = st.runtime();
     let plan = (reader.plan)(&rt, &req.model)?;
-    let adm = lifecycle::admit(&st.governor, who, &rt, &req.model, body.len(), Some(0)).await?;
+    let adm = match lifecycle::admit(&st.governor, who, &rt, &req.model, body.len(), Some(0)).await
+    {
+        Ok(a) => a,
+        Err(e) => return Ok(refused(reader.surface, &e, &req.model)),
+    };
     let (wire, endpoint) = (reader.wire, reader.endpoint);
     let ran = lifecycle::embed(&rt, &st.usage, plan, wire, endpoint, body, req, headers).await;
     let mut r = match ran.result {

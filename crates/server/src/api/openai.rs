@@ -125,7 +125,10 @@ async fn completions(
     let stream = obj.get::<bool>("stream")?.unwrap_or(false);
     let rt = st.runtime();
     let plan = rt.router.plan(&model)?;
-    let adm = super::admit(&st, &who, &rt, &model, body.bytes.len(), &obj).await?;
+    let adm = match super::admit(&st, &who, &rt, &model, body.bytes.len(), &obj).await {
+        Ok(a) => a,
+        Err(e) => return Ok(super::refused(SURFACE, &e, &model)),
+    };
     let call = ChatCall {
         wire: Wire::OpenAi,
         endpoint: Endpoint::Completions,
