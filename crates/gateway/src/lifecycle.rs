@@ -178,9 +178,17 @@ pub async fn admit(
                 .and_then(|n| u64::try_from(n).ok())
         })
         .unwrap_or(DEFAULT_MAX_OUTPUT);
-    let price = cat.and_then(|m| match (m.input_price, m.output_price) {
-        (None, None) => None,
-        (i, o) => Some((i.unwrap_or(0.0), o.unwrap_or(0.0))),
+    // Worst case: every prompt token at the dearer of the input and cached
+    // prices (the answer's cached count is not known yet).
+    let price = cat.and_then(|m| {
+        let input = match (m.input_price, m.cached_input_price) {
+            (Some(i), Some(c)) => Some(i.max(c)),
+            (i, c) => i.or(c),
+        };
+        match (input, m.output_price) {
+            (None, None) => None,
+            (i, o) => Some((i.unwrap_or(0.0), o.unwrap_or(0.0))),
+        }
     });
     let ask = Ask {
         prompt_tokens: (body_len as u64).div_ceil(3),
