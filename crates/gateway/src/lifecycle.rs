@@ -150,6 +150,21 @@ pub fn requested_max_output(obj: &RawObject<'_>) -> Option<u64> {
         .and_then(|n| u64::try_from(n).ok())
 }
 
+/// The (input, output) prices per million tokens a budget reservation
+/// assumes: every prompt token at the dearer of the input and cached prices
+/// (how many will be cached is not known before the answer). `None` for an
+/// unpriced model.
+fn worst_price(m: &crate::config::catalog::CatalogModel) -> Option<(f64, f64)> {
+    let input = match (m.input_price, m.cached_input_price) {
+        (Some(i), Some(c)) => Some(i.max(c)),
+        (i, c) => i.or(c),
+    };
+    match (input, m.output_price) {
+        (None, None) => None,
+        (i, o) => Some((i.unwrap_or(0.0), o.unwrap_or(0.0))),
+    }
+}
+
 /// Step 4b, limits and budget reservation: the caller's scope, its limits
 /// and the catalog model's, and the request's worst-case cost reserved
 /// against every budget it falls under (`crate::govern`). `body_len` is the
@@ -178,10 +193,7 @@ pub async fn admit(
                 .and_then(|n| u64::try_from(n).ok())
         })
         .unwrap_or(DEFAULT_MAX_OUTPUT);
-    let price = cat.and_then(|m| match (m.input_price, m.output_price) {
-        (None, None) => None,
-        (i, o) => Some((i.unwrap_or(0.0), o.unwrap_or(0.0))),
-    });
+    let price = cat.and_then(worst_price);
     let ask = Ask {
         prompt_tokens: (body_len as u64).div_ceil(3),
         max_output,
@@ -592,5 +604,56 @@ fn annotate<B>(resp: &mut http::Response<B>, plan: &Plan, log: &RouteLog) {
         if let Ok(v) = HeaderValue::from_str(&d.sunset) {
             h.insert("sunset", v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::catalog::CatalogModel;
+
+    fn priced(input: Option<f64>, output: Option<f64>, cached: Option<f64>) -> CatalogModel {
+        CatalogModel {
+            id: 1,
+            model_id: "m".into(),
+            served_by: "p".into(),
+            model_type: "chat".into(),
+            context_window: None,
+            max_tokens: None,
+            supports_vision: false,
+            supports_tools: false,
+            input_price: input,
+            output_price: output,
+            cached_input_price: cached,
+            rpm_limit: None,
+            tpm_limit: None,
+        }
+    }
+
+    #[test]
+    fn the_worst_case_takes_the_dearer_input_price() {
+        assert_eq!(worst_price(&priced(None, None, None)), None);
+        // A cheaper cached price does not lower the reservation.
+        assert_eq!(
+            worst_price(&priced(Some(2.0), Some(8.0), Some(0.5))),
+            Some((2.0, 8.0))
+        );
+        assert_eq!(
+            worst_price(&priced(Some(2.0), None, None)),
+            Some((2.0, 0.0))
+        );
+        assert_eq!(
+            worst_price(&priced(None, Some(8.0), None)),
+            Some((0.0, 8.0))
+        );
+        // Only a cached price: every prompt token might be cached.
+        assert_eq!(
+            worst_price(&priced(None, None, Some(0.5))),
+            Some((0.5, 0.0))
+        );
+        assert_eq!(
+            worst_price(&priced(Some(1.0), Some(3.0), Some(4.0))),
+            Some((4.0, 3.0))
+        );
     }
 }

@@ -104,6 +104,45 @@ impl Tally {
 #[derive(Debug, Clone)]
 pub struct RequestedModel(pub String);
 
+/// A catalog model's prices, per million tokens; an unset price is 0,
+/// except the cached one, which falls back to `input`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Price {
+    input: Option<f64>,
+    output: Option<f64>,
+    cached_input: Option<f64>,
+}
+
+impl Price {
+    fn of(m: &crate::config::catalog::CatalogModel) -> Price {
+        Price {
+            input: m.input_price,
+            output: m.output_price,
+            cached_input: m.cached_input_price,
+        }
+    }
+
+    /// `(prompt − cached) × input + cached × (cached_input, else input) +
+    /// completion × output`, per million tokens.
+    ///
+    /// `prompt_tokens` counts the cached tokens too, whatever the wire
+    /// format: OpenAI's `prompt_tokens` includes
+    /// `prompt_tokens_details.cached_tokens`, and the protocol crate adds
+    /// Anthropic's `cache_read_input_tokens` and
+    /// `cache_creation_input_tokens` to `input_tokens` (`cached_tokens` is
+    /// the cache reads alone, so cache writes are billed at `input`). A
+    /// cached count above the prompt's (an odd upstream) is capped at it.
+    fn cost(&self, u: &Usage) -> f64 {
+        let input = self.input.unwrap_or(0.0);
+        let cached = u.cached_tokens.unwrap_or(0).min(u.prompt_tokens);
+        let fresh = u.prompt_tokens - cached;
+        (fresh as f64 * input
+            + cached as f64 * self.cached_input.unwrap_or(input)
+            + u.completion_tokens as f64 * self.output.unwrap_or(0.0))
+            / 1_000_000.0
+    }
+}
+
 /// What a handler knows about its request, attached to the response for
 /// [`finish`].
 #[derive(Debug, Clone, Default)]
@@ -115,8 +154,8 @@ pub struct Note {
     stream: bool,
     usage: Option<Usage>,
     error: Option<&'static str>,
-    /// Catalog prices per million tokens (input, output), when known.
-    price: Option<(Option<f64>, Option<f64>)>,
+    /// The catalog model's prices, when it has any.
+    price: Option<Price>,
     tally: Option<Arc<Tally>>,
     /// The request's limits and budget reservation, settled with the cost.
     admission: Option<Arc<Mutex<Option<Admission>>>>,
@@ -143,8 +182,8 @@ impl Note {
                 .models
                 .iter()
                 .find(|m| m.served_by == *p && (m.model_id == model || m.model_id == *up))
-                .filter(|m| m.input_price.is_some() || m.output_price.is_some())
-                .map(|m| (m.input_price, m.output_price)),
+                .map(Price::of)
+                .filter(|p| *p != Price::default()),
             _ => None,
         };
         Note {
@@ -436,11 +475,7 @@ impl Finish {
             row.output_tokens = Some(u.completion_tokens);
             row.cached_tokens = u.cached_tokens;
             row.reasoning_tokens = u.reasoning_tokens;
-            row.cost = note.price.map(|(i, o)| {
-                (u.prompt_tokens as f64 * i.unwrap_or(0.0)
-                    + u.completion_tokens as f64 * o.unwrap_or(0.0))
-                    / 1_000_000.0
-            });
+            row.cost = note.price.map(|p| p.cost(&u));
         }
         if let Some(adm) = note
             .admission
@@ -527,6 +562,67 @@ impl Drop for Metered {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn usage(prompt: u64, cached: Option<u64>, completion: u64) -> Usage {
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cached_tokens: cached,
+            reasoning_tokens: None,
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn cost_without_cached_tokens() {
+        let p = Price {
+            input: Some(2.0),
+            output: Some(8.0),
+            cached_input: Some(0.5),
+        };
+        // 1000 × 2 + 500 × 8 = 6000 per million.
+        assert!(close(p.cost(&usage(1000, None, 500)), 0.006));
+        assert!(close(p.cost(&usage(1000, Some(0), 500)), 0.006));
+    }
+
+    #[test]
+    fn cost_with_cached_tokens_and_a_cached_price() {
+        let p = Price {
+            input: Some(2.0),
+            output: Some(8.0),
+            cached_input: Some(0.5),
+        };
+        // (1000 − 400) × 2 + 400 × 0.5 + 500 × 8 = 1200 + 200 + 4000.
+        assert!(close(p.cost(&usage(1000, Some(400), 500)), 0.0054));
+        // A cached count above the prompt's is capped at it.
+        assert!(close(p.cost(&usage(100, Some(999), 0)), 0.00005));
+    }
+
+    #[test]
+    fn cost_with_cached_tokens_and_no_cached_price() {
+        let p = Price {
+            input: Some(2.0),
+            output: Some(8.0),
+            cached_input: None,
+        };
+        // Cached tokens are billed at the input price.
+        assert!(close(p.cost(&usage(1000, Some(400), 500)), 0.006));
+        // Only a cached price: the other tokens are free.
+        let p = Price {
+            cached_input: Some(1.0),
+            ..Price::default()
+        };
+        assert!(close(p.cost(&usage(1000, Some(400), 500)), 0.0004));
+        // Only an output price.
+        let p = Price {
+            output: Some(10.0),
+            ..Price::default()
+        };
+        assert!(close(p.cost(&usage(1000, Some(400), 500)), 0.005));
+    }
 
     #[test]
     fn key_ids_are_short_hashes() {

@@ -455,6 +455,7 @@ async fn model_catalog(engine: Engine) {
                 "context_window": 128000,
                 "input_price": 10.0,
                 "output_price": 30.5,
+                "cached_input_price": 2.5,
                 "rpm_limit": 100
             }),
         )
@@ -467,6 +468,7 @@ async fn model_catalog(engine: Engine) {
     assert_eq!(m["supports_tools"], false);
     assert_eq!(m["context_window"], 128000);
     assert_eq!(m["output_price"], 30.5);
+    assert_eq!(m["cached_input_price"], 2.5);
     assert_eq!(m["api_keys"][0]["key"], "sk-…7777");
     assert_eq!(m["served_by"], format!("catalog-{mid}"));
     assert!(!m.to_string().contains("sk-model-key-777777"));
@@ -477,6 +479,7 @@ async fn model_catalog(engine: Engine) {
     let cat = gw.state.runtime().catalog.clone();
     let entry = cat.model("gpt-4-turbo").unwrap();
     assert_eq!(entry.input_price, Some(10.0));
+    assert_eq!(entry.cached_input_price, Some(2.5));
     assert_eq!(entry.context_window, Some(128000));
 
     // A model served by a database provider (no keys or URL of its own).
@@ -567,6 +570,38 @@ async fn model_catalog(engine: Engine) {
     gw.post("/v1/chat/completions", chat("gpt-4-turbo")).await;
     assert_eq!(last_auth(&mock), "Bearer sk-third-key-999999");
 
+    // The cached price: kept when not given, refused when negative (the
+    // record unchanged), changed, then cleared by null.
+    let item = format!("/api/v1/llm-models/{mid}");
+    assert_eq!(admin.get(&item).await.1["cached_input_price"], 2.5);
+    let (s, e) = admin.put(&item, json!({"cached_input_price": -0.5})).await;
+    assert_eq!((s, field(&e)), (400, "cached_input_price"), "{e}");
+    assert_eq!(admin.get(&item).await.1["cached_input_price"], 2.5);
+    let (s, u) = admin.put(&item, json!({"cached_input_price": 1.25})).await;
+    assert_eq!((s, &u["cached_input_price"]), (200, &json!(1.25)), "{u}");
+    assert_eq!(
+        gw.state
+            .runtime()
+            .catalog
+            .model("gpt-4-turbo")
+            .unwrap()
+            .cached_input_price,
+        Some(1.25)
+    );
+    let (s, u) = admin.put(&item, json!({"cached_input_price": null})).await;
+    assert_eq!((s, &u["cached_input_price"]), (200, &Value::Null), "{u}");
+    assert_eq!(u["input_price"], 10.0, "the other prices stay");
+    assert_eq!(admin.get(&item).await.1["cached_input_price"], Value::Null);
+    assert_eq!(
+        gw.state
+            .runtime()
+            .catalog
+            .model("gpt-4-turbo")
+            .unwrap()
+            .cached_input_price,
+        None
+    );
+
     // Validation names the field.
     let cases = [
         (json!({"name": "n", "provider": "openai"}), 400, "model_id"),
@@ -585,6 +620,16 @@ async fn model_catalog(engine: Engine) {
             json!({"name": "n", "model_id": "m", "provider": "beta", "input_price": -1}),
             400,
             "input_price",
+        ),
+        (
+            json!({"name": "n", "model_id": "m", "provider": "beta", "cached_input_price": -1}),
+            400,
+            "cached_input_price",
+        ),
+        (
+            json!({"name": "n", "model_id": "m", "provider": "beta", "cached_input_price": "cheap"}),
+            400,
+            "cached_input_price",
         ),
         (
             json!({"name": "n", "model_id": "m", "provider": "beta", "context_window": "big"}),

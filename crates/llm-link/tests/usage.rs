@@ -71,10 +71,17 @@ async fn upstream(req: Request) -> Response {
                     .extend((0..3000).map(|_| openai_chunk(&model, json!({"content": "."}), None)));
                 return stream_of(parts, "text/event-stream", Some(Duration::from_millis(20)));
             }
+            // `gpt-cached*`: 1000 prompt tokens, 400 of them from the cache.
+            let usage = if model.starts_with("gpt-cached") {
+                json!({"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500,
+                    "prompt_tokens_details": {"cached_tokens": 400}})
+            } else {
+                json!({"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10})
+            };
             if !stream {
                 return axum::Json(json!({"id": "chatcmpl-m", "object": "chat.completion", "created": 1, "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}))
+                    "usage": usage}))
                 .into_response();
             }
             let mut parts = vec![
@@ -87,7 +94,7 @@ async fn upstream(req: Request) -> Response {
             ];
             if v["stream_options"]["include_usage"] == true {
                 let u = json!({"id": "chatcmpl-m", "object": "chat.completion.chunk", "created": 1, "model": model,
-                    "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}});
+                    "choices": [], "usage": usage});
                 parts.push(format!("data: {u}\n\n"));
             }
             parts.push("data: [DONE]\n\n".into());
@@ -98,10 +105,18 @@ async fn upstream(req: Request) -> Response {
             "usage": {"prompt_tokens": 4, "total_tokens": 4}}))
         .into_response(),
         "/v1/messages" => {
+            // `claude-cached`: 100 uncached input tokens, 800 read from the
+            // cache and 100 written to it (Anthropic counts them apart).
+            let usage = if model == "claude-cached" {
+                json!({"input_tokens": 100, "cache_read_input_tokens": 800,
+                    "cache_creation_input_tokens": 100, "output_tokens": 50})
+            } else {
+                json!({"input_tokens": 10, "output_tokens": 5})
+            };
             if !stream {
                 return axum::Json(json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
                     "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn", "stop_sequence": null,
-                    "usage": {"input_tokens": 10, "output_tokens": 5}}))
+                    "usage": usage}))
                 .into_response();
             }
             let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
@@ -532,4 +547,85 @@ async fn every_surface_is_metered(engine: Engine) {
         // Rows did reach the file (sanity check of the search).
         assert!(bytes.windows(kid.len()).any(|w| w == kid.as_bytes()));
     }
+}
+
+both!(cached_tokens_are_billed_at_the_cached_price);
+async fn cached_tokens_are_billed_at_the_cached_price(engine: Engine) {
+    let Some(db) = TestDb::on(engine).await else {
+        return;
+    };
+    let up = start_upstream().await;
+    let key = MasterKey::generate();
+    let (store, layer) = db.open(&key).await;
+    let gw = store_common::gateway(config(&up), store, layer).await;
+    let admin = Admin::new(&gw);
+    // Per million tokens: input 2, cached 0.5, output 8; one model without
+    // a cached price (its cached tokens cost the input price).
+    for (name, model_id, provider, cached) in [
+        ("Cached", "gpt-cached", "oa", json!(0.5)),
+        ("Cached, unpriced", "gpt-cached-full", "oa", Value::Null),
+        ("Claude cached", "claude-cached", "an", json!(0.5)),
+    ] {
+        let (s, m) = admin
+            .post(
+                "/api/v1/llm-models",
+                json!({"name": name, "model_id": model_id, "provider": provider, "type": "chat",
+                       "input_price": 2.0, "output_price": 8.0, "cached_input_price": cached}),
+            )
+            .await;
+        assert_eq!(s, 201, "{m}");
+        assert_eq!(m["cached_input_price"], cached);
+    }
+
+    let chat =
+        |model: &str, stream: bool| json!({"model": model, "messages": msgs(), "stream": stream});
+    let anth = |model: &str| json!({"model": model, "max_tokens": 64, "messages": msgs()});
+    // OpenAI, forwarded whole and streamed (with its usage chunk).
+    call(&gw, "/v1/chat/completions", chat("gpt-cached", false), 200).await;
+    let mut b = chat("gpt-cached", true);
+    b["stream_options"] = json!({"include_usage": true});
+    call(&gw, "/v1/chat/completions", b, 200).await;
+    call(
+        &gw,
+        "/v1/chat/completions",
+        chat("gpt-cached-full", false),
+        200,
+    )
+    .await;
+    // Anthropic, forwarded and translated for an OpenAI client.
+    call(&gw, "/v1/messages", anth("claude-cached"), 200).await;
+    call(
+        &gw,
+        "/v1/chat/completions",
+        chat("claude-cached", false),
+        200,
+    )
+    .await;
+
+    let v = wait_rows(&gw, &admin, 5).await;
+    let rows = v["data"].as_array().unwrap().clone();
+    let cost = |r: &Value| r["cost"].as_f64().unwrap_or(f64::NAN);
+    let near = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    // (prompt − cached) × input + cached × cached price + completion × output.
+    let openai = ((1000.0 - 400.0) * 2.0 + 400.0 * 0.5 + 500.0 * 8.0) / 1e6;
+    for stream in [false, true] {
+        let r = row(&rows, "openai", "gpt-cached", stream);
+        assert_eq!(tokens(r), (1000, 500), "{r}");
+        assert_eq!(r["cached_tokens"], 400, "{r}");
+        assert!(near(cost(r), openai), "stream={stream}: {r}");
+    }
+    let r = row(&rows, "openai", "gpt-cached-full", false);
+    assert_eq!(r["cached_tokens"], 400, "{r}");
+    assert!(near(cost(r), (1000.0 * 2.0 + 500.0 * 8.0) / 1e6), "{r}");
+    // Anthropic: prompt = input + cache reads + cache writes = 1000, of
+    // which the 800 cache reads are cached; the writes cost the input price.
+    let anthropic = ((1000.0 - 800.0) * 2.0 + 800.0 * 0.5 + 50.0 * 8.0) / 1e6;
+    for protocol in ["anthropic", "openai"] {
+        let r = row(&rows, protocol, "claude-cached", false);
+        assert_eq!(tokens(r), (1000, 50), "{r}");
+        assert_eq!(r["cached_tokens"], 800, "{r}");
+        assert!(near(cost(r), anthropic), "{protocol}: {r}");
+    }
+    let total = 2.0 * openai + 2.0 * anthropic + (1000.0 * 2.0 + 500.0 * 8.0) / 1e6;
+    assert!(near(v["summary"]["cost"].as_f64().unwrap(), total), "{v}");
 }

@@ -252,6 +252,7 @@ pub fn db_layer(snap: &Snapshot, master: &MasterKey) -> DbLayer {
                 supports_tools: m.supports_tools,
                 input_price: m.input_price,
                 output_price: m.output_price,
+                cached_input_price: m.cached_input_price,
                 rpm_limit: m.rpm_limit,
                 tpm_limit: m.tpm_limit,
             },

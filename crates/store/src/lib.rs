@@ -56,6 +56,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "identity",
         include_str!("../migrations/sqlite/0003_identity.sql"),
     ),
+    (
+        4,
+        "cached_price",
+        include_str!("../migrations/sqlite/0004_cached_price.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -72,6 +77,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "identity",
         include_str!("../migrations/postgres/0003_identity.sql"),
+    ),
+    (
+        4,
+        "cached_price",
+        include_str!("../migrations/postgres/0004_cached_price.sql"),
     ),
 ];
 

@@ -185,13 +185,15 @@ pub struct ModelRow {
     /// Per million tokens.
     pub input_price: Option<f64>,
     pub output_price: Option<f64>,
+    /// Per million cached prompt tokens; `None`: billed at `input_price`.
+    pub cached_input_price: Option<f64>,
     pub rpm_limit: Option<i64>,
     pub tpm_limit: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const MODEL_COLS: &str = "id, name, model_id, provider, type, description, status, base_url, upstream_model, auth_type, key_usage_mode, context_window, max_tokens, supports_vision, supports_tools, input_price, output_price, rpm_limit, tpm_limit, created_at, updated_at";
+const MODEL_COLS: &str = "id, name, model_id, provider, type, description, status, base_url, upstream_model, auth_type, key_usage_mode, context_window, max_tokens, supports_vision, supports_tools, input_price, output_price, cached_input_price, rpm_limit, tpm_limit, created_at, updated_at";
 
 fn model(r: &impl Get) -> Result<ModelRow> {
     Ok(ModelRow {
@@ -212,6 +214,7 @@ fn model(r: &impl Get) -> Result<ModelRow> {
         supports_tools: r.boolean("supports_tools")?,
         input_price: r.opt_f64("input_price")?,
         output_price: r.opt_f64("output_price")?,
+        cached_input_price: r.opt_f64("cached_input_price")?,
         rpm_limit: r.opt_i64("rpm_limit")?,
         tpm_limit: r.opt_i64("tpm_limit")?,
         created_at: r.i64("created_at")?,
@@ -375,6 +378,7 @@ macro_rules! bind_model {
             .bind($m.supports_tools)
             .bind($m.input_price)
             .bind($m.output_price)
+            .bind($m.cached_input_price)
             .bind($m.rpm_limit)
             .bind($m.tpm_limit)
     };
@@ -838,8 +842,8 @@ mod tests {
         assert!(insert_sql("providers", PROVIDER_COLS).ends_with("$20, $21) RETURNING id"));
         assert!(update_sql("providers", PROVIDER_COLS, &[])
             .ends_with("headers = $19, updated_at = $20 WHERE id = $21"));
-        assert!(insert_sql("llm_models", MODEL_COLS).ends_with("$19, $20) RETURNING id"));
+        assert!(insert_sql("llm_models", MODEL_COLS).ends_with("$20, $21) RETURNING id"));
         assert!(update_sql("llm_models", MODEL_COLS, &[])
-            .ends_with("tpm_limit = $18, updated_at = $19 WHERE id = $20"));
+            .ends_with("tpm_limit = $19, updated_at = $20 WHERE id = $21"));
     }
 }

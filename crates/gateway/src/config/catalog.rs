@@ -21,6 +21,8 @@ pub struct CatalogModel {
     /// Per million tokens.
     pub input_price: Option<f64>,
     pub output_price: Option<f64>,
+    /// Per million cached prompt tokens; `None`: billed at `input_price`.
+    pub cached_input_price: Option<f64>,
     pub rpm_limit: Option<i64>,
     pub tpm_limit: Option<i64>,
 }

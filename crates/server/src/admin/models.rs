@@ -2,7 +2,8 @@
 //! desktop and team back ends already use (name, model_id, provider, type,
 //! description, status, base_url, auth_type, key_usage_mode, api_keys,
 //! supports_vision, supports_tools, max_tokens, context_window, prices per
-//! million tokens, RPM/TPM limits).
+//! million tokens (`input_price`, `output_price`, `cached_input_price`),
+//! RPM/TPM limits).
 //!
 //! `provider` names a configured provider (the model is then served by it)
 //! or a provider kind; a model with its own `base_url` or `api_keys` is
@@ -59,6 +60,8 @@ pub struct ModelBody {
     #[serde(default, deserialize_with = "nullable")]
     output_price: Option<Option<f64>>,
     #[serde(default, deserialize_with = "nullable")]
+    cached_input_price: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
     rpm_limit: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
     tpm_limit: Option<Option<i64>>,
@@ -95,6 +98,7 @@ fn empty_row() -> ModelRow {
         supports_tools: false,
         input_price: None,
         output_price: None,
+        cached_input_price: None,
         rpm_limit: None,
         tpm_limit: None,
         created_at: now,
@@ -204,6 +208,12 @@ fn apply(st: &AppState, row: &mut ModelRow, b: &ModelBody, has_keys: bool) -> Ad
     }
     c.check("input_price", b.input_price, &mut row.input_price, price)?;
     c.check("output_price", b.output_price, &mut row.output_price, price)?;
+    c.check(
+        "cached_input_price",
+        b.cached_input_price,
+        &mut row.cached_input_price,
+        price,
+    )?;
     // The whole record must make sense.
     if row.name.is_empty() {
         return Err(AdminError::invalid("name", "this field is required"));
@@ -279,6 +289,7 @@ fn model_json(st: &AppState, m: &ModelRow, keys: &[KeyRow]) -> Value {
         "context_window": m.context_window,
         "input_price": m.input_price,
         "output_price": m.output_price,
+        "cached_input_price": m.cached_input_price,
         "rpm_limit": m.rpm_limit,
         "tpm_limit": m.tpm_limit,
         "served_by": served_by,
