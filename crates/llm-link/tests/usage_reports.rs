@@ -579,3 +579,66 @@ async fn a_refused_request_keeps_its_model_and_stream() {
     assert_eq!(row(429)["model"], "m-a", "{}", row(429));
     assert_eq!(row(429)["stream"], true, "{}", row(429));
 }
+
+/// A report's `data` and `summary` describe the same rows, even while the
+/// recorder writes. On PostgreSQL the two SELECTs of `usage::query` run in
+/// one READ COMMITTED transaction, so each sees its own snapshot: a batch
+/// committed between them gives a summary that counts rows `data` lacks
+/// (this is what makes `usage::every_surface_is_metered::postgres` flaky:
+/// 15 rows against a summary of 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "bug: on PostgreSQL usage::query reads data and summary in two snapshots (READ COMMITTED)"]
+async fn data_and_summary_come_from_one_snapshot() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (store, _layer) = db.open(&MasterKey::generate()).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 5000 {
+                let row = UsageRow {
+                    ts: llm_link_store::now_ms(),
+                    request_id: format!("r{i}"),
+                    protocol: "openai",
+                    endpoint: "chat/completions",
+                    model: "m".into(),
+                    status: 200,
+                    ..UsageRow::default()
+                };
+                llm_link_store::usage::insert(&store.db, &[row])
+                    .await
+                    .unwrap();
+                i += 1;
+            }
+        })
+    };
+    let mut mismatches = Vec::new();
+    for _ in 0..300 {
+        let (data, summary) = llm_link_store::usage::query(
+            &store.db,
+            &llm_link_store::usage::Filter::default(),
+            None,
+            10_000,
+        )
+        .await
+        .unwrap();
+        if summary["requests"] != json!(data.len()) {
+            mismatches.push(format!(
+                "{} rows, summary {}",
+                data.len(),
+                summary["requests"]
+            ));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    assert!(
+        mismatches.is_empty(),
+        "{} of 300: {:?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(5)]
+    );
+}
