@@ -102,7 +102,10 @@ impl Tally {
 /// The model a request named, on an answer refused before routing ran (a
 /// scope, limit or budget refusal), so its usage row still names it.
 #[derive(Debug, Clone)]
-pub struct RequestedModel(pub String);
+pub struct RequestedModel {
+    pub model: String,
+    pub stream: bool,
+}
 
 /// A catalog model's prices, per million tokens; an unset price is 0,
 /// except the cached one, which falls back to `input`.
@@ -418,15 +421,16 @@ pub fn finish(mut pending: Pending, mut resp: http::Response<Body>) -> http::Res
     row.status = resp.status().as_u16();
     let note = note.unwrap_or_default();
     row.model.clone_from(&note.model);
-    if let Some(m) = resp.extensions_mut().remove::<RequestedModel>() {
-        if row.model.is_empty() {
-            row.model = m.0;
-        }
-    }
     row.provider.clone_from(&note.provider);
     row.upstream_model.clone_from(&note.upstream_model);
     row.attempts = note.attempts;
     row.stream = note.stream;
+    if let Some(m) = resp.extensions_mut().remove::<RequestedModel>() {
+        if row.model.is_empty() {
+            row.model = m.model;
+            row.stream = m.stream;
+        }
+    }
     row.error = code.or(note.error);
     if row.error.is_none() && row.status >= 400 {
         row.error = Some("http_error");

@@ -341,6 +341,14 @@ pub async fn query(
     let (clause, args) = filter.clause();
     let n = args.len() + 1;
     let mut tx = db.begin_read().await?;
+    // The rows and the summary from one snapshot (PostgreSQL's default,
+    // READ COMMITTED, gives each statement its own; SQLite's read
+    // transaction is one snapshot already).
+    if let crate::Tx::Postgres(t) = &mut tx {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut **t)
+            .await?;
+    }
     let data = match group_by {
         None => {
             let sql = format!(

@@ -1,7 +1,9 @@
 //! Usage reports: rows or aggregates, with a summary over every matching
 //! row, as JSON or CSV (`format=csv`).
 //!
-//! * `GET /api/usage` (admin API, ViewMetrics): everyone's usage.
+//! * `GET /api/usage` (admin API, ViewMetrics): everyone's usage for an
+//!   admin (or the admin token); a member's or viewer's session sees only
+//!   its own user's rows (`user=` naming another user is 403).
 //! * `GET /api/v1/llm/usage` (seed 004's team API): the caller's own usage
 //!   when it presents a virtual key (its user's, or the key's when it has no
 //!   user) or a user's session; with an admin credential, everyone's (as
@@ -14,6 +16,7 @@
 //! `provider`, `app`, `key`, `user` or `day`; the team API allows `model`,
 //! `day` and `key`).
 
+use crate::admin::caller::Caller;
 use crate::admin::resource::Filters;
 use crate::admin::rest::{self, AdminError, AdminResult};
 use crate::state::AppState;
@@ -77,9 +80,19 @@ const KNOWN: &[&str] = &[
 async fn usage(
     State(st): State<Arc<AppState>>,
     who: Option<Extension<Principal>>,
+    caller: Option<Extension<Caller>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> AdminResult {
     let own = who.map(|w| w.0);
+    // A user without the admin role sees only its own usage on the admin
+    // API too (members have ViewMetrics, but not over everyone's rows).
+    let scoped_to = match caller.as_deref() {
+        Some(c) if own.is_none() && !c.is_admin() => Some(
+            c.user_id()
+                .ok_or_else(|| AdminError::forbidden("only an admin sees everyone's usage"))?,
+        ),
+        _ => None,
+    };
     let q = Filters::new(&q, KNOWN)?;
     let text = |k: &str| -> AdminResult<Option<String>> {
         match q.get(k) {
@@ -132,6 +145,14 @@ async fn usage(
         user_id,
         virtual_key_id,
     };
+    if let Some(me) = scoped_to {
+        if filter.user_id.is_some_and(|u| u != me) {
+            return Err(AdminError::forbidden(
+                "a member or viewer sees only its own usage",
+            ));
+        }
+        filter.user_id = Some(me);
+    }
     if let Some(who) = &own {
         // Only the caller's own rows, whatever else was asked.
         match who.user_id() {
@@ -190,7 +211,7 @@ async fn usage(
         "data": data,
         "summary": summary,
     });
-    if own.is_none() {
+    if own.is_none() && scoped_to.is_none() {
         body["recorder"] = json!({
             "enabled": st.usage.enabled(),
             "written": s.written.load(Ordering::Relaxed),

@@ -290,7 +290,7 @@ pub async fn serve_chat(
     let f = (reader.check)(req.obj)?;
     let adm = match admit(st, who, &rt, req.model, req.body.len(), req.obj).await {
         Ok(a) => a,
-        Err(e) => return Ok(refused(surface, &e, req.model)),
+        Err(e) => return Ok(refused(surface, &e, req.model, f.stream)),
     };
     let ir = if lifecycle::needs_translation(&rt.router, &plan, reader.wire) {
         Some((reader.decode)(req.obj, req.body)?)
@@ -329,10 +329,13 @@ pub async fn serve_chat(
 
 /// A request refused at admission (scope, limit, budget), in the surface's
 /// shape; its usage row names the model.
-pub fn refused(surface: Surface, e: &ApiError, model: &str) -> Response {
+pub fn refused(surface: Surface, e: &ApiError, model: &str, stream: bool) -> Response {
     let mut r = (surface.error)(e);
     r.extensions_mut()
-        .insert(llm_link_gateway::meter::RequestedModel(model.to_string()));
+        .insert(llm_link_gateway::meter::RequestedModel {
+            model: model.to_string(),
+            stream,
+        });
     r
 }
 
@@ -378,7 +381,7 @@ pub async fn serve_embed(
     let adm = match lifecycle::admit(&st.governor, who, &rt, &req.model, body.len(), Some(0)).await
     {
         Ok(a) => a,
-        Err(e) => return Ok(refused(reader.surface, &e, &req.model)),
+        Err(e) => return Ok(refused(reader.surface, &e, &req.model, false)),
     };
     let (wire, endpoint) = (reader.wire, reader.endpoint);
     let ran = lifecycle::embed(&rt, &st.usage, plan, wire, endpoint, body, req, headers).await;

@@ -127,7 +127,7 @@ async fn completions(
     let plan = rt.router.plan(&model)?;
     let adm = match super::admit(&st, &who, &rt, &model, body.bytes.len(), &obj).await {
         Ok(a) => a,
-        Err(e) => return Ok(super::refused(SURFACE, &e, &model)),
+        Err(e) => return Ok(super::refused(SURFACE, &e, &model, stream)),
     };
     let call = ChatCall {
         wire: Wire::OpenAi,
