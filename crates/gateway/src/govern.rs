@@ -39,6 +39,11 @@ impl Principal {
         self.key.is_none() && self.user.is_none()
     }
 
+    /// Whether the caller may call `model` (its key's scope; anyone else may).
+    pub fn may_use(&self, model: &str) -> bool {
+        self.key.as_ref().is_none_or(|k| k.allows(model))
+    }
+
     pub fn key_id(&self) -> Option<i64> {
         self.key.as_ref().map(|k| k.id)
     }

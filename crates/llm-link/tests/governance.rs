@@ -326,6 +326,30 @@ async fn keys_and_scopes_on_every_surface(engine: Engine) {
         before,
         "a refused request reached the upstream"
     );
+    // Model lists show a scoped key what it may call, on every surface.
+    for (path, auth, field) in [
+        ("/v1/models", bearer(&k2), "data"),
+        ("/anthropic/v1/models", x_api_key(&k2), "data"),
+        ("/api/tags", bearer(&k2), "models"),
+    ] {
+        let (h, v) = auth.unwrap();
+        let r =
+            s.gw.client
+                .get(format!("{}{path}", s.gw.base))
+                .header(h, v)
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().await.unwrap();
+        let names: Vec<&str> = v[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().or(m["name"].as_str()).unwrap())
+            .collect();
+        assert_eq!(names, ["gpt-x"], "{path}: {v}");
+    }
 
     // The right key works everywhere: Bearer, x-api-key, Bearer for Ollama.
     for (path, body, auth) in [

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
+use llm_link_gateway::govern::Principal;
 use llm_link_gateway::lifecycle;
 use llm_link_gateway::presets::Wire;
 use llm_link_gateway::providers::{Endpoint, ForwardBody};
@@ -167,8 +168,11 @@ async fn count_tokens(
     Ok(r)
 }
 
-async fn list_models(State(st): State<Arc<AppState>>) -> Response {
-    models_response(&st)
+async fn list_models(
+    State(st): State<Arc<AppState>>,
+    super::Headers(_, who): super::Headers,
+) -> Response {
+    models_response(&st, &who)
 }
 
 /// Unknown paths under `/anthropic/` answer in Anthropic's shape.
@@ -179,7 +183,8 @@ pub async fn not_found() -> Response {
 }
 
 /// `GET /v1/models` in Anthropic's shape.
-pub fn models_response(st: &AppState) -> Response {
+/// The models this caller may use (a virtual key's scope), Anthropic's shape.
+pub fn models_response(st: &AppState, who: &Principal) -> Response {
     let rt = st.runtime();
     let created = crate::api::ollama::rfc3339_secs(
         llm_link_gateway::util::now_secs().saturating_sub(st.started.elapsed().as_secs()),
@@ -188,6 +193,7 @@ pub fn models_response(st: &AppState) -> Response {
         .router
         .models()
         .iter()
+        .filter(|m| who.may_use(&m.id))
         .map(|m| json!({"type": "model", "id": m.id, "display_name": m.id, "created_at": created}))
         .collect();
     let first = data.first().and_then(|m| m.get("id")).cloned();

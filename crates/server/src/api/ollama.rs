@@ -401,7 +401,10 @@ fn force_caps(st: &AppState) -> bool {
         .is_some_and(|a| a.force_capabilities)
 }
 
-async fn tags(State(st): State<Arc<AppState>>) -> Json<Value> {
+async fn tags(
+    State(st): State<Arc<AppState>>,
+    super::Headers(_, who): super::Headers,
+) -> Json<Value> {
     let rt = st.runtime();
     let modified = rfc3339_secs(now_secs().saturating_sub(st.started.elapsed().as_secs()));
     let force = force_caps(&st);
@@ -409,6 +412,7 @@ async fn tags(State(st): State<Arc<AppState>>) -> Json<Value> {
         .router
         .models()
         .iter()
+        .filter(|m| who.may_use(&m.id))
         .map(|m| {
             let family = family_of(&rt, &m.id);
             let mut entry = ollama::tag_entry(&m.id, &modified, &family, "");

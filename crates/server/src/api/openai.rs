@@ -8,7 +8,7 @@
 use crate::error::{ApiError, OpenAi, OpenAiError, Shape};
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -187,10 +187,13 @@ fn model_json(id: &str, owned_by: &str, created: u64) -> serde_json::Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": owned_by})
 }
 
-async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+async fn list_models(
+    State(st): State<Arc<AppState>>,
+    super::Headers(headers, who): super::Headers,
+) -> Response {
     // Anthropic clients list models at the same path; they send anthropic-version.
     if headers.contains_key("anthropic-version") {
-        return super::anthropic::models_response(&st);
+        return super::anthropic::models_response(&st, &who);
     }
     let rt = st.runtime();
     let created = now_secs().saturating_sub(st.started.elapsed().as_secs());
@@ -198,6 +201,7 @@ async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Res
         .router
         .models()
         .iter()
+        .filter(|m| who.may_use(&m.id))
         .map(|m| model_json(&m.id, &m.owned_by, created))
         .collect();
     Json(json!({"object": "list", "data": data})).into_response()

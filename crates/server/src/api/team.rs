@@ -15,7 +15,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use llm_link_gateway::govern::Principal;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -24,11 +23,6 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/v1/llm/chat", post(super::openai::chat_completions))
         .route("/api/v1/llm/models", get(models))
         .route_layer(super::ModelRoutes::new(state, super::openai::SURFACE))
-}
-
-/// Whether `who` may call `model`.
-fn allowed(who: &Principal, model: &str) -> bool {
-    who.key.as_ref().is_none_or(|k| k.allows(model))
 }
 
 async fn models(
@@ -52,7 +46,7 @@ async fn models(
         None => Vec::new(),
     };
     for m in rows.iter().filter(|m| m.status == "enabled") {
-        if !allowed(&who, &m.model_id) {
+        if !who.may_use(&m.model_id) {
             continue;
         }
         data.push(json!({
@@ -76,7 +70,7 @@ async fn models(
         // No catalog: what the router serves, with what it knows.
         let rt = st.runtime();
         for m in rt.router.models() {
-            if !allowed(&who, &m.id) {
+            if !who.may_use(&m.id) {
                 continue;
             }
             data.push(json!({
