@@ -360,20 +360,7 @@ impl Tx {
 
     /// Increments the identity revision; call it in every user/key write.
     pub async fn bump_identity_revision(&mut self) -> Result<i64> {
-        let now = crate::now_ms();
-        let v: String = on!(self, |c| {
-            sqlx::query(
-                "INSERT INTO settings (key, value, updated_at) VALUES ('identity_revision', '1', $1) \
-                 ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT), \
-                 updated_at = excluded.updated_at RETURNING value",
-            )
-            .bind(now)
-            .fetch_one(&mut *c)
-            .await?
-            .text("value")?
-        });
-        v.parse()
-            .map_err(|_| StoreError::Corrupt("settings.identity_revision".into()))
+        self.bump_counter(IDENTITY_REVISION).await
     }
 
     pub async fn identity_revision(&mut self) -> Result<i64> {

@@ -511,20 +511,26 @@ impl Tx {
     /// Increments the configuration revision (replicas poll it) and returns
     /// the new value. Call it first in a write transaction.
     pub async fn bump_revision(&mut self) -> Result<i64> {
+        self.bump_counter("revision").await
+    }
+
+    /// Increments the numeric setting `key` (1 when absent) and returns it.
+    pub(crate) async fn bump_counter(&mut self, key: &str) -> Result<i64> {
         let now = super::now_ms();
         let v: String = on!(self, |c| {
             sqlx::query(
-                "INSERT INTO settings (key, value, updated_at) VALUES ('revision', '1', $1) \
+                "INSERT INTO settings (key, value, updated_at) VALUES ($1, '1', $2) \
                  ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT), \
                  updated_at = excluded.updated_at RETURNING value",
             )
+            .bind(key)
             .bind(now)
             .fetch_one(&mut *c)
             .await?
             .text("value")?
         });
         v.parse()
-            .map_err(|_| StoreError::Corrupt("settings.revision is not a number".into()))
+            .map_err(|_| StoreError::Corrupt(format!("settings.{key} is not a number")))
     }
 
     pub async fn revision(&mut self) -> Result<i64> {

@@ -10,7 +10,8 @@ use llm_link_gateway::usage::UsageRow;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
-const COLS: &[&str] = &[
+/// The stored columns, in INSERT order (reports show `id` and `time` besides).
+pub const COLS: &[&str] = &[
     "ts",
     "request_id",
     "protocol",

@@ -262,14 +262,8 @@ fn apply(st: &AppState, row: &mut ModelRow, b: &ModelBody, has_keys: bool) -> Ad
     Ok(c)
 }
 
-fn model_json(st: &AppState, m: &ModelRow, keys: &[KeyRow]) -> Value {
-    let served_by = st
-        .runtime()
-        .catalog
-        .models
-        .iter()
-        .find(|c| c.id == m.id)
-        .map(|c| c.served_by.clone());
+/// A catalog model's public fields: what the team API shows any caller.
+pub fn public_json(m: &ModelRow) -> Value {
     json!({
         "id": m.id,
         "name": m.name,
@@ -277,12 +271,6 @@ fn model_json(st: &AppState, m: &ModelRow, keys: &[KeyRow]) -> Value {
         "provider": m.provider,
         "type": m.model_type,
         "description": m.description,
-        "status": m.status,
-        "base_url": m.base_url,
-        "upstream_model": m.upstream_model,
-        "auth_type": m.auth_type,
-        "key_usage_mode": m.key_usage_mode,
-        "api_keys": keys.iter().map(key_json).collect::<Vec<_>>(),
         "supports_vision": m.supports_vision,
         "supports_tools": m.supports_tools,
         "max_tokens": m.max_tokens,
@@ -292,10 +280,35 @@ fn model_json(st: &AppState, m: &ModelRow, keys: &[KeyRow]) -> Value {
         "cached_input_price": m.cached_input_price,
         "rpm_limit": m.rpm_limit,
         "tpm_limit": m.tpm_limit,
-        "served_by": served_by,
-        "created_at": rfc3339(m.created_at),
-        "updated_at": rfc3339(m.updated_at),
     })
+}
+
+fn model_json(st: &AppState, m: &ModelRow, keys: &[KeyRow]) -> Value {
+    let served_by = st
+        .runtime()
+        .catalog
+        .models
+        .iter()
+        .find(|c| c.id == m.id)
+        .map(|c| c.served_by.clone());
+    let mut v = public_json(m);
+    for (k, x) in [
+        ("status", json!(m.status)),
+        ("base_url", json!(m.base_url)),
+        ("upstream_model", json!(m.upstream_model)),
+        ("auth_type", json!(m.auth_type)),
+        ("key_usage_mode", json!(m.key_usage_mode)),
+        (
+            "api_keys",
+            json!(keys.iter().map(key_json).collect::<Vec<_>>()),
+        ),
+        ("served_by", json!(served_by)),
+        ("created_at", json!(rfc3339(m.created_at))),
+        ("updated_at", json!(rfc3339(m.updated_at))),
+    ] {
+        v[k] = x;
+    }
+    v
 }
 
 fn conflict_model_id(m: &ModelRow) -> AdminError {

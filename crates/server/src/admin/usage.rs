@@ -254,31 +254,10 @@ fn name_groups(st: &AppState, by: Option<GroupBy>, data: &mut [Value]) {
 /// The report as CSV (RFC 4180 quoting), one line per row or group.
 fn csv_response(data: &[Value], by: Option<GroupBy>) -> Response {
     let cols: Vec<&str> = match by {
-        None => vec![
-            "id",
-            "time",
-            "request_id",
-            "protocol",
-            "endpoint",
-            "app",
-            "model",
-            "provider",
-            "upstream_model",
-            "stream",
-            "status",
-            "error",
-            "input_tokens",
-            "output_tokens",
-            "cached_tokens",
-            "reasoning_tokens",
-            "latency_ms",
-            "ttfb_ms",
-            "attempts",
-            "cost",
-            "key_id",
-            "user_id",
-            "virtual_key_id",
-        ],
+        None => ["id", "time"]
+            .into_iter()
+            .chain(db::COLS.iter().copied().filter(|c| *c != "ts"))
+            .collect(),
         Some(g) => {
             let mut c = vec![g.name()];
             match g {

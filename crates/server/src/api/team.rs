@@ -49,22 +49,7 @@ async fn models(
         if !who.may_use(&m.model_id) {
             continue;
         }
-        data.push(json!({
-            "id": m.id,
-            "name": m.name,
-            "model_id": m.model_id,
-            "provider": m.provider,
-            "type": m.model_type,
-            "description": m.description,
-            "supports_vision": m.supports_vision,
-            "supports_tools": m.supports_tools,
-            "max_tokens": m.max_tokens,
-            "context_window": m.context_window,
-            "input_price": m.input_price,
-            "output_price": m.output_price,
-            "rpm_limit": m.rpm_limit,
-            "tpm_limit": m.tpm_limit,
-        }));
+        data.push(crate::admin::models::public_json(m));
     }
     if rows.is_empty() {
         // No catalog: what the router serves, with what it knows.
