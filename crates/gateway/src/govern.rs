@@ -6,7 +6,8 @@
 //! * **Limits**: requests and tokens per minute (token buckets) and
 //!   concurrency, per key, per user (across all its keys) and per catalog
 //!   model (whichever provider serves it) → 429 with `Retry-After`. With
-//!   `--redis`, per-minute counts are also shared by every replica.
+//!   `--redis`, per-minute counts and concurrency slots are also shared by
+//!   every replica.
 //! * **Budgets**: before the call the request's worst-case cost is reserved
 //!   atomically (prompt estimate × input price + output cap × output
 //!   price); a request the remaining budget cannot cover is refused → 429
@@ -226,7 +227,21 @@ pub trait SharedBudgets: Send + Sync + 'static {
     /// Adds `delta` tokens (real usage beyond the estimate) to a scope's
     /// current minute.
     fn debit(&self, scope: String, delta: i64);
+    /// Takes a concurrency slot in every `(scope, limit)` at once, or none:
+    /// `Ok(Ok(lease))` taken, `Ok(Err(i))` entry `i` is full, `Err`
+    /// unreachable. A lease of a replica that died frees itself after
+    /// [`LEASE_TTL`].
+    fn acquire<'a>(
+        &'a self,
+        scopes: &'a [(String, u32)],
+    ) -> crate::providers::BoxFuture<'a, Result<Result<String, usize>, String>>;
+    /// Gives the slots of a lease back.
+    fn release(&self, scopes: Vec<String>, lease: String);
 }
+
+/// How long a shared concurrency slot is held at most (a replica that dies
+/// with requests in flight frees its slots after this).
+pub const LEASE_TTL: Duration = Duration::from_secs(900);
 
 /// A scope's name and its requests and tokens per minute, for the shared
 /// per-minute windows.
@@ -279,6 +294,8 @@ pub struct Admission {
     shared: Option<(String, Vec<SharedEntry>)>,
     /// Scopes counted in the shared per-minute windows, and the estimate.
     shared_tokens: Option<(Vec<RatedScope>, u64)>,
+    /// Concurrency slots held in the shared store: the lease and its scopes.
+    shared_lease: Option<(String, Vec<String>)>,
 }
 
 impl std::fmt::Debug for Admission {
@@ -298,6 +315,7 @@ impl Admission {
             worst: 0,
             shared: None,
             shared_tokens: None,
+            shared_lease: None,
         }
     }
 
@@ -334,6 +352,9 @@ impl Admission {
         let holds = std::mem::take(&mut self.holds);
         gov.release(&holds, actual, tokens);
         if let Some(s) = &gov.shared {
+            if let Some((lease, scopes)) = self.shared_lease.take() {
+                s.release(scopes, lease);
+            }
             if let Some((id, entries)) = self.shared.take() {
                 s.settle(entries, id, actual);
             }
@@ -462,6 +483,7 @@ impl Governor {
             worst,
             shared: None,
             shared_tokens: None,
+            shared_lease: None,
         };
         let mut shared_entries = Vec::new();
         // Who each shared entry belongs to, for the refusal message.
@@ -569,6 +591,33 @@ impl Governor {
             }
         }
         if let Some(shared) = &self.shared {
+            let bounded: Vec<(String, u32)> = scopes
+                .iter()
+                .filter_map(|(s, l)| l.max_concurrency.map(|n| (s.name(), n)))
+                .collect();
+            if !bounded.is_empty() {
+                match shared.acquire(&bounded).await {
+                    Ok(Ok(lease)) => {
+                        adm.shared_lease = Some((lease, bounded.into_iter().map(|b| b.0).collect()))
+                    }
+                    Ok(Err(i)) => {
+                        let (scope, lim) = scopes
+                            .iter()
+                            .filter(|(_, l)| l.max_concurrency.is_some())
+                            .nth(i)
+                            .unwrap_or(&scopes[0]);
+                        return Err(ApiError::RateLimited {
+                            message: format!(
+                                "{} is at its concurrency limit ({} requests in flight on all replicas)",
+                                scope.describe(who.key.as_deref(), who.user.as_deref()),
+                                lim.max_concurrency.unwrap_or(0)
+                            ),
+                            retry_after: Some("1".into()),
+                        });
+                    }
+                    Err(e) => warn_shared(&e),
+                }
+            }
             let rated: Vec<RatedScope> = scopes
                 .iter()
                 .filter(|(_, l)| l.rpm.is_some() || l.tpm.is_some())

@@ -1100,3 +1100,85 @@ async fn the_team_api_answers_keys_and_sessions(engine: Engine) {
         "{all}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_a_keys_concurrency_through_redis() {
+    let url = std::env::var("LLM_LINK_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let prefix = format!("llm-link-test-{}-{}", std::process::id(), fastrand::u64(..));
+    let db = TestDb::sqlite().await;
+    let (store, layer) = db.open(&MasterKey::generate()).await;
+    let (base, up) = upstream().await;
+    let mut gws = Vec::new();
+    for _ in 0..2 {
+        let shared = llm_link_gateway::routing::shared::RedisBudgets::connect(&url, &prefix)
+            .await
+            .unwrap_or_else(|e| panic!("Redis is needed at {url}: {e}"));
+        gws.push(
+            store_common::gateway_with(
+                config(&base),
+                store.clone(),
+                layer.clone(),
+                Some(Arc::new(Governor::new(TimeZone::UTC, Some(shared)))),
+            )
+            .await,
+        );
+    }
+    let admin = Admin::new(&gws[0]);
+    let (_, k) = new_key(&admin, json!({"name": "one-slot", "max_concurrency": 1})).await;
+    llm_link_server::apply::reload_identities(&gws[1].state, &store)
+        .await
+        .unwrap();
+    up.close();
+    let (url0, k0) = (format!("{}/v1/chat/completions", gws[0].base), k.clone());
+    let first = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url0)
+            .bearer_auth(k0)
+            .json(&openai_chat("gpt-x"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while up.hits() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The other replica's own counter is empty; the shared one is full.
+    let (st, v) = send(
+        &gws[1],
+        "/v1/chat/completions",
+        bearer(&k),
+        openai_chat("gpt-x"),
+    )
+    .await;
+    assert_eq!(st, 429, "{v}");
+    assert!(error_text(&v).contains("on all replicas"), "{v}");
+    up.open();
+    assert_eq!(first.await.unwrap(), 200);
+    // The slot comes back once the first is answered (released in the background).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, v) = send(
+            &gws[1],
+            "/v1/chat/completions",
+            bearer(&k),
+            openai_chat("gpt-x"),
+        )
+        .await;
+        if st == 200 {
+            break;
+        }
+        assert_eq!(st, 429, "{v}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

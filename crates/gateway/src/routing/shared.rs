@@ -192,6 +192,24 @@ end
 return {0, 0}
 ";
 
+/// Concurrency slots as leases with an expiry, all scopes or none.
+const ACQUIRE: &str = r"
+local now = tonumber(ARGV[1])
+local id = ARGV[2]
+local ttl = tonumber(ARGV[3])
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[3 + i]) then
+    return i
+  end
+end
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], now + ttl, id)
+  redis.call('PEXPIRE', KEYS[i], ttl)
+end
+return 0
+";
+
 const SETTLE: &str = r"
 local id = ARGV[1]
 local actual = tonumber(ARGV[2])
@@ -239,6 +257,10 @@ impl RedisBudgets {
 }
 
 impl RedisBudgets {
+    fn slots(&self, scope: &str) -> String {
+        format!("{}:slots:{{{scope}}}", self.prefix)
+    }
+
     fn window(&self, scope: &str, minute: u64) -> (String, String) {
         (
             format!("{}:rate:{{{scope}:{minute}}}:r", self.prefix),
@@ -279,6 +301,56 @@ impl SharedBudgets for RedisBudgets {
                 )
             }))
         })
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        scopes: &'a [(String, u32)],
+    ) -> crate::providers::BoxFuture<'a, Result<Result<String, usize>, String>> {
+        Box::pin(async move {
+            let id = crate::util::new_id("lease_");
+            let script = redis::Script::new(ACQUIRE);
+            let mut inv = script.prepare_invoke();
+            for (scope, _) in scopes {
+                inv.key(self.slots(scope));
+            }
+            inv.arg(crate::util::now_ms())
+                .arg(&id)
+                .arg(crate::govern::LEASE_TTL.as_millis() as i64);
+            for (_, n) in scopes {
+                inv.arg(*n);
+            }
+            let mut conn = self.conn.clone();
+            let r: i64 =
+                tokio::time::timeout(Duration::from_millis(500), inv.invoke_async(&mut conn))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+                    .map_err(|e| e.to_string())?;
+            Ok(if r == 0 {
+                Ok(id)
+            } else {
+                Err((r - 1) as usize)
+            })
+        })
+    }
+
+    fn release(&self, scopes: Vec<String>, lease: String) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let keys: Vec<String> = scopes.iter().map(|s| self.slots(s)).collect();
+        let mut conn = self.conn.clone();
+        rt.spawn(async move {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.zrem(k, &lease).ignore();
+            }
+            let r: Result<Result<(), redis::RedisError>, _> =
+                tokio::time::timeout(Duration::from_secs(2), pipe.query_async(&mut conn)).await;
+            if !matches!(r, Ok(Ok(()))) {
+                tracing::warn!("cannot give a concurrency slot back to Redis; it frees itself within 15 minutes");
+            }
+        });
     }
 
     fn debit(&self, scope: String, delta: i64) {
