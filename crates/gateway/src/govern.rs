@@ -414,6 +414,13 @@ impl Governor {
     /// delta)`. Put back with [`Governor::restore_dirty`] if writing fails.
     pub fn take_dirty(&self) -> Vec<(String, i64, Micros)> {
         let mut st = lock(&self.state);
+        // Ledgers of periods long over (nothing reserved) are dropped, so the
+        // map holds only current periods however long the process runs.
+        let old = crate::util::now_ms() - 40 * 86_400_000;
+        if st.ledgers.len() > 64 {
+            st.ledgers
+                .retain(|(_, start), l| *start == 0 || *start >= old || l.reserved > 0);
+        }
         st.dirty.drain().map(|((s, p), d)| (s, p, d)).collect()
     }
 
