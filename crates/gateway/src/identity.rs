@@ -294,8 +294,6 @@ pub struct Identities {
     /// By keyed hash.
     pub keys: HashMap<String, Arc<KeyEntry>>,
     pub users: HashMap<i64, Arc<UserEntry>>,
-    /// Time zone of the budget calendar.
-    pub tz: Option<TimeZone>,
 }
 
 impl Identities {

@@ -626,7 +626,7 @@ async fn cli_create_list_revoke() {
     assert!(table.contains("ci bot") && table.contains("alice") && table.contains("active"));
     let resolve = || async {
         let (_, users, keys) = llm_link_store::identity::load(&store.db).await.unwrap();
-        llm_link_store::identity::identities(&users, &keys, &store.secrets, None)
+        llm_link_store::identity::identities(&users, &keys, &store.secrets)
             .key(&key)
             .filter(|k| !k.revoked)
             .map(|k| (k.id, k.limits.rpm))

@@ -83,7 +83,7 @@ pub async fn reload(
 /// changes made by replicas or the CLI).
 pub async fn reload_identities(st: &AppState, store: &Store) -> llm_link_store::Result<()> {
     let (rev, users, keys) = llm_link_store::identity::load(&store.db).await?;
-    let ids = llm_link_store::identity::identities(&users, &keys, &store.secrets, None);
+    let ids = llm_link_store::identity::identities(&users, &keys, &store.secrets);
     st.identities.store(Arc::new(ids));
     store
         .applied_identity_revision

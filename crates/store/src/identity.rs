@@ -10,7 +10,7 @@ use crate::crypto::{random_bytes, MasterKey};
 use crate::rows::{insert_sql, json_col, select_all, select_one, to_json, update_sql, Get};
 use crate::{on, Db, Result, StoreError, Tx};
 use llm_link_gateway::identity::{
-    to_micros, Budget, Identities, KeyEntry, Limits, Period, Role, TimeZone, UserEntry,
+    to_micros, Budget, Identities, KeyEntry, Limits, Period, Role, UserEntry,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -544,7 +544,6 @@ pub fn identities(
     users: &[UserRow],
     keys: &[VirtualKeyRow],
     secrets: &IdentitySecrets,
-    tz: Option<TimeZone>,
 ) -> Identities {
     let users: HashMap<i64, Arc<UserEntry>> =
         users.iter().map(|u| (u.id, Arc::new(u.entry()))).collect();
@@ -556,7 +555,6 @@ pub fn identities(
         token_key: secrets.token_key,
         keys,
         users,
-        tz,
     }
 }
 
