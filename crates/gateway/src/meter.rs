@@ -62,8 +62,14 @@ pub fn endpoint_of(path: &str) -> Option<(&'static str, &'static str)> {
 /// The non-secret identifier of a client key: the first 8 hex digits of
 /// its SHA-256 (`printf %s KEY | sha256sum | cut -c1-8`).
 pub fn key_id(key: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(key.as_bytes());
-    d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+    let mut s = String::with_capacity(8);
+    for b in &d[..4] {
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 15)] as char);
+    }
+    s
 }
 
 fn format_of(wire: Wire) -> Format {
@@ -344,10 +350,11 @@ pub struct Pending(Option<Draft>);
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(d) = self.0.take() {
-            let mut row = d.row.clone();
+            let latency_ms = d.elapsed_ms();
+            let mut row = d.row;
             row.status = STATUS_CLIENT_CLOSED;
             row.error = Some(CLIENT_DISCONNECTED);
-            row.latency_ms = d.elapsed_ms();
+            row.latency_ms = latency_ms;
             d.rec.record(row);
         }
     }
@@ -419,10 +426,11 @@ pub fn finish(mut pending: Pending, mut resp: http::Response<Body>) -> http::Res
         }
     }
     row.status = resp.status().as_u16();
-    let note = note.unwrap_or_default();
-    row.model.clone_from(&note.model);
-    row.provider.clone_from(&note.provider);
-    row.upstream_model.clone_from(&note.upstream_model);
+    let mut note = note.unwrap_or_default();
+    // Moved, not copied: the note keeps only what settles the row.
+    row.model = std::mem::take(&mut note.model);
+    row.provider = note.provider.take();
+    row.upstream_model = note.upstream_model.take();
     row.attempts = note.attempts;
     row.stream = note.stream;
     if let Some(m) = resp.extensions_mut().remove::<RequestedModel>() {

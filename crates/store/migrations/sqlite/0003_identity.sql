@@ -70,5 +70,9 @@ CREATE TABLE budget_spend (
 
 ALTER TABLE usage_records ADD COLUMN user_id INTEGER;
 ALTER TABLE usage_records ADD COLUMN virtual_key_id INTEGER;
-CREATE INDEX usage_records_user_ts ON usage_records (user_id, ts);
-CREATE INDEX usage_records_vkey_ts ON usage_records (virtual_key_id, ts);
+-- Partial: a report filters by `user_id = $n` / `virtual_key_id = $n`, which
+-- implies IS NOT NULL, so both engines use these indexes for it; a row with
+-- no user or no virtual key (a static key, an open gateway) costs no index
+-- entry on the insert path.
+CREATE INDEX usage_records_user_ts ON usage_records (user_id, ts) WHERE user_id IS NOT NULL;
+CREATE INDEX usage_records_vkey_ts ON usage_records (virtual_key_id, ts) WHERE virtual_key_id IS NOT NULL;
