@@ -187,9 +187,9 @@ async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
                 o.store.location.banner(&o.key_source)
             ));
             extra.push(format!(
-                "admin API:   http://{addr}/api/{{providers,apps,v1/llm-models,audit,users}} (admin token, or a user's session from /api/auth/login)"
+                "admin API:   http://{addr}/api/{{providers,apps,v1/llm-models,audit,users,keys,usage}} (admin token, or a user's session from /api/auth/login)"
             ));
-            extra.push(format!("usage:       recorded in the database; GET http://{addr}/api/v1/llm/usage (admin token)"));
+            extra.push(format!("usage:       recorded in the database; GET http://{addr}/api/usage (admin), /api/v1/llm/usage (a key's or session's own)"));
             if let Some(t) = &o.new_admin_token {
                 extra.push(format!(
                     "admin token: {t}  (shown once; stored as a keyed hash; `llm-link key reset-admin-token` makes a new one)"
@@ -365,14 +365,17 @@ fn print_banner(cfg: &Config, state: &AppState, addr: SocketAddr, extra: &[Strin
             app.name, app.description, app.name
         ));
     }
+    let ids = state.identities.load();
+    let vkeys = ids.keys.values().filter(|k| !k.revoked).count();
     lines.push(format!(
         "client auth: {}",
-        if cfg.auth_keys.is_empty() {
-            "none (any client may call; set --auth-key to require a key)".to_string()
+        if cfg.auth_keys.is_empty() && !ids.any() {
+            "none (any client may call; set --auth-key, or create users or virtual keys, to require a credential)".to_string()
         } else {
             format!(
-                "required ({} key(s); Authorization: Bearer or x-api-key)",
-                cfg.auth_keys.len()
+                "required ({} static key(s), {vkeys} virtual key(s), {} user(s); Authorization: Bearer or x-api-key)",
+                cfg.auth_keys.len(),
+                ids.users.len()
             )
         }
     ));
