@@ -206,11 +206,14 @@ fn parse_request(buf: &[u8], spans: &mut Vec<Span>) -> Parse {
     }
     let mut body_len: Option<usize> = None;
     let mut close = false;
+    let mut hosts = 0;
     spans.clear();
     for h in req.headers.iter() {
         spans.push(Span::of(buf, h));
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(h.value)
                 .ok()
                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -234,6 +237,10 @@ fn parse_request(buf: &[u8], spans: &mut Vec<Span>) -> Parse {
                 }
             }
         }
+    }
+    if hosts != 1 {
+        // No Host or two: hyper's side answers the 400 (`host_problem`).
+        return Parse::Other;
     }
     Parse::Ready(Head {
         method,
@@ -413,8 +420,20 @@ async fn handoff(
 ) {
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        let problem = host_problem(req.version(), req.headers());
         let mut router = router.clone();
-        async move { tower::Service::call(&mut router, req.map(Body::new)).await }
+        async move {
+            if let Some(why) = problem {
+                let mut r = axum::response::Response::new(Body::from(why));
+                *r.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+                r.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                return Ok(r);
+            }
+            tower::Service::call(&mut router, req.map(Body::new)).await
+        }
     });
     let io = Prefixed {
         read: read.freeze(),
@@ -424,6 +443,23 @@ async fn handoff(
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .into_owned();
     let _ = graceful.watch(conn).await;
+}
+
+/// Why an HTTP/1.1 request must be refused for its `Host` (RFC 9112 §3.2:
+/// exactly one, or 400); HTTP/1.0 may omit it and HTTP/2 names the
+/// authority in the request line.
+pub fn host_problem(
+    version: axum::http::Version,
+    headers: &axum::http::HeaderMap,
+) -> Option<&'static str> {
+    if version != axum::http::Version::HTTP_11 {
+        return None;
+    }
+    match headers.get_all(axum::http::header::HOST).iter().count() {
+        1 => None,
+        0 => Some("400 Bad Request: an HTTP/1.1 request needs a Host header\n"),
+        _ => Some("400 Bad Request: a request may carry only one Host header\n"),
+    }
 }
 
 /// The next connection from `listener`, or `None` once `shutdown` is

@@ -310,6 +310,35 @@ async fn unusual_requests_go_to_hyper_even_mid_connection() {
     );
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request with no Host, or with two, is a 400
+/// and the connection closes, on the fast path and hyper's alike; HTTP/1.0
+/// may omit it.
+#[tokio::test]
+async fn host_must_be_there_once() {
+    let f = front().await;
+    for req in [
+        &b"GET /peer HTTP/1.1\r\n\r\n"[..],
+        b"GET /peer HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+        // A chunked upload goes to hyper anyway.
+        b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ] {
+        let mut s = connect(&f).await;
+        s.write_all(req).await.unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+        assert!(text.contains("Host"), "{text}");
+    }
+    let mut s = connect(&f).await;
+    s.write_all(b"GET /peer HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn large_and_malformed_requests_get_hypers_answers() {
     let f = front().await;
@@ -451,11 +480,14 @@ fn request_heads_parse() {
     for other in [
         &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
         b"GET / HTTP/1.0\r\n\r\n",
-        b"HEAD / HTTP/1.1\r\n\r\n",
-        b"GET / HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
-        b"POST / HTTP/1.1\r\ncontent-length: 99999999999\r\n\r\n",
-        b"POST / HTTP/1.1\r\ncontent-length: +5\r\n\r\n",
-        b"GET http://x/ HTTP/1.1\r\n\r\n",
+        b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+        b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\n\r\n",
+        b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: +5\r\n\r\n",
+        b"GET http://x/ HTTP/1.1\r\nhost: x\r\n\r\n",
+        // No Host, or two: hyper's side refuses it.
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
     ] {
         assert!(
             matches!(parse_request(other, &mut spans), Parse::Other),
