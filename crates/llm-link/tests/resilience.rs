@@ -636,6 +636,64 @@ async fn active_health_check_opens_the_breaker_without_traffic() {
         dead.m.hits.load(Ordering::SeqCst) >= 2,
         "the probes went to the model list"
     );
+    // Its only target is open, so the request is its probe (panic mode):
+    // the dead upstream's own failure comes back, not a made-up 503.
     let r = gw.post("/v1/chat/completions", chat()).await;
-    assert_eq!(r.status(), 503);
+    assert_eq!(r.status(), 502);
+}
+
+/// Issue 17: a single provider that failed long enough to open its breaker
+/// is still tried (panic mode: the only target is its own probe), so the
+/// request after it recovers is a 200, not a 503 for the rest of the
+/// cooldown.
+#[tokio::test]
+async fn a_lone_provider_is_probed_when_its_circuit_is_open() {
+    let u = up("lone", Mode::Dead).await;
+    let gw = gateway(config_from(
+        &format!(
+            "[[providers]]\nname = \"lone\"\nkind = \"openai-compatible\"\nbase_url = \"{}\"\nmodels = [\"m\"]\nbreaker = {{ failures = 5, cooldown = \"60s\" }}\n\n[[routes]]\nmodel = \"m\"\ntargets = [{{ provider = \"lone\", model = \"m\" }}]\nretry = {{ max_attempts = 1 }}\n",
+            u.base
+        ),
+        &[],
+    ))
+    .await;
+    for i in 0..12 {
+        let (s, _, route) = content(&gw, chat()).await;
+        assert_eq!(s, 502, "request {i}: {route}");
+        assert!(
+            route.contains("=upstream_failed"),
+            "request {i} was not sent: {route}"
+        );
+    }
+    assert_eq!(u.m.hits.load(Ordering::SeqCst), 12);
+    *u.m.mode.lock().unwrap() = Mode::Ok;
+    let (s, c, _) = content(&gw, chat()).await;
+    assert_eq!((s, c.as_str()), (200, "from lone"));
+    // And it is closed again: the next one goes straight through.
+    let (s, _, route) = content(&gw, chat()).await;
+    assert_eq!((s, route.as_str()), (200, "lone/m#0=ok"));
+}
+
+/// Failing fast is an explicit per-route choice: then an open circuit is a
+/// 503 at once and nothing reaches the upstream.
+#[tokio::test]
+async fn fail_fast_routes_answer_503_while_the_circuit_is_open() {
+    let u = up("ff", Mode::Dead).await;
+    let gw = gateway(config_from(
+        &format!(
+            "[[providers]]\nname = \"ff\"\nkind = \"openai-compatible\"\nbase_url = \"{}\"\nmodels = [\"m\"]\nbreaker = {{ failures = 3, cooldown = \"60s\" }}\n\n[[routes]]\nmodel = \"m\"\ntargets = [{{ provider = \"ff\", model = \"m\" }}]\nretry = {{ max_attempts = 1, fail_fast = true }}\n",
+            u.base
+        ),
+        &[],
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(content(&gw, chat()).await.0, 502);
+    }
+    for _ in 0..5 {
+        let (s, _, route) = content(&gw, chat()).await;
+        assert_eq!(s, 503, "{route}");
+        assert!(route.contains("skipped"), "{route}");
+    }
+    assert_eq!(u.m.hits.load(Ordering::SeqCst), 3);
 }

@@ -78,6 +78,10 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Give up (504) when the whole request has taken this long.
     pub deadline: Duration,
+    /// When every target's breaker is open, answer 503 at once instead of
+    /// sending the request to the target whose cooldown ends first (panic
+    /// mode, the default).
+    pub fail_fast: bool,
 }
 
 impl Default for RetryPolicy {
@@ -87,6 +91,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
             deadline: Duration::from_secs(600),
+            fail_fast: false,
         }
     }
 }
@@ -167,6 +172,7 @@ pub struct RetrySection {
     pub base: Option<DurationValue>,
     pub max: Option<DurationValue>,
     pub deadline: Option<DurationValue>,
+    pub fail_fast: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +249,7 @@ pub fn retry_from(at: &str, r: Option<&RetrySection>) -> Result<RetryPolicy, Con
             Some(v) => v.parse(&format!("{at}.deadline"))?,
             None => d.deadline,
         },
+        fail_fast: r.fail_fast.unwrap_or(d.fail_fast),
     };
     if p.max_attempts == 0 {
         return Err(ConfigError::new(

@@ -92,6 +92,35 @@ impl Breaker {
         }
     }
 
+    /// How long until this breaker lets a probe through by itself (zero
+    /// when it would now).
+    pub fn reopens_in(&self) -> std::time::Duration {
+        let st = self.lock();
+        let since = match st.phase {
+            Phase::Closed | Phase::HalfOpen { probe: None, .. } => return Default::default(),
+            Phase::Open { since } => since,
+            Phase::HalfOpen { probe: Some(p), .. } => p,
+        };
+        self.cfg.cooldown.saturating_sub(since.elapsed())
+    }
+
+    /// Panic mode: lets the next request through as a half-open probe even
+    /// though the cooldown has not ended (every other target is open too).
+    pub fn force_probe(&self) {
+        let mut st = self.lock();
+        st.phase = match st.phase {
+            Phase::Closed => Phase::Closed,
+            Phase::Open { .. } => Phase::HalfOpen {
+                successes: 0,
+                probe: None,
+            },
+            Phase::HalfOpen { successes, .. } => Phase::HalfOpen {
+                successes,
+                probe: None,
+            },
+        };
+    }
+
     fn push(&self, st: &mut State, ok: bool) {
         st.window.push_back(ok);
         while st.window.len() > self.cfg.window as usize {
@@ -165,6 +194,28 @@ mod tests {
             error_rate: 0.5,
             window: 10,
         }
+    }
+
+    #[test]
+    fn a_forced_probe_goes_through_an_open_breaker_once() {
+        let b = Breaker::new(cfg(60_000));
+        assert_eq!(b.reopens_in(), Duration::ZERO);
+        for _ in 0..3 {
+            b.on_failure();
+        }
+        assert!(!b.allow());
+        assert!(b.reopens_in() > Duration::from_secs(59));
+        b.force_probe();
+        assert!(b.allow(), "the forced probe goes");
+        assert!(!b.allow(), "one probe at a time");
+        b.on_failure();
+        assert!(!b.allow(), "a failed probe opens it again");
+        b.force_probe();
+        assert!(b.allow());
+        b.on_success();
+        assert!(b.allow());
+        b.on_success();
+        assert_eq!(b.state().0, "closed");
     }
 
     #[test]

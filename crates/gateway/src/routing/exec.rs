@@ -164,6 +164,9 @@ where
             }
         }
     }
+    if !policy.fail_fast {
+        panic_probe(ups, &candidates);
+    }
     let mut attempts: u32 = 0;
     let mut last_err: Option<ApiError> = None;
     let mut failed_here: Vec<u32> = vec![0; candidates.len()];
@@ -316,6 +319,31 @@ where
     let err = last_err
         .unwrap_or_else(|| ApiError::Unavailable("no provider could take this request".into()));
     (Err(err), log)
+}
+
+/// Panic mode (Envoy's panic threshold): when every candidate's breaker is
+/// open, the one whose cooldown ends first is let through as its probe, so
+/// a provider that already recovered is found now, not after the cooldown,
+/// and a model with one target is never cut off by llm-link itself.
+fn panic_probe(ups: &[Arc<Upstream>], candidates: &[(usize, &str)]) {
+    if candidates.is_empty()
+        || candidates
+            .iter()
+            .any(|(u, _)| ups[*u].breaker.would_allow())
+    {
+        return;
+    }
+    if let Some((u, _)) = candidates
+        .iter()
+        .min_by_key(|(u, _)| ups[*u].breaker.reopens_in())
+    {
+        ups[*u].breaker.force_probe();
+        // Its keys' breakers opened with it (a refused key stays refused).
+        for k in &ups[*u].keys {
+            k.breaker.force_probe();
+        }
+        tracing::warn!(provider = %ups[*u].name, "every target's circuit is open; probing the one that reopens first");
+    }
 }
 
 fn finish_log(plan: &Plan, log: &RouteLog, started: Instant) {
