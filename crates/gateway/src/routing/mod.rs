@@ -172,7 +172,14 @@ pub struct ModelRouter {
     /// Index of the provider that takes any model name.
     any: Option<usize>,
     listing: Vec<ModelInfo>,
+    /// App-mapping routes by (app, requested model), built once per
+    /// snapshot so their rotation state (round robin, weighted) carries from
+    /// one request to the next.
+    app_routes: Mutex<HashMap<(String, String), Arc<Route>>>,
 }
+
+/// App-mapping routes kept per snapshot; beyond, the cache starts over.
+const MAX_APP_ROUTES: usize = 4096;
 
 const MAX_ALIAS_DEPTH: usize = 8;
 
@@ -285,6 +292,7 @@ impl ModelRouter {
                 .collect(),
             any,
             listing,
+            app_routes: Mutex::default(),
         }
     }
 
@@ -414,13 +422,25 @@ impl ModelRouter {
             base_delay: std::time::Duration::from_millis(mapping.retry.backoff_ms),
             ..RetryPolicy::default()
         };
-        let route = Arc::new(Route::new(
-            format!("app:{}", mapping.name),
-            strategy,
-            targets,
-            mapping.fallback_chain.clone(),
-            retry,
-        ));
+        let key = (mapping.name.clone(), requested.to_string());
+        let route = {
+            let mut cache = self.app_routes.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= MAX_APP_ROUTES && !cache.contains_key(&key) {
+                cache.clear();
+            }
+            cache
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(Route::new(
+                        format!("app:{}", mapping.name),
+                        strategy,
+                        targets,
+                        mapping.fallback_chain.clone(),
+                        retry,
+                    ))
+                })
+                .clone()
+        };
         let mut chain = vec![route.clone()];
         for fb in &route.fallback {
             if let Some(r) = self.route_for(fb) {
@@ -628,6 +648,34 @@ mod tests {
         for (got, want) in w.iter().zip([0.5, 0.3, 0.2]) {
             assert!((got - want).abs() < 0.05, "{w:?}");
         }
+    }
+
+    /// Issue 17's review bug: an app mapping's route was rebuilt for every
+    /// request and lost its rotation, so round robin always picked the first.
+    #[test]
+    fn app_mappings_keep_their_rotation_between_requests() {
+        let r = ModelRouter::new(
+            vec![
+                provider("a", &[("m", "m")], false),
+                provider("b", &[("m", "m")], false),
+            ],
+            &[],
+            &[],
+            &[],
+        );
+        let app = crate::config::catalog::AppMapping {
+            name: "zed".into(),
+            routing_rule: "round_robin".into(),
+            targets: vec!["a".into(), "b".into()],
+            fallback_chain: vec![],
+            retry: Default::default(),
+        };
+        let mut counts = [0usize; 2];
+        for _ in 0..1000 {
+            let plan = r.plan_app(&app, "m").unwrap();
+            counts[plan.chain[0].order(r.upstreams())[0]] += 1;
+        }
+        assert_eq!(counts, [500, 500]);
     }
 
     #[test]
