@@ -697,3 +697,67 @@ async fn fail_fast_routes_answer_503_while_the_circuit_is_open() {
     }
     assert_eq!(u.m.hits.load(Ordering::SeqCst), 3);
 }
+
+/// Issue 17: a whole answer larger than the provider's `max_answer` is a 502
+/// naming the limit, forwarded or translated, however much more the
+/// upstream would send (here: 1 MiB chunks, up to 256 MiB).
+#[tokio::test]
+async fn an_oversized_answer_is_a_502_naming_the_limit() {
+    let sent = Arc::new(AtomicU64::new(0));
+    let s2 = sent.clone();
+    let app = Router::new().fallback(move || {
+        let sent = s2.clone();
+        async move {
+            let chunk = Bytes::from(vec![b' '; 1 << 20]);
+            let body =
+                futures_util::StreamExt::map(futures_util::stream::iter(0..256), move |_| {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, std::io::Error>(chunk.clone())
+                });
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from_stream(body))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let gw = gateway(config_from(
+        &format!(
+            "[[providers]]\nname = \"big\"\nkind = \"openai-compatible\"\nbase_url = \"{base}/v1\"\nmodels = [\"m\"]\nmax_answer = \"64KiB\"\n"
+        ),
+        &[],
+    ))
+    .await;
+    // Forwarded (OpenAI client, OpenAI upstream) and translated (Anthropic client).
+    for (path, body) in [
+        ("/v1/chat/completions", chat()),
+        (
+            "/v1/messages",
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    ] {
+        let r = gw.post(path, body).await;
+        assert_eq!(r.status(), 502, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(
+            text.contains("65536") && text.contains("max_answer"),
+            "{path}: {text}"
+        );
+    }
+    // It stopped reading long before the upstream's 256 MiB.
+    assert!(
+        sent.load(Ordering::SeqCst) < 64,
+        "{}",
+        sent.load(Ordering::SeqCst)
+    );
+    // A bad size is refused at start, naming the field.
+    let file: llm_link_gateway::config::FileConfig = toml::from_str(
+        "[[providers]]\nname = \"x\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"m\"]\nmax_answer = \"lots\"\n",
+    )
+    .unwrap();
+    let e =
+        llm_link_gateway::config::build(&Default::default(), Some(&file), &|_| None).unwrap_err();
+    assert_eq!(e.field, "providers[0].max_answer");
+}

@@ -112,6 +112,8 @@ pub struct ProviderSection {
     pub tpm: Option<u32>,
     pub breaker: Option<super::routing::BreakerSection>,
     pub health_check: Option<super::routing::DurationValue>,
+    /// The largest whole answer read from it (`32MiB`, `1GB`, bytes).
+    pub max_answer: Option<String>,
 }
 
 /// A parser's message with every double-quoted value replaced by `"…"`:
@@ -345,6 +347,18 @@ pub(super) fn provider_from_file(
                 defaults.queue_timeout,
             )?),
             None => None,
+        },
+        max_answer: match &p.max_answer {
+            None => defaults.max_answer,
+            Some(v) => super::parse_size(v)
+                .ok()
+                .filter(|n| *n >= 1024)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        at("max_answer"),
+                        "must be a size of at least 1KiB, like 32MiB or 1GB",
+                    )
+                })?,
         },
     };
     Ok(ProviderConfig {

@@ -163,7 +163,13 @@ pub struct ProviderMeta {
     pub breaker: routing::BreakerConfig,
     /// Probe the provider's model list this often (feeds the breaker).
     pub health_check: Option<Duration>,
+    /// The largest whole (non-streamed) answer read from it; beyond, the
+    /// request is a 502 naming the limit.
+    pub max_answer: usize,
 }
+
+/// The default of [`ProviderMeta::max_answer`].
+pub const DEFAULT_MAX_ANSWER: usize = 32 * 1024 * 1024;
 
 impl Default for ProviderMeta {
     fn default() -> Self {
@@ -179,6 +185,7 @@ impl Default for ProviderMeta {
             queue_timeout: Duration::from_secs(10),
             breaker: routing::BreakerConfig::default(),
             health_check: None,
+            max_answer: DEFAULT_MAX_ANSWER,
         }
     }
 }

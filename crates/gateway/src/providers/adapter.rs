@@ -7,7 +7,7 @@
 //! decodes. Everything is resolved at compile time per format: no dynamic
 //! dispatch beyond the `dyn Provider` call itself.
 
-use super::http::{self, Auth, Clients, UpRequest, Urls, MAX_UPSTREAM_BODY};
+use super::http::{self, Auth, Clients, UpRequest, Urls};
 use super::stream::{decode_events, EventDecoder};
 use super::{json_bytes, BoxFuture, Endpoint, EventStream, Forwarded, Provider};
 use crate::config::ProviderConfig;
@@ -162,7 +162,7 @@ impl<W: WireFormat> Provider for Adapter<W> {
     fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, ApiError>> {
         Box::pin(async move {
             let req = self.chat_request(req, false)?;
-            self.call(req, MAX_UPSTREAM_BODY, "response", W::decode_chat)
+            self.call(req, self.cfg.meta.max_answer, "response", W::decode_chat)
                 .await
         })
     }
@@ -185,7 +185,7 @@ impl<W: WireFormat> Provider for Adapter<W> {
             let req = self.post(endpoint, json_bytes(&body))?;
             self.call(
                 req,
-                MAX_UPSTREAM_BODY,
+                self.cfg.meta.max_answer,
                 "embedding response",
                 W::decode_embed,
             )

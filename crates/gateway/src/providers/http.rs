@@ -12,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 /// Largest upstream body read into memory (non-streamed answers, errors).
-pub const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// One provider's upstream clients, one per serving thread
@@ -195,7 +194,7 @@ pub async fn forward(
             body: super::ForwardBody::Stream(idle_stream(cfg, resp)),
         });
     }
-    let bytes = read_limited(cfg, resp, MAX_UPSTREAM_BODY).await?;
+    let bytes = read_limited(cfg, resp, cfg.meta.max_answer).await?;
     Ok(super::Forwarded {
         status,
         content_type,
@@ -356,7 +355,7 @@ pub async fn read_limited(
                 let have = buf.len() + first.as_ref().map_or(0, Bytes::len);
                 if have + chunk.len() > limit {
                     return Err(ApiError::BadGateway(format!(
-                        "provider `{}` sent an answer larger than {limit} bytes",
+                        "provider `{}` sent an answer larger than the limit of {limit} bytes (the provider's `max_answer`)",
                         cfg.name
                     )));
                 }
