@@ -476,7 +476,22 @@ pub async fn accept(
             res = listener.accept() => match res {
                 Ok(c) => return Some(c),
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
+                    // Out of file descriptors this repeats every pause: one
+                    // warning every 10 s at most, with how many were not shown.
+                    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                    static QUIET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                    let now = llm_link_gateway::util::now_secs();
+                    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+                    if now >= last + 10
+                        && LAST
+                            .compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        let quiet = QUIET.swap(0, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(suppressed = quiet, "accept failed: {e}");
+                    } else {
+                        QUIET.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
             },
