@@ -22,7 +22,7 @@
 //! finaliser with the real cost, or released when dropped unsettled.
 
 use crate::error::ApiError;
-use crate::identity::{Budget, KeyEntry, Limits, Micros, TimeZone, UserEntry};
+use crate::identity::{Budget, KeyEntry, Limits, Micros, Period, TimeZone, UserEntry};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +38,11 @@ pub struct Principal {
 impl Principal {
     pub fn is_empty(&self) -> bool {
         self.key.is_none() && self.user.is_none()
+    }
+
+    /// How a refusal names `scope` for this caller.
+    fn describe(&self, scope: &Scope) -> String {
+        scope.describe(self.key.as_deref(), self.user.as_deref())
     }
 
     /// Whether the caller may call `model` (its key's scope; anyone else may).
@@ -186,6 +191,14 @@ struct Ledger {
     reserved: Micros,
 }
 
+/// Whether `worst` more fits under `limit` after `spent` and `reserved`
+/// (the rule the Redis script applies too): nothing fits once the budget
+/// is used up, not even a request that costs nothing.
+fn fits(spent: Micros, reserved: Micros, worst: Micros, limit: Micros) -> bool {
+    let committed = spent.saturating_add(reserved);
+    committed < limit && committed.saturating_add(worst) <= limit
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     rpm: Option<Bucket>,
@@ -198,8 +211,11 @@ struct State {
     counters: HashMap<Scope, Counters>,
     /// By scope and period start (Unix ms; 0 for `total`).
     ledgers: HashMap<(Scope, i64), Ledger>,
-    /// Spend settled but not persisted yet, by scope name and period.
-    dirty: HashMap<(String, i64), Micros>,
+    /// Spend settled but not persisted yet, by scope and period.
+    dirty: HashMap<(Scope, i64), Micros>,
+    /// The current `(start, end)` of each calendar period, recomputed only
+    /// when it ends (daily, weekly, monthly).
+    periods: [Option<(i64, i64)>; 3],
 }
 
 /// Budgets shared by replicas (Redis), behind a trait so the engine does
@@ -421,20 +437,45 @@ impl Governor {
             st.ledgers
                 .retain(|(_, start), l| *start == 0 || *start >= old || l.reserved > 0);
         }
-        st.dirty.drain().map(|((s, p), d)| (s, p, d)).collect()
+        st.dirty
+            .drain()
+            .map(|((s, p), d)| (s.name(), p, d))
+            .collect()
     }
 
     pub fn restore_dirty(&self, rows: Vec<(String, i64, Micros)>) {
         let mut st = lock(&self.state);
         for (s, p, d) in rows {
-            *st.dirty.entry((s, p)).or_default() += d;
+            if let Some(s) = Scope::parse(&s) {
+                *st.dirty.entry((s, p)).or_default() += d;
+            }
+        }
+    }
+
+    /// The `(start, end)` of the period holding `now_ms`, from the cache
+    /// while it lasts (working it out in the time zone costs more than the
+    /// rest of an admission).
+    fn bounds(&self, st: &mut State, period: Period, now_ms: i64) -> (i64, i64) {
+        let slot = match period {
+            Period::Daily => 0,
+            Period::Weekly => 1,
+            Period::Monthly => 2,
+            Period::Total => return (0, i64::MAX),
+        };
+        match st.periods[slot] {
+            Some((s, e)) if s <= now_ms && now_ms < e => (s, e),
+            _ => {
+                let b = period.bounds(now_ms, &self.tz);
+                st.periods[slot] = Some(b);
+                b
+            }
         }
     }
 
     /// The spend and reservations of a scope's current period (reports).
     pub fn spent(&self, scope: &Scope, budget: &Budget, now_ms: i64) -> (Micros, Micros) {
-        let (start, _) = budget.period.bounds(now_ms, &self.tz);
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
+        let (start, _) = self.bounds(&mut st, budget.period, now_ms);
         st.ledgers
             .get(&(scope.clone(), start))
             .map(|l| (l.spent, l.reserved))
@@ -501,7 +542,7 @@ impl Governor {
             // Check everything first, then take: all or nothing.
             for (scope, lim) in &scopes {
                 let c = st.counters.entry(scope.clone()).or_default();
-                let who_text = || scope.describe(who.key.as_deref(), who.user.as_deref());
+                let who_text = || who.describe(scope);
                 if let Some(n) = lim.max_concurrency {
                     if c.inflight >= n {
                         return Err(ApiError::RateLimited {
@@ -544,23 +585,23 @@ impl Governor {
                     c.tpm = None;
                 }
             }
+            // Each budget's current period, worked out once.
+            let periods: Vec<Option<(i64, i64)>> = scopes
+                .iter()
+                .map(|(_, l)| l.budget.map(|b| self.bounds(&mut st, b.period, now_ms)))
+                .collect();
             if !shared_money {
-                for (scope, lim) in &scopes {
-                    let Some(b) = lim.budget else { continue };
-                    let (start, end) = b.period.bounds(now_ms, &self.tz);
+                for ((scope, lim), period) in scopes.iter().zip(&periods) {
+                    let (Some(b), Some((start, end))) = (lim.budget, *period) else {
+                        continue;
+                    };
                     let l = st.ledgers.entry((scope.clone(), start)).or_default();
-                    let committed = l.spent.saturating_add(l.reserved);
-                    if committed >= b.amount || committed.saturating_add(worst) > b.amount {
-                        return Err(budget_refusal(
-                            &scope.describe(who.key.as_deref(), who.user.as_deref()),
-                            &b,
-                            end,
-                            now_ms,
-                        ));
+                    if !fits(l.spent, l.reserved, worst, b.amount) {
+                        return Err(budget_refusal(&who.describe(scope), &b, end, now_ms));
                     }
                 }
             }
-            for (scope, lim) in &scopes {
+            for ((scope, lim), period) in scopes.iter().zip(&periods) {
                 let c = st.counters.entry(scope.clone()).or_default();
                 if lim.max_concurrency.is_some() {
                     c.inflight += 1;
@@ -575,12 +616,10 @@ impl Governor {
                     tpm,
                     budget: None,
                 };
-                if let Some(b) = lim.budget {
-                    let (start, end) = b.period.bounds(now_ms, &self.tz);
+                if let (Some(b), Some((start, end))) = (lim.budget, *period) {
                     let l = st.ledgers.entry((scope.clone(), start)).or_default();
                     if shared_money {
-                        shared_who
-                            .push((scope.describe(who.key.as_deref(), who.user.as_deref()), b));
+                        shared_who.push((who.describe(scope), b));
                         shared_entries.push(SharedEntry {
                             scope: scope.name(),
                             period_start: start,
@@ -616,7 +655,7 @@ impl Governor {
                         return Err(ApiError::RateLimited {
                             message: format!(
                                 "{} is at its concurrency limit ({} requests in flight on all replicas)",
-                                scope.describe(who.key.as_deref(), who.user.as_deref()),
+                                who.describe(scope),
                                 lim.max_concurrency.unwrap_or(0)
                             ),
                             retry_after: Some("1".into()),
@@ -644,7 +683,7 @@ impl Governor {
                         return Err(ApiError::RateLimited {
                             message: format!(
                                 "{} is over its limit of {} {what} per minute (shared by every replica)",
-                                scope.describe(who.key.as_deref(), who.user.as_deref()),
+                                who.describe(scope),
                                 n.unwrap_or(0)
                             ),
                             retry_after: Some(secs.max(1).to_string()),
@@ -676,8 +715,7 @@ impl Governor {
                             continue;
                         };
                         let l = st.ledgers.entry((scope, e.period_start)).or_default();
-                        let committed = l.spent.saturating_add(l.reserved);
-                        if committed >= e.limit || committed.saturating_add(worst) > e.limit {
+                        if !fits(l.spent, l.reserved, worst, e.limit) {
                             drop(st);
                             return Err(match shared_who.get(i) {
                                 Some((w, b)) => budget_refusal(w, b, e.period_end, now_ms),
@@ -723,7 +761,7 @@ impl Governor {
                 l.reserved = l.reserved.saturating_sub(worst).max(0);
                 l.spent = l.spent.saturating_add(actual);
                 if actual > 0 {
-                    *st.dirty.entry((h.scope.name(), start)).or_default() += actual;
+                    *st.dirty.entry((h.scope.clone(), start)).or_default() += actual;
                 }
             }
         }
@@ -732,7 +770,7 @@ impl Governor {
 
 const NO_BUDGET: Budget = Budget {
     amount: 0,
-    period: crate::identity::Period::Total,
+    period: Period::Total,
 };
 
 fn budget_refusal(who: &str, b: &Budget, end: i64, now_ms: i64) -> ApiError {
