@@ -1,21 +1,24 @@
-//! Limits shared by several replicas through Redis (`--redis URL`).
+//! Limits and budgets shared by several replicas through Redis
+//! (`--redis URL`).
 //!
-//! Per-provider requests and tokens per minute are counted in fixed
-//! one-minute windows (`INCR`/`INCRBY` with an expiry), so replicas behind a
-//! load balancer enforce one limit together. Each replica's in-memory token
-//! buckets still apply. If Redis stops answering, requests are admitted on
-//! the local limits alone (fail open) and a warning is logged.
+//! Requests and tokens per minute (per provider, key, user or model) are
+//! counted in fixed one-minute windows by one atomic script, so replicas
+//! behind a load balancer enforce one limit together; each replica's
+//! in-memory token buckets still apply. Concurrency slots are leases and
+//! budgets reservations, each taken by one script too. If Redis stops
+//! answering, requests are admitted on the replica's own limits and ledger
+//! (a warning is logged).
 
 use crate::govern::{RatedScope, SharedBudgets, SharedEntry};
 use crate::identity::Micros;
 use redis::aio::ConnectionManager;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
 
+/// The per-provider view of the shared minute windows (`routing::exec`).
 pub struct SharedLimits {
-    conn: ConnectionManager,
-    prefix: String,
+    budgets: Arc<RedisBudgets>,
     warned: AtomicBool,
 }
 
@@ -23,19 +26,10 @@ static SHARED: OnceLock<SharedLimits> = OnceLock::new();
 
 /// Connects (bounded) and installs the process-wide shared limiter.
 pub async fn connect(url: &str, prefix: &str) -> Result<(), String> {
-    let client =
-        redis::Client::open(url).map_err(|e| format!("not a usable Redis URL ({:?})", e.kind()))?;
-    let conn = tokio::time::timeout(Duration::from_secs(3), ConnectionManager::new(client))
-        .await
-        .map_err(|_| "Redis did not answer within 3s".to_string())?
-        .map_err(|e| format!("cannot connect to Redis: {e}"))?;
-    let _ = BUDGETS.set(Arc::new(RedisBudgets {
-        conn: conn.clone(),
-        prefix: prefix.to_string(),
-    }));
+    let budgets = RedisBudgets::connect(url, prefix).await?;
+    let _ = BUDGETS.set(budgets.clone());
     let _ = SHARED.set(SharedLimits {
-        conn,
-        prefix: prefix.to_string(),
+        budgets,
         warned: AtomicBool::new(false),
     });
     Ok(())
@@ -46,8 +40,8 @@ pub fn get() -> Option<&'static SharedLimits> {
 }
 
 impl SharedLimits {
-    /// Counts this request (and its estimated tokens) in the current minute;
-    /// says how long to wait when a shared limit is exceeded.
+    /// Counts this request (and its estimated tokens) in the provider's
+    /// current minute; says how long to wait when a shared limit is full.
     pub async fn admit(
         &self,
         provider: &str,
@@ -58,43 +52,22 @@ impl SharedLimits {
         if rpm.is_none() && tpm.is_none() {
             return Ok(());
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let minute = now / 60;
-        let wait = Duration::from_secs(60 - now % 60);
-        let rk = format!("{}:rpm:{provider}:{minute}", self.prefix);
-        let tk = format!("{}:tpm:{provider}:{minute}", self.prefix);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .incr(&rk, 1u64)
-            .expire(&rk, 61)
-            .ignore()
-            .incr(&tk, est_tokens)
-            .expire(&tk, 61)
-            .ignore();
-        let mut conn = self.conn.clone();
-        let res: Result<(u64, u64), redis::RedisError> =
-            match tokio::time::timeout(Duration::from_millis(500), pipe.query_async(&mut conn))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(redis::RedisError::from((
-                    redis::ErrorKind::IoError,
-                    "timed out",
-                ))),
-            };
-        match res {
-            Ok((requests, tokens)) => {
+        let scope = [(format!("provider:{provider}"), rpm, tpm)];
+        match self.budgets.count(&scope, est_tokens).await {
+            Ok(None) => {
                 self.warned.store(false, Ordering::Relaxed);
-                if rpm.is_some_and(|l| requests > u64::from(l)) {
-                    return Err((wait, "requests-per-minute limit (shared)"));
-                }
-                if tpm.is_some_and(|l| tokens > u64::from(l)) {
-                    return Err((wait, "tokens-per-minute limit (shared)"));
-                }
                 Ok(())
+            }
+            Ok(Some((_, what))) => {
+                let wait = Duration::from_secs(60 - crate::util::now_secs() % 60);
+                Err((
+                    wait,
+                    if what == "requests" {
+                        "requests-per-minute limit (shared)"
+                    } else {
+                        "tokens-per-minute limit (shared)"
+                    },
+                ))
             }
             Err(e) => {
                 if !self.warned.swap(true, Ordering::Relaxed) {
@@ -125,7 +98,7 @@ pub fn budgets() -> Option<Arc<dyn SharedBudgets>> {
     BUDGETS.get().map(|b| b.clone() as Arc<dyn SharedBudgets>)
 }
 
-const RESERVE: &str = r"
+const RESERVE_LUA: &str = r"
 local now = tonumber(ARGV[1])
 local worst = tonumber(ARGV[2])
 local id = ARGV[3]
@@ -165,7 +138,7 @@ return 0
 
 /// Fixed one-minute windows for several scopes at once: all counted, or
 /// none when one would go over (a request that is refused is not counted).
-const COUNT: &str = r"
+const COUNT_LUA: &str = r"
 local est = tonumber(ARGV[1])
 local n = #KEYS / 2
 for i = 0, n - 1 do
@@ -193,7 +166,7 @@ return {0, 0}
 ";
 
 /// Concurrency slots as leases with an expiry, all scopes or none.
-const ACQUIRE: &str = r"
+const ACQUIRE_LUA: &str = r"
 local now = tonumber(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])
@@ -210,7 +183,7 @@ end
 return 0
 ";
 
-const SETTLE: &str = r"
+const SETTLE_LUA: &str = r"
 local id = ARGV[1]
 local actual = tonumber(ARGV[2])
 for i = 0, #KEYS / 3 - 1 do
@@ -228,6 +201,12 @@ end
 return 0
 ";
 
+// Each script's SHA-1 is worked out once, not per call.
+static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RESERVE_LUA));
+static COUNT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(COUNT_LUA));
+static ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ACQUIRE_LUA));
+static SETTLE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SETTLE_LUA));
+
 impl RedisBudgets {
     /// Connects (bounded); `prefix` namespaces the keys.
     pub async fn connect(url: &str, prefix: &str) -> Result<Arc<RedisBudgets>, String> {
@@ -243,6 +222,39 @@ impl RedisBudgets {
         }))
     }
 
+    /// Runs a prepared script within the request path's Redis deadline.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(Duration::from_millis(500), inv.invoke_async(&mut conn))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs `work` off the request path (a settlement, a release), bounded
+    /// to 2 s; `lost` is logged when it does not go through.
+    fn later<F>(&self, lost: &'static str, work: impl FnOnce(ConnectionManager) -> F)
+    where
+        F: std::future::Future<Output = Result<(), redis::RedisError>> + Send + 'static,
+    {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("{lost}");
+            return;
+        };
+        let fut = work(self.conn.clone());
+        rt.spawn(async move {
+            if !matches!(
+                tokio::time::timeout(Duration::from_secs(2), fut).await,
+                Ok(Ok(()))
+            ) {
+                tracing::warn!("{lost}");
+            }
+        });
+    }
+
     fn keys(&self, entries: &[SharedEntry]) -> Vec<String> {
         let mut keys = Vec::with_capacity(entries.len() * 3);
         for e in entries {
@@ -254,9 +266,7 @@ impl RedisBudgets {
         }
         keys
     }
-}
 
-impl RedisBudgets {
     fn slots(&self, scope: &str) -> String {
         format!("{}:slots:{{{scope}}}", self.prefix)
     }
@@ -269,6 +279,16 @@ impl RedisBudgets {
     }
 }
 
+/// A script's answer: 0 taken (under `id`), else the 1-based entry that
+/// refused.
+fn taken(r: i64, id: String) -> Result<String, usize> {
+    if r == 0 {
+        Ok(id)
+    } else {
+        Err(r.saturating_sub(1).max(0) as usize)
+    }
+}
+
 impl SharedBudgets for RedisBudgets {
     fn count<'a>(
         &'a self,
@@ -277,8 +297,7 @@ impl SharedBudgets for RedisBudgets {
     ) -> crate::providers::BoxFuture<'a, Result<Option<(usize, &'static str)>, String>> {
         Box::pin(async move {
             let minute = crate::util::now_secs() / 60;
-            let script = redis::Script::new(COUNT);
-            let mut inv = script.prepare_invoke();
+            let mut inv = COUNT.prepare_invoke();
             for (scope, _, _) in scopes {
                 let (r, t) = self.window(scope, minute);
                 inv.key(r).key(t);
@@ -288,12 +307,7 @@ impl SharedBudgets for RedisBudgets {
                 inv.arg(rpm.map_or(-1, i64::from))
                     .arg(tpm.map_or(-1, i64::from));
             }
-            let mut conn = self.conn.clone();
-            let (i, what): (i64, i64) =
-                tokio::time::timeout(Duration::from_millis(500), inv.invoke_async(&mut conn))
-                    .await
-                    .map_err(|_| "timed out".to_string())?
-                    .map_err(|e| e.to_string())?;
+            let (i, what): (i64, i64) = self.run(&inv).await?;
             Ok((i > 0).then(|| {
                 (
                     (i - 1) as usize,
@@ -309,8 +323,7 @@ impl SharedBudgets for RedisBudgets {
     ) -> crate::providers::BoxFuture<'a, Result<Result<String, usize>, String>> {
         Box::pin(async move {
             let id = crate::util::new_id("lease_");
-            let script = redis::Script::new(ACQUIRE);
-            let mut inv = script.prepare_invoke();
+            let mut inv = ACQUIRE.prepare_invoke();
             for (scope, _) in scopes {
                 inv.key(self.slots(scope));
             }
@@ -320,55 +333,39 @@ impl SharedBudgets for RedisBudgets {
             for (_, n) in scopes {
                 inv.arg(*n);
             }
-            let mut conn = self.conn.clone();
-            let r: i64 =
-                tokio::time::timeout(Duration::from_millis(500), inv.invoke_async(&mut conn))
-                    .await
-                    .map_err(|_| "timed out".to_string())?
-                    .map_err(|e| e.to_string())?;
-            Ok(if r == 0 {
-                Ok(id)
-            } else {
-                Err((r - 1) as usize)
-            })
+            let r: i64 = self.run(&inv).await?;
+            Ok(taken(r, id))
         })
     }
 
     fn release(&self, scopes: Vec<String>, lease: String) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let keys: Vec<String> = scopes.iter().map(|s| self.slots(s)).collect();
-        let mut conn = self.conn.clone();
-        rt.spawn(async move {
-            let mut pipe = redis::pipe();
-            for k in &keys {
-                pipe.zrem(k, &lease).ignore();
-            }
-            let r: Result<Result<(), redis::RedisError>, _> =
-                tokio::time::timeout(Duration::from_secs(2), pipe.query_async(&mut conn)).await;
-            if !matches!(r, Ok(Ok(()))) {
-                tracing::warn!("cannot give a concurrency slot back to Redis; it frees itself within 15 minutes");
-            }
-        });
+        self.later(
+            "cannot give a concurrency slot back to Redis; it frees itself within 15 minutes",
+            |mut conn| async move {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.zrem(k, &lease).ignore();
+                }
+                pipe.query_async(&mut conn).await
+            },
+        );
     }
 
     fn debit(&self, scope: String, delta: i64) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let (_, key) = self.window(&scope, crate::util::now_secs() / 60);
-        let mut conn = self.conn.clone();
-        rt.spawn(async move {
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .incr(&key, delta)
-                .ignore()
-                .expire(&key, 61)
-                .ignore();
-            let _: Result<Result<(), redis::RedisError>, _> =
-                tokio::time::timeout(Duration::from_secs(2), pipe.query_async(&mut conn)).await;
-        });
+        self.later(
+            "cannot count tokens in Redis; this minute's shared count is short",
+            |mut conn| async move {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .incr(&key, delta)
+                    .ignore()
+                    .expire(&key, 61)
+                    .ignore();
+                pipe.query_async(&mut conn).await
+            },
+        );
     }
 
     fn reserve<'a>(
@@ -379,8 +376,7 @@ impl SharedBudgets for RedisBudgets {
         Box::pin(async move {
             let now = crate::util::now_ms();
             let id = crate::util::new_id("res_");
-            let script = redis::Script::new(RESERVE);
-            let mut inv = script.prepare_invoke();
+            let mut inv = RESERVE.prepare_invoke();
             for k in self.keys(entries) {
                 inv.key(k);
             }
@@ -396,43 +392,23 @@ impl SharedBudgets for RedisBudgets {
                 };
                 inv.arg(e.limit).arg(e.seed).arg(kttl);
             }
-            let mut conn = self.conn.clone();
-            let r: i64 =
-                tokio::time::timeout(Duration::from_millis(500), inv.invoke_async(&mut conn))
-                    .await
-                    .map_err(|_| "timed out".to_string())?
-                    .map_err(|e| e.to_string())?;
-            Ok(if r == 0 {
-                Ok(id)
-            } else {
-                Err((r - 1) as usize)
-            })
+            let r: i64 = self.run(&inv).await?;
+            Ok(taken(r, id))
         })
     }
 
     fn settle(&self, entries: Vec<SharedEntry>, id: String, actual: Micros) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
-                "budget settlement outside the runtime; the reservation expires instead"
-            );
-            return;
-        };
         let keys = self.keys(&entries);
-        let mut conn = self.conn.clone();
-        rt.spawn(async move {
-            let script = redis::Script::new(SETTLE);
-            let mut inv = script.prepare_invoke();
-            for k in keys {
-                inv.key(k);
-            }
-            inv.arg(&id).arg(actual);
-            let r: Result<Result<i64, redis::RedisError>, _> =
-                tokio::time::timeout(Duration::from_secs(2), inv.invoke_async(&mut conn)).await;
-            if !matches!(r, Ok(Ok(_))) {
-                tracing::warn!(
-                    "cannot settle a budget reservation in Redis; it expires within the hour"
-                );
-            }
-        });
+        self.later(
+            "cannot settle a budget reservation in Redis; it expires within the hour",
+            |mut conn| async move {
+                let mut inv = SETTLE.prepare_invoke();
+                for k in keys {
+                    inv.key(k);
+                }
+                inv.arg(&id).arg(actual);
+                inv.invoke_async::<i64>(&mut conn).await.map(|_| ())
+            },
+        );
     }
 }
