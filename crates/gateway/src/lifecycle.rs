@@ -169,14 +169,15 @@ fn worst_price(m: &crate::config::catalog::CatalogModel) -> Option<(f64, f64)> {
 /// and the catalog model's, and the request's worst-case cost reserved
 /// against every budget it falls under (`crate::govern`). `body_len` is the
 /// request's size (the prompt estimate is a token per 3 bytes, generous for
-/// any script); `max_output` what the request caps its answer at.
+/// any script); `max_output` reads what the request caps its answer at,
+/// only when something is governed.
 pub async fn admit(
     gov: &std::sync::Arc<Governor>,
     who: &Principal,
     rt: &Runtime,
     model: &str,
     body_len: usize,
-    max_output: Option<u64>,
+    max_output: impl FnOnce() -> Option<u64>,
 ) -> Result<Admission, ApiError> {
     let cat = rt.catalog.model(model);
     let small = |v: Option<i64>| {
@@ -187,7 +188,7 @@ pub async fn admit(
     if who.is_empty() && limits == (None, None) {
         return Ok(Admission::none());
     }
-    let max_output = max_output
+    let max_output = max_output()
         .or_else(|| {
             cat.and_then(|m| m.max_tokens)
                 .and_then(|n| u64::try_from(n).ok())

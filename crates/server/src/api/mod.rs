@@ -288,10 +288,12 @@ pub async fn serve_chat(
     let rt = st.runtime();
     let plan = (reader.plan)(st.app.as_deref(), &rt, headers, req.model)?;
     let f = (reader.check)(req.obj)?;
-    let adm = match admit(st, who, &rt, req.model, req.body.len(), req.obj).await {
-        Ok(a) => a,
-        Err(e) => return Ok(refused(surface, &e, req.model, f.stream)),
-    };
+    let max_out = || lifecycle::requested_max_output(req.obj);
+    let adm =
+        match lifecycle::admit(&st.governor, who, &rt, req.model, req.body.len(), max_out).await {
+            Ok(a) => a,
+            Err(e) => return Ok(refused(surface, &e, req.model, f.stream)),
+        };
     let ir = if lifecycle::needs_translation(&rt.router, &plan, reader.wire) {
         Some((reader.decode)(req.obj, req.body)?)
     } else {
@@ -339,23 +341,6 @@ pub fn refused(surface: Surface, e: &ApiError, model: &str, stream: bool) -> Res
     r
 }
 
-/// Step 5 of the lifecycle for a chat-like body: scope, limits and the
-/// budget reservation (`lifecycle::admit`), before anything goes upstream.
-pub async fn admit(
-    st: &crate::state::AppState,
-    who: &Principal,
-    rt: &Runtime,
-    model: &str,
-    body_len: usize,
-    obj: &RawObject<'_>,
-) -> Result<llm_link_gateway::govern::Admission, ApiError> {
-    if who.is_empty() && rt.catalog.models.is_empty() {
-        return Ok(llm_link_gateway::govern::Admission::none());
-    }
-    let max_out = lifecycle::requested_max_output(obj);
-    lifecycle::admit(&st.governor, who, rt, model, body_len, max_out).await
-}
-
 /// How one surface serves an embeddings request.
 pub struct EmbedReader {
     pub wire: Wire,
@@ -378,11 +363,11 @@ pub async fn serve_embed(
 ) -> Result<Response, ApiError> {
     let rt = st.runtime();
     let plan = (reader.plan)(&rt, &req.model)?;
-    let adm = match lifecycle::admit(&st.governor, who, &rt, &req.model, body.len(), Some(0)).await
-    {
-        Ok(a) => a,
-        Err(e) => return Ok(refused(reader.surface, &e, &req.model, false)),
-    };
+    let adm =
+        match lifecycle::admit(&st.governor, who, &rt, &req.model, body.len(), || Some(0)).await {
+            Ok(a) => a,
+            Err(e) => return Ok(refused(reader.surface, &e, &req.model, false)),
+        };
     let (wire, endpoint) = (reader.wire, reader.endpoint);
     let ran = lifecycle::embed(&rt, &st.usage, plan, wire, endpoint, body, req, headers).await;
     let mut r = match ran.result {

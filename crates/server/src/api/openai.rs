@@ -125,10 +125,12 @@ async fn completions(
     let stream = obj.get::<bool>("stream")?.unwrap_or(false);
     let rt = st.runtime();
     let plan = rt.router.plan(&model)?;
-    let adm = match super::admit(&st, &who, &rt, &model, body.bytes.len(), &obj).await {
-        Ok(a) => a,
-        Err(e) => return Ok(super::refused(SURFACE, &e, &model, stream)),
-    };
+    let max_out = || lifecycle::requested_max_output(&obj);
+    let adm =
+        match lifecycle::admit(&st.governor, &who, &rt, &model, body.bytes.len(), max_out).await {
+            Ok(a) => a,
+            Err(e) => return Ok(super::refused(SURFACE, &e, &model, stream)),
+        };
     let call = ChatCall {
         wire: Wire::OpenAi,
         endpoint: Endpoint::Completions,
