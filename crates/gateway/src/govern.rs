@@ -412,10 +412,6 @@ impl Governor {
         }
     }
 
-    pub fn time_zone(&self) -> &TimeZone {
-        &self.tz
-    }
-
     /// Loads persisted spend (at start): `(scope name, period start, spent)`.
     pub fn load_spend(&self, rows: impl IntoIterator<Item = (String, i64, Micros)>) {
         let mut st = lock(&self.state);
