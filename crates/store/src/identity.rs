@@ -471,17 +471,11 @@ fn limits(
         rpm: small(rpm),
         tpm: small(tpm),
         max_concurrency: small(conc),
-        budget: match (amount, period.and_then(Period::parse)) {
-            (Some(a), Some(p)) => Some(Budget {
-                amount: to_micros(a),
-                period: p,
-            }),
-            (Some(a), None) => Some(Budget {
-                amount: to_micros(a),
-                period: Period::Total,
-            }),
-            _ => None,
-        },
+        // A budget without a (readable) period counts in total.
+        budget: amount.map(|a| Budget {
+            amount: to_micros(a),
+            period: period.and_then(Period::parse).unwrap_or(Period::Total),
+        }),
     }
 }
 
