@@ -86,10 +86,7 @@ pub fn verify_password(hash: &str, pw: &str) -> bool {
 pub fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        let pw: String = random_bytes::<24>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let pw = hex::encode(random_bytes::<24>());
         // Same parameters as a real hash; on failure a fixed string of the
         // same shape (argon2 then still parses it and runs).
         hash_password(&pw).unwrap_or_else(|_| {
@@ -261,18 +258,17 @@ pub async fn change(
             "NAME: no user named `{username}`"
         )));
     };
-    let (fields, revoke) = match (&change, new_hash) {
-        (Change::Password(_), Some(h)) => {
-            row.password_hash = h;
-            row.failed_logins = 0;
-            row.locked_until = None;
-            (vec!["password"], true)
+    if let Some(h) = new_hash {
+        row.password_hash = h;
+        row.failed_logins = 0;
+        row.locked_until = None;
+    }
+    let (field, revoke) = match change {
+        Change::Password(_) => ("password", true),
+        Change::Disabled(d) => {
+            row.disabled = d;
+            ("disabled", d)
         }
-        (Change::Disabled(d), _) => {
-            row.disabled = *d;
-            (vec!["disabled"], *d)
-        }
-        (Change::Password(_), None) => (vec![], false),
     };
     row.updated_at = now_ms();
     tx.bump_identity_revision().await?;
@@ -280,7 +276,7 @@ pub async fn change(
     if revoke {
         tx.revoke_user_sessions(row.id).await?;
     }
-    let mut details = serde_json::json!({"id": row.id, "changed": fields});
+    let mut details = serde_json::json!({"id": row.id, "changed": [field]});
     if let Change::Disabled(d) = change {
         details["disabled"] = serde_json::Value::Bool(d);
     }
