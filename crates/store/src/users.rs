@@ -231,10 +231,20 @@ pub async fn create(
 }
 
 /// What `llm-link user passwd|disable|enable` changes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Change {
     Password(String),
     Disabled(bool),
+}
+
+/// Never shows the password.
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Password(_) => f.write_str("Password(…)"),
+            Change::Disabled(d) => f.debug_tuple("Disabled").field(d).finish(),
+        }
+    }
 }
 
 /// Applies `change` to the user named `username`; revokes its sessions when
@@ -314,6 +324,13 @@ mod tests {
             .unwrap());
         assert!(!verify_async(Some(h), "password-2".into()).await.unwrap());
         assert!(!verify_async(None, "password-1".into()).await.unwrap());
+    }
+
+    #[test]
+    fn change_debug_hides_the_password() {
+        let d = format!("{:?}", Change::Password("hunter2-secret".into()));
+        assert!(!d.contains("hunter2"), "{d}");
+        assert_eq!(format!("{:?}", Change::Disabled(true)), "Disabled(true)");
     }
 
     #[test]
