@@ -266,8 +266,7 @@ async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, raw: Bytes) 
 
 fn session_error(e: SessionError) -> AdminError {
     match e {
-        SessionError::Store => AdminError::unavailable(e.to_string()),
-        SessionError::NoStore => AdminError::unavailable(e.to_string()),
+        SessionError::Store | SessionError::NoStore => AdminError::unavailable(e.to_string()),
         _ => AdminError::unauthorized(e.to_string()),
     }
 }
