@@ -116,8 +116,8 @@ pub fn list(a: &StoreArgs) -> ExitCode {
             "ID", "USERNAME", "ROLE", "DISABLED"
         ));
         for u in rows {
-            let locked = match users::locked_for(u.locked_until, now) {
-                Some(_) => format!("until {}", rfc3339(u.locked_until.unwrap_or(now))),
+            let locked = match u.locked_until.filter(|&t| t > now) {
+                Some(t) => format!("until {}", rfc3339(t)),
                 None => "no".into(),
             };
             say(format!(

@@ -437,40 +437,26 @@ impl std::fmt::Debug for IdentitySecrets {
 pub async fn secrets(db: &Db, key: &MasterKey) -> Result<IdentitySecrets> {
     let mut out = [[0u8; 32]; 2];
     for (i, name) in [TOKEN_HASH_KEY, JWT_SECRET].iter().enumerate() {
+        let corrupt = || StoreError::Corrupt(format!("settings.{name}"));
         let mut tx = db.begin().await?;
-        if tx.setting(name).await?.is_none() {
-            let fresh = hex_encode(&random_bytes::<32>());
-            let ct = key.encrypt(&fresh)?;
-            tx.insert_setting_if_absent(name, &ct).await?;
-        }
-        let ct = tx
-            .setting(name)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("settings.{name}")))?;
+        let ct = match tx.setting(name).await? {
+            Some(ct) => ct,
+            None => {
+                let fresh = hex::encode(random_bytes::<32>());
+                tx.insert_setting_if_absent(name, &key.encrypt(&fresh)?)
+                    .await?;
+                // Another replica's insert may have won: read what is stored.
+                tx.setting(name).await?.ok_or_else(corrupt)?
+            }
+        };
         tx.commit().await?;
         let plain = key.decrypt(&ct)?;
-        out[i] = hex_decode(plain.expose())
-            .ok_or_else(|| StoreError::Corrupt(format!("settings.{name}")))?;
+        hex::decode_to_slice(plain.expose(), &mut out[i]).map_err(|_| corrupt())?;
     }
     Ok(IdentitySecrets {
         token_key: out[0],
         jwt: out[1],
     })
-}
-
-fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn hex_decode(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 fn limits(
@@ -485,17 +471,11 @@ fn limits(
         rpm: small(rpm),
         tpm: small(tpm),
         max_concurrency: small(conc),
-        budget: match (amount, period.and_then(Period::parse)) {
-            (Some(a), Some(p)) => Some(Budget {
-                amount: to_micros(a),
-                period: p,
-            }),
-            (Some(a), None) => Some(Budget {
-                amount: to_micros(a),
-                period: Period::Total,
-            }),
-            _ => None,
-        },
+        // A budget without a (readable) period counts in total.
+        budget: amount.map(|a| Budget {
+            amount: to_micros(a),
+            period: period.and_then(Period::parse).unwrap_or(Period::Total),
+        }),
     }
 }
 

@@ -12,8 +12,6 @@
 use super::crypto::random_bytes;
 use super::{Db, Result};
 use arc_swap::ArcSwapOption;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use base64::Engine;
 use llm_link_gateway::identity::token_hash;
 use sha2::{Digest, Sha256};
@@ -40,11 +38,7 @@ pub fn keyed(token_key: &[u8; 32], token: &str) -> String {
 /// The legacy form: argon2id (19 MiB, 2 passes) with a random salt. Only
 /// tests and old installs have it; new hashes are [`keyed`].
 pub fn hash(token: &str) -> std::result::Result<String, String> {
-    let salt = SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| e.to_string())?;
-    Argon2::default()
-        .hash_password(token.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    crate::users::hash_password(token)
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -128,13 +122,7 @@ impl AdminAuth {
         if h.starts_with(KEYED) {
             return false;
         }
-        let ok = PasswordHash::new(&h)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(token.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false);
+        let ok = crate::users::verify_password(&h, token);
         if ok {
             self.verified.store(Some(Arc::new(digest(token))));
         }

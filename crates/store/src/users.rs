@@ -86,10 +86,7 @@ pub fn verify_password(hash: &str, pw: &str) -> bool {
 pub fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        let pw: String = random_bytes::<24>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let pw = hex::encode(random_bytes::<24>());
         // Same parameters as a real hash; on failure a fixed string of the
         // same shape (argon2 then still parses it and runs).
         hash_password(&pw).unwrap_or_else(|_| {
@@ -234,10 +231,20 @@ pub async fn create(
 }
 
 /// What `llm-link user passwd|disable|enable` changes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Change {
     Password(String),
     Disabled(bool),
+}
+
+/// Never shows the password.
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Password(_) => f.write_str("Password(…)"),
+            Change::Disabled(d) => f.debug_tuple("Disabled").field(d).finish(),
+        }
+    }
 }
 
 /// Applies `change` to the user named `username`; revokes its sessions when
@@ -261,18 +268,17 @@ pub async fn change(
             "NAME: no user named `{username}`"
         )));
     };
-    let (fields, revoke) = match (&change, new_hash) {
-        (Change::Password(_), Some(h)) => {
-            row.password_hash = h;
-            row.failed_logins = 0;
-            row.locked_until = None;
-            (vec!["password"], true)
+    if let Some(h) = new_hash {
+        row.password_hash = h;
+        row.failed_logins = 0;
+        row.locked_until = None;
+    }
+    let (field, revoke) = match change {
+        Change::Password(_) => ("password", true),
+        Change::Disabled(d) => {
+            row.disabled = d;
+            ("disabled", d)
         }
-        (Change::Disabled(d), _) => {
-            row.disabled = *d;
-            (vec!["disabled"], *d)
-        }
-        (Change::Password(_), None) => (vec![], false),
     };
     row.updated_at = now_ms();
     tx.bump_identity_revision().await?;
@@ -280,7 +286,7 @@ pub async fn change(
     if revoke {
         tx.revoke_user_sessions(row.id).await?;
     }
-    let mut details = serde_json::json!({"id": row.id, "changed": fields});
+    let mut details = serde_json::json!({"id": row.id, "changed": [field]});
     if let Change::Disabled(d) = change {
         details["disabled"] = serde_json::Value::Bool(d);
     }
@@ -318,6 +324,13 @@ mod tests {
             .unwrap());
         assert!(!verify_async(Some(h), "password-2".into()).await.unwrap());
         assert!(!verify_async(None, "password-1".into()).await.unwrap());
+    }
+
+    #[test]
+    fn change_debug_hides_the_password() {
+        let d = format!("{:?}", Change::Password("hunter2-secret".into()));
+        assert!(!d.contains("hunter2"), "{d}");
+        assert_eq!(format!("{:?}", Change::Disabled(true)), "Disabled(true)");
     }
 
     #[test]

@@ -152,12 +152,10 @@ async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, raw: Bytes) 
             return Ok(r);
         }
     }
-    let ok = users::verify_async(
-        user.as_ref().map(|u| u.password_hash.clone()),
-        b.password.clone(),
-    )
-    .await
-    .map_err(|_| busy())?;
+    // The password moves to the check: no second copy of it stays around.
+    let ok = users::verify_async(user.as_ref().map(|u| u.password_hash.clone()), b.password)
+        .await
+        .map_err(|_| busy())?;
     let Some(u) = user else {
         audit(
             store,
@@ -266,8 +264,7 @@ async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, raw: Bytes) 
 
 fn session_error(e: SessionError) -> AdminError {
     match e {
-        SessionError::Store => AdminError::unavailable(e.to_string()),
-        SessionError::NoStore => AdminError::unavailable(e.to_string()),
+        SessionError::Store | SessionError::NoStore => AdminError::unavailable(e.to_string()),
         _ => AdminError::unauthorized(e.to_string()),
     }
 }

@@ -231,6 +231,22 @@ async fn create(
     Ok((StatusCode::CREATED, Json(user_json(&row))).into_response())
 }
 
+/// Puts `new` (when given) in `slot`, naming `field` in `changed` when the
+/// value differs.
+fn set<T: PartialEq>(
+    changed: &mut Vec<&'static str>,
+    field: &'static str,
+    slot: &mut T,
+    new: Option<T>,
+) {
+    if let Some(v) = new {
+        if v != *slot {
+            changed.push(field);
+        }
+        *slot = v;
+    }
+}
+
 async fn update(
     State(st): State<Arc<AppState>>,
     Path(raw): Path<String>,
@@ -260,50 +276,26 @@ async fn update(
     let mut tx = store.db.begin().await?;
     let before = tx.user(id).await?.ok_or_else(|| missing(id))?;
     let mut row = before.clone();
-    let mut changed: Vec<&str> = Vec::new();
+    let mut changed: Vec<&'static str> = Vec::new();
     if let Some(h) = new_hash {
         row.password_hash = h;
         row.failed_logins = 0;
         row.locked_until = None;
         changed.push("password");
     }
-    if let Some(r) = new_role {
-        if r != row.role {
-            changed.push("role");
-        }
-        row.role = r;
-    }
-    if let Some(d) = b.disabled {
-        if d != row.disabled {
-            changed.push("disabled");
-        }
-        row.disabled = d;
-    }
-    if let Some(v) = rpm {
-        if v != row.rpm {
-            changed.push("rpm");
-        }
-        row.rpm = v;
-    }
-    if let Some(v) = tpm {
-        if v != row.tpm {
-            changed.push("tpm");
-        }
-        row.tpm = v;
-    }
-    if let Some(v) = conc {
-        if v != row.max_concurrency {
-            changed.push("max_concurrency");
-        }
-        row.max_concurrency = v;
-    }
-    if let Some((a, p)) = new_budget {
-        if a != row.budget_amount || p != row.budget_period {
-            changed.push("budget");
-        }
-        row.budget_amount = a;
-        row.budget_period = p;
-    }
+    set(&mut changed, "role", &mut row.role, new_role);
+    set(&mut changed, "disabled", &mut row.disabled, b.disabled);
+    set(&mut changed, "rpm", &mut row.rpm, rpm);
+    set(&mut changed, "tpm", &mut row.tpm, tpm);
+    set(
+        &mut changed,
+        "max_concurrency",
+        &mut row.max_concurrency,
+        conc,
+    );
+    let mut budget = (row.budget_amount, row.budget_period.take());
+    set(&mut changed, "budget", &mut budget, new_budget);
+    (row.budget_amount, row.budget_period) = budget;
     let demoted = before.role == "admin" && row.role != "admin";
     let disabling = !before.disabled && row.disabled;
     if demoted || disabling {
