@@ -321,24 +321,12 @@ pub fn with_key(k: &VirtualKeyRow, key: &str, now: i64) -> Value {
 
 // ---- who may -----------------------------------------------------------------
 
-fn forbidden(message: &str) -> AdminError {
-    AdminError {
-        status: StatusCode::FORBIDDEN,
-        kind: "forbidden",
-        message: message.into(),
-        field: None,
-    }
-}
-
 /// The caller, when it may manage keys at all.
 fn manager(who: Option<Extension<Caller>>) -> AdminResult<Caller> {
     let Some(Extension(c)) = who else {
-        return Err(AdminError {
-            status: StatusCode::UNAUTHORIZED,
-            kind: "unauthorized",
-            message: "the key API needs a signed-in user or the admin token".into(),
-            field: None,
-        });
+        return Err(AdminError::unauthorized(
+            "the key API needs a signed-in user or the admin token",
+        ));
     };
     allowed(&c)?;
     Ok(c)
@@ -348,7 +336,7 @@ fn manager(who: Option<Extension<Caller>>) -> AdminResult<Caller> {
 /// that is no user: it would own nothing).
 fn allowed(c: &Caller) -> AdminResult<()> {
     if !c.can(Permission::ManageKeys) || (!c.is_admin() && c.user_id().is_none()) {
-        return Err(forbidden(
+        return Err(AdminError::forbidden(
             "managing virtual keys needs the ManageKeys permission",
         ));
     }
@@ -367,7 +355,9 @@ fn owner(c: &Caller, given: Option<Option<i64>>) -> AdminResult<Option<i64>> {
         None => Ok(c.user_id()),
         Some(u) if c.is_admin() => Ok(u),
         Some(u) if u == c.user_id() => Ok(u),
-        Some(_) => Err(forbidden("a member can create keys for itself only")),
+        Some(_) => Err(AdminError::forbidden(
+            "a member can create keys for itself only",
+        )),
     }
 }
 
