@@ -47,6 +47,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::sync::MutexGuard;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -401,21 +402,60 @@ fn revoked(k: &VirtualKeyRow) -> AdminResult<()> {
     Ok(())
 }
 
-/// Ends a key write: the audit row, then the commit. The identity revision
-/// was bumped in the same transaction, so replicas (and servers, when the
-/// CLI wrote) reload within seconds; [`reload`] applies it here at once.
+/// Starts a write on the key `{id}` names: the apply lock, the write
+/// transaction and the key (404 when the caller may not see it).
+async fn open<'a>(
+    store: &'a Store,
+    c: &Caller,
+    id: &str,
+) -> AdminResult<(MutexGuard<'a, ()>, Tx, VirtualKeyRow)> {
+    allowed(c)?;
+    let guard = store.apply_lock.lock().await;
+    let mut tx = store.db.begin().await?;
+    let row = find(&mut tx, c, id).await?;
+    Ok((guard, tx, row))
+}
+
+/// Ends a write on an existing key: the identity revision bumped, the row
+/// written (404 when it went meanwhile), then [`commit`].
+async fn save(
+    mut tx: Tx,
+    c: &Caller,
+    id: &str,
+    verb: &str,
+    k: &VirtualKeyRow,
+    details: Details,
+) -> AdminResult<()> {
+    tx.bump_identity_revision().await?;
+    if !tx.update_virtual_key(k).await? {
+        return Err(no_key(id));
+    }
+    commit(tx, c, verb, k, details).await
+}
+
+/// What an audit row says besides the key's `name` and `hint`.
+type Details = Vec<(&'static str, Value)>;
+
+/// Ends a key write: the audit row (`{"name", "hint"}` and `details`),
+/// then the commit. The identity revision was bumped in the same
+/// transaction, so replicas (and servers, when the CLI wrote) reload within
+/// seconds; [`reload`] applies it here at once.
 async fn commit(
     mut tx: Tx,
     c: &Caller,
     verb: &str,
     k: &VirtualKeyRow,
-    details: Value,
+    details: Details,
 ) -> AdminResult<()> {
+    let mut all = serde_json::Map::new();
+    all.insert("name".into(), json!(k.name));
+    all.insert("hint".into(), json!(k.hint));
+    all.extend(details.into_iter().map(|(f, v)| (f.to_string(), v)));
     tx.audit(
         &c.actor,
         &format!("key.{verb}"),
         &format!("key {}", k.id),
-        &details,
+        &Value::Object(all),
     )
     .await?;
     tx.commit().await?;
@@ -477,8 +517,7 @@ pub async fn create_key(
         }
     }
     row.id = tx.insert_virtual_key(&row).await?;
-    let details =
-        json!({"name": row.name, "hint": row.hint, "user_id": row.user_id, "fields": set});
+    let details = vec![("user_id", json!(row.user_id)), ("fields", json!(set))];
     commit(tx, c, "create", &row, details).await?;
     Ok((row, key))
 }
@@ -490,10 +529,7 @@ pub async fn update_key(
     id: &str,
     b: &KeyBody,
 ) -> AdminResult<VirtualKeyRow> {
-    allowed(c)?;
-    let _guard = store.apply_lock.lock().await;
-    let mut tx = store.db.begin().await?;
-    let before = find(&mut tx, c, id).await?;
+    let (_guard, tx, before) = open(store, c, id).await?;
     revoked(&before)?;
     if b.user_id.is_some_and(|u| u != before.user_id) {
         return Err(AdminError::invalid(
@@ -509,21 +545,13 @@ pub async fn update_key(
         tx.rollback().await?;
         return Ok(before);
     }
-    tx.bump_identity_revision().await?;
-    if !tx.update_virtual_key(&row).await? {
-        return Err(no_key(id));
-    }
-    let details = json!({"name": row.name, "hint": row.hint, "changed": changed});
-    commit(tx, c, "update", &row, details).await?;
+    save(tx, c, id, "update", &row, vec![("changed", json!(changed))]).await?;
     Ok(row)
 }
 
 /// Revokes a key as `c` (a revoked one stays revoked; nothing is written).
 pub async fn revoke_key(store: &Store, c: &Caller, id: &str) -> AdminResult<VirtualKeyRow> {
-    allowed(c)?;
-    let _guard = store.apply_lock.lock().await;
-    let mut tx = store.db.begin().await?;
-    let mut row = find(&mut tx, c, id).await?;
+    let (_guard, tx, mut row) = open(store, c, id).await?;
     if row.revoked_at.is_some() {
         tx.rollback().await?;
         return Ok(row);
@@ -531,12 +559,7 @@ pub async fn revoke_key(store: &Store, c: &Caller, id: &str) -> AdminResult<Virt
     let now = now_ms();
     row.revoked_at = Some(now);
     row.updated_at = now;
-    tx.bump_identity_revision().await?;
-    if !tx.update_virtual_key(&row).await? {
-        return Err(no_key(id));
-    }
-    let details = json!({"name": row.name, "hint": row.hint});
-    commit(tx, c, "revoke", &row, details).await?;
+    save(tx, c, id, "revoke", &row, vec![]).await?;
     Ok(row)
 }
 
@@ -546,22 +569,15 @@ pub async fn rotate_key(
     c: &Caller,
     id: &str,
 ) -> AdminResult<(VirtualKeyRow, String)> {
-    allowed(c)?;
-    let _guard = store.apply_lock.lock().await;
-    let mut tx = store.db.begin().await?;
-    let mut row = find(&mut tx, c, id).await?;
+    let (_guard, tx, mut row) = open(store, c, id).await?;
     revoked(&row)?;
     let previous = row.hint.clone();
     let key = identity::generate_key();
     row.key_hash = identity::token_hash(&store.secrets.token_key, &key);
     row.hint = identity::hint(&key);
     row.updated_at = now_ms();
-    tx.bump_identity_revision().await?;
-    if !tx.update_virtual_key(&row).await? {
-        return Err(no_key(id));
-    }
-    let details = json!({"name": row.name, "hint": row.hint, "previous_hint": previous});
-    commit(tx, c, "rotate", &row, details).await?;
+    let details = vec![("previous_hint", json!(previous))];
+    save(tx, c, id, "rotate", &row, details).await?;
     Ok((row, key))
 }
 
