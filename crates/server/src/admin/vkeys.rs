@@ -474,6 +474,28 @@ async fn reload(st: &AppState, store: &Store) {
     }
 }
 
+/// A key not yet inserted (id 0, no name) with no settings: any model, no
+/// expiry, no limits, no budget.
+fn unset(user_id: Option<i64>, key_hash: String, hint: String, now: i64) -> VirtualKeyRow {
+    VirtualKeyRow {
+        id: 0,
+        name: String::new(),
+        user_id,
+        key_hash,
+        hint,
+        models: None,
+        expires_at: None,
+        rpm: None,
+        tpm: None,
+        max_concurrency: None,
+        budget_amount: None,
+        budget_period: None,
+        revoked_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// Creates a key as `c`; the row and the clear key (to show once).
 pub async fn create_key(
     store: &Store,
@@ -487,23 +509,8 @@ pub async fn create_key(
     let user_id = owner(c, b.user_id)?;
     let now = now_ms();
     let key = identity::generate_key();
-    let mut row = VirtualKeyRow {
-        id: 0,
-        name: String::new(),
-        user_id,
-        key_hash: identity::token_hash(&store.secrets.token_key, &key),
-        hint: identity::hint(&key),
-        models: None,
-        expires_at: None,
-        rpm: None,
-        tpm: None,
-        max_concurrency: None,
-        budget_amount: None,
-        budget_period: None,
-        revoked_at: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let key_hash = identity::token_hash(&store.secrets.token_key, &key);
+    let mut row = unset(user_id, key_hash, identity::hint(&key), now);
     let set = apply_body(&mut row, b, now)?;
     let _guard = store.apply_lock.lock().await;
     let mut tx = store.db.begin().await?;
@@ -685,19 +692,7 @@ mod tests {
         VirtualKeyRow {
             id: 1,
             name: "ci".into(),
-            user_id: Some(7),
-            key_hash: "h".into(),
-            hint: "llk-…abcd".into(),
-            models: None,
-            expires_at: None,
-            rpm: None,
-            tpm: None,
-            max_concurrency: None,
-            budget_amount: None,
-            budget_period: None,
-            revoked_at: None,
-            created_at: 0,
-            updated_at: 0,
+            ..unset(Some(7), "h".into(), "llk-…abcd".into(), 0)
         }
     }
 
