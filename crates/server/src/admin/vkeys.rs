@@ -211,10 +211,9 @@ fn budget(b: &BudgetIn) -> AdminResult<(f64, String)> {
 /// each; the fields it set. Stamps `updated_at`.
 pub fn apply_body(row: &mut VirtualKeyRow, b: &KeyBody, now: i64) -> AdminResult<Changes> {
     let mut c = Changes::default();
-    if let Some(n) = &b.name {
-        row.name = key_name("name", n.as_ref())?;
-        c.mark("name");
-    }
+    c.check("name", b.name.as_ref(), &mut row.name, |f, n| {
+        key_name(f, n.as_ref())
+    })?;
     c.check("models", b.models.as_ref(), &mut row.models, |f, m| {
         m.as_deref().map(|l| models(f, l)).transpose()
     })?;
