@@ -361,8 +361,15 @@ fn owner(c: &Caller, given: Option<Option<i64>>) -> AdminResult<Option<i64>> {
     }
 }
 
+/// The 404 for `{id}`. A key given where its id belongs (`key revoke
+/// llk-…`, `DELETE /api/keys/llk-…`) is named by its hint, so the error
+/// body (and whatever logs it) never holds the key.
 fn no_key(id: &str) -> AdminError {
-    let shown: String = id.chars().take(40).collect();
+    let shown: String = if id.starts_with(identity::KEY_PREFIX) {
+        identity::hint(id)
+    } else {
+        id.chars().take(40).collect()
+    };
     AdminError::not_found(format!("no key with id `{shown}`"))
 }
 
@@ -817,6 +824,16 @@ mod tests {
             "budget.x"
         );
         assert_eq!(err_field(json!({"key_hash": "x"})), "key_hash");
+    }
+
+    #[test]
+    fn a_key_sent_as_an_id_is_not_echoed() {
+        let key = identity::generate_key();
+        let e = no_key(&key);
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert!(!e.message.contains(&key[..12]), "{}", e.message);
+        assert!(e.message.contains(&identity::hint(&key)));
+        assert_eq!(no_key("42").message, "no key with id `42`");
     }
 
     #[test]
