@@ -186,8 +186,11 @@ fn limit(field: &'static str, v: Option<i64>) -> AdminResult<Option<i64>> {
         .transpose()
 }
 
-/// A budget: `amount` > 0 and a `period`.
-fn budget(b: &BudgetIn) -> AdminResult<(f64, String)> {
+/// A budget: `amount` > 0 and a `period`; `null` is none.
+fn budget(b: Option<&BudgetIn>) -> AdminResult<(Option<f64>, Option<String>)> {
+    let Some(b) = b else {
+        return Ok((None, None));
+    };
     let amount = b
         .amount
         .ok_or_else(|| AdminError::invalid("budget.amount", "is required"))?;
@@ -204,7 +207,7 @@ fn budget(b: &BudgetIn) -> AdminResult<(f64, String)> {
             "must be one of daily, weekly, monthly, total",
         )
     })?;
-    Ok((amount, period.as_str().to_string()))
+    Ok((Some(amount), Some(period.as_str().to_string())))
 }
 
 /// Applies a body's settings (everything but `user_id`) to `row`, checking
@@ -233,17 +236,7 @@ pub fn apply_body(row: &mut VirtualKeyRow, b: &KeyBody, now: i64) -> AdminResult
         limit,
     )?;
     if let Some(bud) = &b.budget {
-        match bud {
-            None => {
-                row.budget_amount = None;
-                row.budget_period = None;
-            }
-            Some(bud) => {
-                let (a, p) = budget(bud)?;
-                row.budget_amount = Some(a);
-                row.budget_period = Some(p);
-            }
-        }
+        (row.budget_amount, row.budget_period) = budget(bud.as_ref())?;
         c.mark("budget");
     }
     row.updated_at = now;
