@@ -47,6 +47,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::sync::MutexGuard;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -185,8 +186,11 @@ fn limit(field: &'static str, v: Option<i64>) -> AdminResult<Option<i64>> {
         .transpose()
 }
 
-/// A budget: `amount` > 0 and a `period`.
-fn budget(b: &BudgetIn) -> AdminResult<(f64, String)> {
+/// A budget: `amount` > 0 and a `period`; `null` is none.
+fn budget(b: Option<&BudgetIn>) -> AdminResult<(Option<f64>, Option<String>)> {
+    let Some(b) = b else {
+        return Ok((None, None));
+    };
     let amount = b
         .amount
         .ok_or_else(|| AdminError::invalid("budget.amount", "is required"))?;
@@ -203,17 +207,16 @@ fn budget(b: &BudgetIn) -> AdminResult<(f64, String)> {
             "must be one of daily, weekly, monthly, total",
         )
     })?;
-    Ok((amount, period.as_str().to_string()))
+    Ok((Some(amount), Some(period.as_str().to_string())))
 }
 
 /// Applies a body's settings (everything but `user_id`) to `row`, checking
 /// each; the fields it set. Stamps `updated_at`.
 pub fn apply_body(row: &mut VirtualKeyRow, b: &KeyBody, now: i64) -> AdminResult<Changes> {
     let mut c = Changes::default();
-    if let Some(n) = &b.name {
-        row.name = key_name("name", n.as_ref())?;
-        c.mark("name");
-    }
+    c.check("name", b.name.as_ref(), &mut row.name, |f, n| {
+        key_name(f, n.as_ref())
+    })?;
     c.check("models", b.models.as_ref(), &mut row.models, |f, m| {
         m.as_deref().map(|l| models(f, l)).transpose()
     })?;
@@ -233,17 +236,7 @@ pub fn apply_body(row: &mut VirtualKeyRow, b: &KeyBody, now: i64) -> AdminResult
         limit,
     )?;
     if let Some(bud) = &b.budget {
-        match bud {
-            None => {
-                row.budget_amount = None;
-                row.budget_period = None;
-            }
-            Some(bud) => {
-                let (a, p) = budget(bud)?;
-                row.budget_amount = Some(a);
-                row.budget_period = Some(p);
-            }
-        }
+        (row.budget_amount, row.budget_period) = budget(bud.as_ref())?;
         c.mark("budget");
     }
     row.updated_at = now;
@@ -321,24 +314,12 @@ pub fn with_key(k: &VirtualKeyRow, key: &str, now: i64) -> Value {
 
 // ---- who may -----------------------------------------------------------------
 
-fn forbidden(message: &str) -> AdminError {
-    AdminError {
-        status: StatusCode::FORBIDDEN,
-        kind: "forbidden",
-        message: message.into(),
-        field: None,
-    }
-}
-
 /// The caller, when it may manage keys at all.
 fn manager(who: Option<Extension<Caller>>) -> AdminResult<Caller> {
     let Some(Extension(c)) = who else {
-        return Err(AdminError {
-            status: StatusCode::UNAUTHORIZED,
-            kind: "unauthorized",
-            message: "the key API needs a signed-in user or the admin token".into(),
-            field: None,
-        });
+        return Err(AdminError::unauthorized(
+            "the key API needs a signed-in user or the admin token",
+        ));
     };
     allowed(&c)?;
     Ok(c)
@@ -348,7 +329,7 @@ fn manager(who: Option<Extension<Caller>>) -> AdminResult<Caller> {
 /// that is no user: it would own nothing).
 fn allowed(c: &Caller) -> AdminResult<()> {
     if !c.can(Permission::ManageKeys) || (!c.is_admin() && c.user_id().is_none()) {
-        return Err(forbidden(
+        return Err(AdminError::forbidden(
             "managing virtual keys needs the ManageKeys permission",
         ));
     }
@@ -367,12 +348,21 @@ fn owner(c: &Caller, given: Option<Option<i64>>) -> AdminResult<Option<i64>> {
         None => Ok(c.user_id()),
         Some(u) if c.is_admin() => Ok(u),
         Some(u) if u == c.user_id() => Ok(u),
-        Some(_) => Err(forbidden("a member can create keys for itself only")),
+        Some(_) => Err(AdminError::forbidden(
+            "a member can create keys for itself only",
+        )),
     }
 }
 
+/// The 404 for `{id}`. A key given where its id belongs (`key revoke
+/// llk-…`, `DELETE /api/keys/llk-…`) is named by its hint, so the error
+/// body (and whatever logs it) never holds the key.
 fn no_key(id: &str) -> AdminError {
-    let shown: String = id.chars().take(40).collect();
+    let shown: String = if id.starts_with(identity::KEY_PREFIX) {
+        identity::hint(id)
+    } else {
+        id.chars().take(40).collect()
+    };
     AdminError::not_found(format!("no key with id `{shown}`"))
 }
 
@@ -411,21 +401,60 @@ fn revoked(k: &VirtualKeyRow) -> AdminResult<()> {
     Ok(())
 }
 
-/// Ends a key write: the audit row, then the commit. The identity revision
-/// was bumped in the same transaction, so replicas (and servers, when the
-/// CLI wrote) reload within seconds; [`reload`] applies it here at once.
+/// Starts a write on the key `{id}` names: the apply lock, the write
+/// transaction and the key (404 when the caller may not see it).
+async fn open<'a>(
+    store: &'a Store,
+    c: &Caller,
+    id: &str,
+) -> AdminResult<(MutexGuard<'a, ()>, Tx, VirtualKeyRow)> {
+    allowed(c)?;
+    let guard = store.apply_lock.lock().await;
+    let mut tx = store.db.begin().await?;
+    let row = find(&mut tx, c, id).await?;
+    Ok((guard, tx, row))
+}
+
+/// Ends a write on an existing key: the identity revision bumped, the row
+/// written (404 when it went meanwhile), then [`commit`].
+async fn save(
+    mut tx: Tx,
+    c: &Caller,
+    id: &str,
+    verb: &str,
+    k: &VirtualKeyRow,
+    details: Details,
+) -> AdminResult<()> {
+    tx.bump_identity_revision().await?;
+    if !tx.update_virtual_key(k).await? {
+        return Err(no_key(id));
+    }
+    commit(tx, c, verb, k, details).await
+}
+
+/// What an audit row says besides the key's `name` and `hint`.
+type Details = Vec<(&'static str, Value)>;
+
+/// Ends a key write: the audit row (`{"name", "hint"}` and `details`),
+/// then the commit. The identity revision was bumped in the same
+/// transaction, so replicas (and servers, when the CLI wrote) reload within
+/// seconds; [`reload`] applies it here at once.
 async fn commit(
     mut tx: Tx,
     c: &Caller,
     verb: &str,
     k: &VirtualKeyRow,
-    details: Value,
+    details: Details,
 ) -> AdminResult<()> {
+    let mut all = serde_json::Map::new();
+    all.insert("name".into(), json!(k.name));
+    all.insert("hint".into(), json!(k.hint));
+    all.extend(details.into_iter().map(|(f, v)| (f.to_string(), v)));
     tx.audit(
         &c.actor,
         &format!("key.{verb}"),
         &format!("key {}", k.id),
-        &details,
+        &Value::Object(all),
     )
     .await?;
     tx.commit().await?;
@@ -444,6 +473,28 @@ async fn reload(st: &AppState, store: &Store) {
     }
 }
 
+/// A key not yet inserted (id 0, no name) with no settings: any model, no
+/// expiry, no limits, no budget.
+fn unset(user_id: Option<i64>, key_hash: String, hint: String, now: i64) -> VirtualKeyRow {
+    VirtualKeyRow {
+        id: 0,
+        name: String::new(),
+        user_id,
+        key_hash,
+        hint,
+        models: None,
+        expires_at: None,
+        rpm: None,
+        tpm: None,
+        max_concurrency: None,
+        budget_amount: None,
+        budget_period: None,
+        revoked_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// Creates a key as `c`; the row and the clear key (to show once).
 pub async fn create_key(
     store: &Store,
@@ -457,23 +508,8 @@ pub async fn create_key(
     let user_id = owner(c, b.user_id)?;
     let now = now_ms();
     let key = identity::generate_key();
-    let mut row = VirtualKeyRow {
-        id: 0,
-        name: String::new(),
-        user_id,
-        key_hash: identity::token_hash(&store.secrets.token_key, &key),
-        hint: identity::hint(&key),
-        models: None,
-        expires_at: None,
-        rpm: None,
-        tpm: None,
-        max_concurrency: None,
-        budget_amount: None,
-        budget_period: None,
-        revoked_at: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let key_hash = identity::token_hash(&store.secrets.token_key, &key);
+    let mut row = unset(user_id, key_hash, identity::hint(&key), now);
     let set = apply_body(&mut row, b, now)?;
     let _guard = store.apply_lock.lock().await;
     let mut tx = store.db.begin().await?;
@@ -487,8 +523,7 @@ pub async fn create_key(
         }
     }
     row.id = tx.insert_virtual_key(&row).await?;
-    let details =
-        json!({"name": row.name, "hint": row.hint, "user_id": row.user_id, "fields": set});
+    let details = vec![("user_id", json!(row.user_id)), ("fields", json!(set))];
     commit(tx, c, "create", &row, details).await?;
     Ok((row, key))
 }
@@ -500,10 +535,7 @@ pub async fn update_key(
     id: &str,
     b: &KeyBody,
 ) -> AdminResult<VirtualKeyRow> {
-    allowed(c)?;
-    let _guard = store.apply_lock.lock().await;
-    let mut tx = store.db.begin().await?;
-    let before = find(&mut tx, c, id).await?;
+    let (_guard, tx, before) = open(store, c, id).await?;
     revoked(&before)?;
     if b.user_id.is_some_and(|u| u != before.user_id) {
         return Err(AdminError::invalid(
@@ -519,21 +551,13 @@ pub async fn update_key(
         tx.rollback().await?;
         return Ok(before);
     }
-    tx.bump_identity_revision().await?;
-    if !tx.update_virtual_key(&row).await? {
-        return Err(no_key(id));
-    }
-    let details = json!({"name": row.name, "hint": row.hint, "changed": changed});
-    commit(tx, c, "update", &row, details).await?;
+    save(tx, c, id, "update", &row, vec![("changed", json!(changed))]).await?;
     Ok(row)
 }
 
 /// Revokes a key as `c` (a revoked one stays revoked; nothing is written).
 pub async fn revoke_key(store: &Store, c: &Caller, id: &str) -> AdminResult<VirtualKeyRow> {
-    allowed(c)?;
-    let _guard = store.apply_lock.lock().await;
-    let mut tx = store.db.begin().await?;
-    let mut row = find(&mut tx, c, id).await?;
+    let (_guard, tx, mut row) = open(store, c, id).await?;
     if row.revoked_at.is_some() {
         tx.rollback().await?;
         return Ok(row);
@@ -541,12 +565,7 @@ pub async fn revoke_key(store: &Store, c: &Caller, id: &str) -> AdminResult<Virt
     let now = now_ms();
     row.revoked_at = Some(now);
     row.updated_at = now;
-    tx.bump_identity_revision().await?;
-    if !tx.update_virtual_key(&row).await? {
-        return Err(no_key(id));
-    }
-    let details = json!({"name": row.name, "hint": row.hint});
-    commit(tx, c, "revoke", &row, details).await?;
+    save(tx, c, id, "revoke", &row, vec![]).await?;
     Ok(row)
 }
 
@@ -556,22 +575,15 @@ pub async fn rotate_key(
     c: &Caller,
     id: &str,
 ) -> AdminResult<(VirtualKeyRow, String)> {
-    allowed(c)?;
-    let _guard = store.apply_lock.lock().await;
-    let mut tx = store.db.begin().await?;
-    let mut row = find(&mut tx, c, id).await?;
+    let (_guard, tx, mut row) = open(store, c, id).await?;
     revoked(&row)?;
     let previous = row.hint.clone();
     let key = identity::generate_key();
     row.key_hash = identity::token_hash(&store.secrets.token_key, &key);
     row.hint = identity::hint(&key);
     row.updated_at = now_ms();
-    tx.bump_identity_revision().await?;
-    if !tx.update_virtual_key(&row).await? {
-        return Err(no_key(id));
-    }
-    let details = json!({"name": row.name, "hint": row.hint, "previous_hint": previous});
-    commit(tx, c, "rotate", &row, details).await?;
+    let details = vec![("previous_hint", json!(previous))];
+    save(tx, c, id, "rotate", &row, details).await?;
     Ok((row, key))
 }
 
@@ -679,19 +691,7 @@ mod tests {
         VirtualKeyRow {
             id: 1,
             name: "ci".into(),
-            user_id: Some(7),
-            key_hash: "h".into(),
-            hint: "llk-…abcd".into(),
-            models: None,
-            expires_at: None,
-            rpm: None,
-            tpm: None,
-            max_concurrency: None,
-            budget_amount: None,
-            budget_period: None,
-            revoked_at: None,
-            created_at: 0,
-            updated_at: 0,
+            ..unset(Some(7), "h".into(), "llk-…abcd".into(), 0)
         }
     }
 
@@ -817,6 +817,16 @@ mod tests {
             "budget.x"
         );
         assert_eq!(err_field(json!({"key_hash": "x"})), "key_hash");
+    }
+
+    #[test]
+    fn a_key_sent_as_an_id_is_not_echoed() {
+        let key = identity::generate_key();
+        let e = no_key(&key);
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert!(!e.message.contains(&key[..12]), "{}", e.message);
+        assert!(e.message.contains(&identity::hint(&key)));
+        assert_eq!(no_key("42").message, "no key with id `42`");
     }
 
     #[test]
