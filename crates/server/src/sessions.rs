@@ -76,14 +76,13 @@ pub async fn session(st: &AppState, token: &str) -> Result<Session, SessionError
     if claims.sid.is_empty() || claims.sid.len() > 128 {
         return Err(SessionError::Invalid);
     }
-    let row = match st.sessions.rows.get(&claims.sid) {
-        Some(r) => r,
-        None => {
-            let r = read_row(store, &claims.sid).await?;
-            st.sessions.rows.insert(claims.sid.clone(), r);
-            r
-        }
-    };
+    // Concurrent misses for one session share a single database read.
+    let row = st
+        .sessions
+        .rows
+        .try_get_with_by_ref(claims.sid.as_str(), read_row(store, &claims.sid))
+        .await
+        .map_err(|e| (*e).clone())?;
     let now = llm_link_gateway::util::now_ms();
     match row {
         Some((owner, expires)) if owner == uid && expires > now => {}

@@ -145,13 +145,13 @@ pub(crate) type RowCheck = Option<(i64, i64)>;
 /// negative alike; the `sessions` module fills and reads it.
 #[derive(Clone)]
 pub struct SessionCache {
-    pub(crate) rows: moka::sync::Cache<String, RowCheck>,
+    pub(crate) rows: moka::future::Cache<String, RowCheck>,
 }
 
 impl Default for SessionCache {
     fn default() -> Self {
         SessionCache {
-            rows: moka::sync::Cache::builder()
+            rows: moka::future::Cache::builder()
                 .max_capacity(SESSION_CHECK_CAPACITY)
                 .time_to_live(SESSION_CHECK_TTL)
                 .build(),
@@ -167,8 +167,8 @@ impl std::fmt::Debug for SessionCache {
 
 impl SessionCache {
     /// Drops what is remembered about one session (logout).
-    pub fn forget(&self, sid: &str) {
-        self.rows.invalidate(sid);
+    pub async fn forget(&self, sid: &str) {
+        self.rows.invalidate(sid).await;
     }
 
     /// Drops everything remembered (a user's sessions were revoked).

@@ -289,7 +289,7 @@ async fn logout(State(st): State<Arc<AppState>>, headers: HeaderMap) -> AdminRes
     )
     .await?;
     tx.commit().await?;
-    st.sessions.forget(&s.claims.sid);
+    st.sessions.forget(&s.claims.sid).await;
     let mut resp = Json(json!({"status": "ok"})).into_response();
     if let Some(c) = cookie("", 0, https(&headers)) {
         resp.headers_mut().insert(header::SET_COOKIE, c);
