@@ -65,6 +65,18 @@ pub async fn session_user(st: &AppState, token: &str) -> Result<Arc<UserEntry>, 
     session(st, token).await.map(|s| s.user)
 }
 
+/// Who calls with a session token, as the model endpoints and the team API
+/// see it: the user, with no key.
+pub async fn principal(
+    st: &AppState,
+    token: &str,
+) -> Result<llm_link_gateway::govern::Principal, SessionError> {
+    Ok(llm_link_gateway::govern::Principal {
+        key: None,
+        user: Some(session_user(st, token).await?),
+    })
+}
+
 /// [`session_user`] with the token's claims (logout needs the `sid`).
 pub async fn session(st: &AppState, token: &str) -> Result<Session, SessionError> {
     let store = st.store.as_ref().ok_or(SessionError::NoStore)?;

@@ -60,11 +60,8 @@ async fn own_or_admin(State(st): State<Arc<AppState>>, mut req: Request, next: N
     let who = match cred {
         None => return rest::require_admin(State(st), req, next).await,
         Some(Ok(p)) => p,
-        Some(Err(token)) => match crate::sessions::session_user(&st, &token).await {
-            Ok(u) => Principal {
-                key: None,
-                user: Some(u),
-            },
+        Some(Err(token)) => match crate::sessions::principal(&st, &token).await {
+            Ok(w) => w,
             // Perhaps an admin's session on the admin API: let the guard say.
             Err(_) => return rest::require_admin(State(st), req, next).await,
         },

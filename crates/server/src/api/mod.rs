@@ -557,13 +557,9 @@ where
         let surface = self.surface;
         let inner = self.inner.clone();
         Box::pin(async move {
-            let user = match crate::sessions::session_user(&st, &token).await {
-                Ok(u) => u,
+            let who = match crate::sessions::principal(&st, &token).await {
+                Ok(w) => w,
                 Err(e) => return Ok(reject(surface, &ApiError::Unauthorized(e.to_string()))),
-            };
-            let who = Principal {
-                key: None,
-                user: Some(user),
             };
             let pending = lifecycle::open(&st.usage, st.app.as_deref(), Some(&who), &req);
             req.extensions_mut().insert(who);
