@@ -246,31 +246,20 @@ pub fn token_hash(key: &[u8; 32], token: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// A fresh virtual key: `llk-` and 32 random bytes in hex-free base32-ish
-/// alphanumerics (no characters a shell or URL would mangle).
-pub fn generate_key() -> String {
+/// The length of a key after `llk-`.
+pub const KEY_CHARS: usize = 43;
+
+/// A virtual key from `random` (the operating system's bytes; the store's
+/// `crypto::random_bytes`): `llk-` and 43 alphanumerics with no characters
+/// a shell or URL would mangle (about 250 bits).
+pub fn generate_key(random: &[u8; KEY_CHARS]) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut s = String::with_capacity(KEY_PREFIX.len() + 43);
+    let mut s = String::with_capacity(KEY_PREFIX.len() + KEY_CHARS);
     s.push_str(KEY_PREFIX);
-    for b in random_bytes(43) {
-        s.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+    for b in random {
+        s.push(ALPHABET[*b as usize % ALPHABET.len()] as char);
     }
     s
-}
-
-/// `n` bytes from the operating system's generator.
-pub fn random_bytes(n: usize) -> Vec<u8> {
-    let mut out = vec![0u8; n];
-    // getrandom via ring (already a dependency through rustls).
-    let rng = ring::rand::SystemRandom::new();
-    if ring::rand::SecureRandom::fill(&rng, &mut out).is_err() {
-        // Never silently weak: fall back to a CSPRNG-seeded source.
-        for b in out.iter_mut() {
-            *b = fastrand::u8(..);
-        }
-        tracing::error!("the system random generator failed; keys used a fallback generator");
-    }
-    out
 }
 
 /// The masked form shown after creation: `llk-…` and the last 4 characters.
@@ -380,9 +369,9 @@ mod tests {
 
     #[test]
     fn keys_hash_and_look_up() {
-        let k = generate_key();
+        let k = generate_key(&[7u8; KEY_CHARS]);
         assert!(k.starts_with("llk-") && k.len() == 47, "{k}");
-        assert_ne!(k, generate_key());
+        assert_ne!(k, generate_key(&[8u8; KEY_CHARS]));
         let tk = [7u8; 32];
         let mut ids = Identities {
             token_key: tk,

@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use llm_link_gateway::identity::{jwt, random_bytes, Role};
+use llm_link_gateway::identity::{jwt, Role};
 use llm_link_store::identity::{SessionRow, UserRow};
 use llm_link_store::{now_ms, rfc3339, users, Store};
 use serde::Deserialize;
@@ -211,10 +211,7 @@ async fn login(State(st): State<Arc<AppState>>, headers: HeaderMap, raw: Bytes) 
 
     // A session row, then its token.
     let now = now_ms();
-    let sid: String = random_bytes(16)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sid = hex::encode(llm_link_store::crypto::random_bytes::<16>());
     let expires_ms = now + LIFETIME_SECS * 1000;
     let claims = jwt::Claims {
         sub: u.id.to_string(),

@@ -507,7 +507,7 @@ pub async fn create_key(
     }
     let user_id = owner(c, b.user_id)?;
     let now = now_ms();
-    let key = identity::generate_key();
+    let key = identity::generate_key(&llm_link_store::crypto::random_bytes());
     let key_hash = identity::token_hash(&store.secrets.token_key, &key);
     let mut row = unset(user_id, key_hash, identity::hint(&key), now);
     let set = apply_body(&mut row, b, now)?;
@@ -578,7 +578,7 @@ pub async fn rotate_key(
     let (_guard, tx, mut row) = open(store, c, id).await?;
     revoked(&row)?;
     let previous = row.hint.clone();
-    let key = identity::generate_key();
+    let key = identity::generate_key(&llm_link_store::crypto::random_bytes());
     row.key_hash = identity::token_hash(&store.secrets.token_key, &key);
     row.hint = identity::hint(&key);
     row.updated_at = now_ms();
@@ -821,7 +821,7 @@ mod tests {
 
     #[test]
     fn a_key_sent_as_an_id_is_not_echoed() {
-        let key = identity::generate_key();
+        let key = identity::generate_key(&llm_link_store::crypto::random_bytes());
         let e = no_key(&key);
         assert_eq!(e.status, StatusCode::NOT_FOUND);
         assert!(!e.message.contains(&key[..12]), "{}", e.message);
