@@ -892,3 +892,36 @@ async fn claude_code_requests_pass_through_to_anthropic() {
         .collect();
     assert_eq!(roles, ["system", "user", "system", "user"], "{sent}");
 }
+
+/// `count_tokens` for a model an OpenAI upstream serves: an estimate over the
+/// body as Claude Code sends it (`?beta=true`, a PDF document, thinking and
+/// tool blocks, a mid-conversation system message), never a 400 for a block
+/// that cannot be translated and never a fake 0.
+#[tokio::test]
+async fn count_tokens_estimates_every_block_type() {
+    let (gw, _seen) = setup().await;
+    let pdf = "JVBERi0xLjQK".repeat(20_000);
+    let body = json!({
+        "model": "m-openai",
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}},
+                {"type": "text", "text": "Summarise this."}
+            ]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Let me look.", "signature": "sig"},
+                {"type": "tool_use", "id": "t1", "name": "Read", "input": {"file_path": "/tmp/a"}}
+            ]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "contents"}]},
+            {"role": "system", "content": "<system-reminder>short</system-reminder>"}
+        ],
+        "tools": [{"name": "Read", "input_schema": {"type": "object"}}]
+    });
+    let r = gw.post("/v1/messages/count_tokens?beta=true", body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-llm-link-token-count"], "estimate");
+    let v: Value = r.json().await.unwrap();
+    let n = v["input_tokens"].as_u64().unwrap();
+    // 180 KB of PDF at one token per 5 bytes dominates.
+    assert!((30_000..40_000).contains(&n), "{v}");
+}

@@ -594,6 +594,96 @@ fn text_tokens(s: &str) -> u64 {
     ascii.div_ceil(4) + other
 }
 
+/// Tokens charged per PDF (or other binary) document at least by
+/// [`estimate_count_tokens`]; Anthropic documents 1,500–3,000 per page.
+pub const ESTIMATE_DOCUMENT_TOKENS: u64 = 1_500;
+
+/// The heuristic of [`estimate_input_tokens`] over a `count_tokens` body as
+/// sent, so that every block type counts, including ones llm-link cannot
+/// translate or does not know:
+/// - `system` text, each message's text, tool-use input, tool-result content
+///   (recursively), `thinking` text and the tools' JSON as in
+///   [`estimate_input_tokens`];
+/// - `image` blocks [`ESTIMATE_IMAGE_TOKENS`] each;
+/// - `document` blocks: a text source by its text, a binary source (PDF) at
+///   one token per 5 bytes of its decoded data and at least
+///   [`ESTIMATE_DOCUMENT_TOKENS`], a URL or file source
+///   [`ESTIMATE_DOCUMENT_TOKENS`];
+/// - `redacted_thinking` by its opaque data, any other block by its JSON
+///   text.
+///
+/// Only the shape routing needs is checked (`model`, `messages` an array);
+/// the rest is counted as it comes, never refused.
+pub fn estimate_count_tokens(obj: &RawObject<'_>) -> Result<u64, DecodeError> {
+    obj.require_model()?;
+    let messages: Vec<Value> = obj.require_messages()?;
+    let mut total = 0u64;
+    if let Some(system) = obj.get::<Value>("system")? {
+        total += 4 + block_value_tokens(&system);
+    }
+    for m in &messages {
+        total += 4;
+        if let Some(c) = m.get("content") {
+            total += block_value_tokens(c);
+        }
+    }
+    if let Some(tools) = obj.get::<Vec<Value>>("tools")? {
+        if !tools.is_empty() {
+            total += ESTIMATE_TOOLS_OVERHEAD;
+        }
+        for t in &tools {
+            total += text_tokens(&t.to_string());
+        }
+    }
+    Ok(total)
+}
+
+/// Tokens of a content value: a string, a block, or an array of blocks.
+fn block_value_tokens(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => text_tokens(s),
+        Value::Array(items) => items.iter().map(block_value_tokens).sum(),
+        Value::Object(o) => {
+            let str_of = |k: &str| o.get(k).and_then(Value::as_str);
+            match str_of("type").unwrap_or("") {
+                "text" => str_of("text").map(text_tokens).unwrap_or(0),
+                "image" => ESTIMATE_IMAGE_TOKENS,
+                "thinking" => str_of("thinking").map(text_tokens).unwrap_or(0),
+                "redacted_thinking" => str_of("data").map(text_tokens).unwrap_or(0),
+                "tool_use" | "server_tool_use" => {
+                    4 + str_of("name").map(text_tokens).unwrap_or(0)
+                        + o.get("input")
+                            .map(|i| text_tokens(&i.to_string()))
+                            .unwrap_or(0)
+                }
+                "tool_result" => 4 + o.get("content").map(block_value_tokens).unwrap_or(0),
+                "document" => document_tokens(o.get("source")),
+                _ => text_tokens(&v.to_string()),
+            }
+        }
+        _ => 0,
+    }
+}
+
+fn document_tokens(source: Option<&Value>) -> u64 {
+    let Some(src) = source else {
+        return ESTIMATE_DOCUMENT_TOKENS;
+    };
+    match src.get("type").and_then(Value::as_str) {
+        Some("text") => src
+            .get("data")
+            .and_then(Value::as_str)
+            .map(text_tokens)
+            .unwrap_or(0),
+        Some("content") => src.get("content").map(block_value_tokens).unwrap_or(0),
+        Some("base64") => {
+            let b64 = src.get("data").and_then(Value::as_str).map_or(0, str::len) as u64;
+            (b64 * 3 / 4 / 5).max(ESTIMATE_DOCUMENT_TOKENS)
+        }
+        _ => ESTIMATE_DOCUMENT_TOKENS,
+    }
+}
+
 /// The `count_tokens` answer: `{"input_tokens": n}`.
 pub fn encode_count_tokens_response(input_tokens: u64) -> Value {
     json!({ "input_tokens": input_tokens })

@@ -1049,6 +1049,79 @@ fn estimate_is_a_sane_heuristic() {
     assert!(estimate_input_tokens(&no_tools) + ESTIMATE_TOOLS_OVERHEAD < est);
 }
 
+#[test]
+fn count_estimate_counts_every_block_type() {
+    let est = |body: Value| {
+        let bytes = body.to_string();
+        let obj = RawObject::parse(bytes.as_bytes()).unwrap();
+        estimate_count_tokens(&obj).unwrap()
+    };
+    let base = json!({"model": "m", "messages": [{"role": "user", "content": "Hello world!"}]});
+    assert_eq!(
+        est(base.clone()),
+        7,
+        "the same heuristic as estimate_input_tokens"
+    );
+    let with = |block: Value| {
+        let mut b = base.clone();
+        b["messages"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"role": "user", "content": [block]}));
+        est(b) - 7 - 4
+    };
+    assert_eq!(
+        with(json!({"type": "image", "source": {"type": "url", "url": "https://x/y.png"}})),
+        ESTIMATE_IMAGE_TOKENS
+    );
+    // A 100 KB PDF: about 15k tokens; a small one at least the floor.
+    let pdf = "A".repeat(400_000 * 4 / 3);
+    let big = with(
+        json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}}),
+    );
+    assert!((70_000..90_000).contains(&big), "{big}");
+    assert_eq!(
+        with(
+            json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "QUJD"}})
+        ),
+        ESTIMATE_DOCUMENT_TOKENS
+    );
+    assert_eq!(
+        with(
+            json!({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "abcdefgh"}})
+        ),
+        2
+    );
+    assert_eq!(
+        with(json!({"type": "thinking", "thinking": "abcdabcd", "signature": "sig"})),
+        2
+    );
+    assert_eq!(
+        with(
+            json!({"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "abcd"}, {"type": "image", "source": {}}]})
+        ),
+        4 + 1 + ESTIMATE_IMAGE_TOKENS
+    );
+    assert!(
+        with(
+            json!({"type": "tool_use", "id": "t", "name": "Bash", "input": {"command": "ls -la"}})
+        ) > 4
+    );
+    // A block type nobody knows yet counts by its JSON, never a 400 or 0.
+    assert!(with(json!({"type": "future_block", "payload": "x".repeat(400)})) >= 100);
+    // A system message inside messages (Claude Code) and top-level system.
+    let mut b = base.clone();
+    b["system"] = json!([{"type": "text", "text": "abcdabcd"}]);
+    b["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "system", "content": "abcd"}));
+    assert_eq!(est(b), 7 + (4 + 2) + (4 + 1));
+    let mut b = base.clone();
+    b["tools"] = json!([{"name": "t", "input_schema": {"type": "object"}}]);
+    assert!(est(b) > 7 + ESTIMATE_TOOLS_OVERHEAD);
+}
+
 // ---- responses ----
 
 #[test]

@@ -157,9 +157,10 @@ async fn count_tokens(
         );
         return Ok(r);
     }
-    // Other providers have no counting endpoint: a documented estimate.
-    let req = anthropic::decode_request_object(&obj, false)?;
-    let n = anthropic::estimate_input_tokens(&req);
+    // Other providers have no counting endpoint: a documented estimate
+    // over the body as sent, so every block type counts (also ones that
+    // cannot be translated) and none is refused.
+    let n = anthropic::estimate_count_tokens(&obj)?;
     let mut r = Json(json!({"input_tokens": n})).into_response();
     r.headers_mut().insert(
         "x-llm-link-token-count",
