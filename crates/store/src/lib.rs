@@ -16,6 +16,7 @@ pub mod boot;
 pub mod crypto;
 pub mod identity;
 pub mod layer;
+pub mod responses;
 pub mod rows;
 pub mod token;
 pub mod usage;
@@ -61,6 +62,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "cached_price",
         include_str!("../migrations/sqlite/0004_cached_price.sql"),
     ),
+    (
+        5,
+        "responses",
+        include_str!("../migrations/sqlite/0005_responses.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -82,6 +88,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "cached_price",
         include_str!("../migrations/postgres/0004_cached_price.sql"),
+    ),
+    (
+        5,
+        "responses",
+        include_str!("../migrations/postgres/0005_responses.sql"),
     ),
 ];
 
