@@ -7,6 +7,11 @@ pub enum Wire {
     OpenAi,
     Anthropic,
     Ollama,
+    /// The OpenAI Responses API (`/v1/responses`): a client surface, and
+    /// forwarded only to an OpenAI-format provider that speaks it
+    /// (`Preset::responses_api`, the provider's `responses` setting). No
+    /// provider has it as its wire.
+    Responses,
 }
 
 impl Wire {
@@ -15,6 +20,7 @@ impl Wire {
             Wire::OpenAi => "openai",
             Wire::Anthropic => "anthropic",
             Wire::Ollama => "ollama",
+            Wire::Responses => "responses",
         }
     }
 }
@@ -46,6 +52,9 @@ pub struct Preset {
     /// Whether the host understands `max_completion_tokens`; when not, the
     /// translated path sends `max_tokens`.
     pub max_completion_tokens: bool,
+    /// Whether the host serves the Responses API (`/responses`) itself, so a
+    /// Responses request is forwarded byte for byte instead of translated.
+    pub responses_api: bool,
     /// Whether this build can start this kind yet.
     pub supported: bool,
     pub note: &'static str,
@@ -70,6 +79,7 @@ const fn openai_like(
         default_model,
         known_models,
         max_completion_tokens: false,
+        responses_api: false,
         supported: true,
         note: "",
     }
@@ -78,6 +88,7 @@ const fn openai_like(
 pub const PRESETS: &[Preset] = &[
     Preset {
         max_completion_tokens: true,
+        responses_api: true,
         ..openai_like(
             "openai",
             "OpenAI",
@@ -98,6 +109,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "claude-3-5-sonnet-20241022",
         known_models: &["claude-3-5-sonnet-20241022", "claude-3-5-haiku-20241022"],
         max_completion_tokens: false,
+        responses_api: false,
         supported: true,
         note: "",
     },
@@ -177,6 +189,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "llama2",
         known_models: &[],
         max_completion_tokens: false,
+        responses_api: false,
         supported: true,
         note: "",
     },
@@ -191,6 +204,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "",
         known_models: &[],
         max_completion_tokens: false,
+        responses_api: false,
         supported: false,
         note: "managed llama-server lifecycle not in this build yet",
     },

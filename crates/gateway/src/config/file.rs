@@ -114,6 +114,9 @@ pub struct ProviderSection {
     pub health_check: Option<super::routing::DurationValue>,
     /// The largest whole answer read from it (`32MiB`, `1GB`, bytes).
     pub max_answer: Option<String>,
+    /// Whether the host serves the Responses API itself (default: on for
+    /// `openai`, off for every other kind).
+    pub responses: Option<bool>,
 }
 
 /// A parser's message with every double-quoted value replaced by `"…"`:
@@ -360,6 +363,7 @@ pub(super) fn provider_from_file(
                     )
                 })?,
         },
+        responses: p.responses,
     };
     Ok(ProviderConfig {
         name,

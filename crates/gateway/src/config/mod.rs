@@ -166,6 +166,10 @@ pub struct ProviderMeta {
     /// The largest whole (non-streamed) answer read from it; beyond, the
     /// request is a 502 naming the limit.
     pub max_answer: usize,
+    /// Forward Responses API requests byte for byte (`/responses`); `None`:
+    /// as the preset says (on for `openai`). Off, they are translated to
+    /// Chat Completions like for any other host.
+    pub responses: Option<bool>,
 }
 
 /// The default of [`ProviderMeta::max_answer`].
@@ -186,6 +190,7 @@ impl Default for ProviderMeta {
             breaker: routing::BreakerConfig::default(),
             health_check: None,
             max_answer: DEFAULT_MAX_ANSWER,
+            responses: None,
         }
     }
 }

@@ -139,7 +139,9 @@ impl<W: WireFormat> Provider for Adapter<W> {
         client_headers: &HeaderMap,
     ) -> BoxFuture<'_, Result<Forwarded, ApiError>> {
         // Built before the future, which cannot borrow `client_headers`.
-        let req = (endpoint.wire() == W::WIRE).then(|| {
+        let same = endpoint.wire() == W::WIRE
+            || (endpoint == Endpoint::Responses && self.passthrough_for(Wire::Responses));
+        let req = same.then(|| {
             let mut rb = self.post(endpoint, body)?;
             for name in W::FORWARDED_HEADERS {
                 if let Some(v) = client_headers.get(*name) {

@@ -45,6 +45,8 @@ pub enum Endpoint {
     OllamaGenerate,
     OllamaEmbed,
     OllamaEmbeddings,
+    /// The Responses API, forwarded to a host that serves it.
+    Responses,
 }
 
 impl Endpoint {
@@ -62,6 +64,7 @@ impl Endpoint {
             Endpoint::OllamaGenerate => "/api/generate",
             Endpoint::OllamaEmbed => "/api/embed",
             Endpoint::OllamaEmbeddings => "/api/embeddings",
+            Endpoint::Responses => "/responses",
         }
     }
 
@@ -71,6 +74,7 @@ impl Endpoint {
                 Wire::OpenAi
             }
             Endpoint::Messages | Endpoint::CountTokens => Wire::Anthropic,
+            Endpoint::Responses => Wire::Responses,
             _ => Wire::Ollama,
         }
     }
@@ -110,7 +114,15 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Whether a client of wire format `wire` can be forwarded byte for byte.
     fn passthrough_for(&self, wire: Wire) -> bool {
-        self.wire() == wire && self.config().passthrough
+        let c = self.config();
+        match wire {
+            Wire::Responses => {
+                self.wire() == Wire::OpenAi
+                    && c.passthrough
+                    && c.meta.responses.unwrap_or(c.preset.responses_api)
+            }
+            _ => self.wire() == wire && c.passthrough,
+        }
     }
 
     /// Forwards a same-format body (model already rewritten). `client_headers`
@@ -140,6 +152,7 @@ pub fn build(cfg: ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         Wire::OpenAi => Ok(Arc::new(openai::OpenAiProvider::new(cfg)?)),
         Wire::Anthropic => Ok(Arc::new(anthropic::AnthropicProvider::new(cfg)?)),
         Wire::Ollama => Ok(Arc::new(ollama::OllamaProvider::new(cfg)?)),
+        Wire::Responses => Err("the Responses API is a client format, not a provider's".into()),
     }
 }
 

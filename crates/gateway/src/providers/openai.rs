@@ -17,7 +17,8 @@ use serde_json::Value;
 pub type OpenAiProvider = Adapter<OpenAi>;
 
 /// `Authorization: Bearer` (when the preset says so), `/chat/completions`,
-/// `/completions`, `/embeddings`, `/models` under an OpenAI-style base URL.
+/// `/completions`, `/embeddings`, `/models` (and `/responses` for a host
+/// that serves the Responses API) under an OpenAI-style base URL.
 pub struct OpenAi;
 
 impl WireFormat for OpenAi {
@@ -28,6 +29,7 @@ impl WireFormat for OpenAi {
         "/completions",
         "/embeddings",
         "/models",
+        "/responses",
     ];
     const JOIN: fn(&str, &str) -> String = http::join_url;
     const CHAT: Endpoint = Endpoint::ChatCompletions;
