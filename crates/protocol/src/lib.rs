@@ -9,6 +9,7 @@ pub mod json;
 pub mod ollama;
 pub mod openai;
 pub mod passthrough;
+pub mod responses;
 pub mod sse;
 pub mod think;
 pub mod usage;

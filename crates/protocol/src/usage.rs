@@ -21,6 +21,11 @@ pub enum Format {
     Anthropic,
     /// Ollama JSON / NDJSON (`prompt_eval_count`, `eval_count`).
     Ollama,
+    /// OpenAI Responses JSON / SSE (`usage.input_tokens`,
+    /// `usage.output_tokens` and their details; in a stream the `response`
+    /// of `response.completed`, `response.incomplete` or `response.failed`;
+    /// `error` and `response.failed` events are errors).
+    Responses,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +57,29 @@ struct OllamaUsageOnly {
     #[serde(default)]
     eval_count: Option<u64>,
 }
+
+#[derive(Deserialize)]
+struct ResponsesUsageOnly {
+    #[serde(default)]
+    usage: Option<crate::responses::wire::WireUsage>,
+}
+
+/// A Responses stream event: its type and, for the events that end a
+/// stream, the response's usage.
+#[derive(Deserialize)]
+struct ResponsesEvent {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    response: Option<ResponsesUsageOnly>,
+}
+
+/// The Responses events that end a stream, each with the final usage.
+const RESPONSES_END_EVENTS: [&str; 3] = [
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+];
 
 #[derive(Deserialize)]
 struct ErrorOnly {
@@ -86,6 +114,12 @@ pub fn from_body(format: Format, body: &[u8]) -> Option<Usage> {
             }
             .usage()
         }),
+        Format::Responses => top_members(body, ["usage"]).map(|[usage]| {
+            ResponsesUsageOnly {
+                usage: member(usage)?,
+            }
+            .usage()
+        }),
     };
     quick.unwrap_or_else(|| from_whole_body(format, body))
 }
@@ -112,6 +146,15 @@ fn from_whole_body(format: Format, body: &[u8]) -> Option<Usage> {
         Format::Ollama => serde_json::from_slice::<OllamaUsageOnly>(body)
             .ok()?
             .usage(),
+        Format::Responses => serde_json::from_slice::<ResponsesUsageOnly>(body)
+            .ok()?
+            .usage(),
+    }
+}
+
+impl ResponsesUsageOnly {
+    fn usage(self) -> Option<Usage> {
+        self.usage.map(|u| crate::responses::usage_from_wire(&u))
     }
 }
 
@@ -145,7 +188,7 @@ impl OllamaUsageOnly {
 /// reports usage is anywhere near this long.
 const MAX_CARRY: usize = 4 * 1024 * 1024;
 
-/// Watches a forwarded SSE (OpenAI, Anthropic) or NDJSON (Ollama) stream for
+/// Watches a forwarded SSE (OpenAI, Anthropic, Responses) or NDJSON (Ollama) stream for
 /// usage and in-band errors. Feed it every chunk in order; chunks may split
 /// lines anywhere.
 #[derive(Debug)]
@@ -247,6 +290,24 @@ impl UsageScanner {
                     self.error_line(data);
                 }
             }
+            Format::Responses => {
+                if let Some(name) = line.strip_prefix(b"event:") {
+                    if matches!(trim(name), b"error" | b"response.failed") {
+                        self.error = true;
+                    }
+                    return;
+                }
+                let Some(data) = line.strip_prefix(b"data:") else {
+                    return;
+                };
+                let data = trim(data);
+                let ends = RESPONSES_END_EVENTS
+                    .iter()
+                    .any(|e| contains(data, e.as_bytes()));
+                if ends || contains(data, b"\"type\":\"error\"") {
+                    self.responses_line(data);
+                }
+            }
             Format::Ollama => {
                 let data = trim(line);
                 if contains(data, b"eval_count\"") {
@@ -282,6 +343,7 @@ impl UsageScanner {
                     self.usage = Some(crate::anthropic::usage_from_wire(&merged));
                 }
             }
+            Format::Responses => self.responses_line(data),
             Format::Ollama => {
                 if let Ok(b) = serde_json::from_slice::<OllamaUsageOnly>(data) {
                     if b.prompt_eval_count.is_some() || b.eval_count.is_some() {
@@ -291,6 +353,22 @@ impl UsageScanner {
                         ));
                     }
                 }
+            }
+        }
+    }
+
+    /// A Responses event that may end the stream or report an error
+    /// (found by a byte search, so possibly neither).
+    fn responses_line(&mut self, data: &[u8]) {
+        let Ok(ev) = serde_json::from_slice::<ResponsesEvent>(data) else {
+            return;
+        };
+        if ev.kind == "error" || ev.kind == "response.failed" {
+            self.error = true;
+        }
+        if RESPONSES_END_EVENTS.contains(&ev.kind.as_str()) {
+            if let Some(u) = ev.response.and_then(ResponsesUsageOnly::usage) {
+                self.usage = Some(u);
             }
         }
     }
@@ -374,12 +452,19 @@ mod tests {
             br#"{"model":"m","done":true,"eval_count":2}"#,
             br#"{"prompt_eval_count":"26"}"#,
             br#"{"prompt_eval_count":null,"eval_count":null}"#,
+            br#"{"id":"resp_1","object":"response","output":[{"type":"message","content":[{"type":"output_text","text":"\"usage\":{}"}]}],"usage":{"input_tokens":9,"input_tokens_details":{"cached_tokens":4},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":1},"total_tokens":12}}"#,
+            br#"{"usage":{"input_tokens":"9"}}"#,
             b"{}",
             b"",
             b"not json",
         ];
         for body in bodies {
-            for format in [Format::OpenAi, Format::Anthropic, Format::Ollama] {
+            for format in [
+                Format::OpenAi,
+                Format::Anthropic,
+                Format::Ollama,
+                Format::Responses,
+            ] {
                 assert_eq!(
                     from_body(format, body),
                     from_whole_body(format, body),
@@ -526,5 +611,68 @@ data: {\"type\":\"message_stop\"}\n\n";
         assert!(s.carry.is_empty());
         s.feed(b"more\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n");
         assert_eq!(s.usage().map(|u| u.completion_tokens), Some(2));
+    }
+
+    #[test]
+    fn responses_bodies() {
+        let u = from_body(
+            Format::Responses,
+            br#"{"id":"resp_1","object":"response","status":"completed","output":[],"usage":{"input_tokens":9,"input_tokens_details":{"cached_tokens":4},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":1},"total_tokens":12}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (9, 3));
+        assert_eq!((u.cached_tokens, u.reasoning_tokens), (Some(4), Some(1)));
+        assert_eq!(
+            from_body(Format::Responses, br#"{"id":"resp_1","usage":null}"#),
+            None
+        );
+    }
+
+    const RESPONSES_STREAM: &[u8] = b"event: response.created\n\
+data: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"error\":null,\"output\":[],\"usage\":null}}\n\n\
+event: response.output_text.delta\n\
+data: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"response.completed \\\"usage\\\":{\\\"input_tokens\\\":99}\",\"logprobs\":[]}\n\n\
+event: response.completed\n\
+data: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"error\":null,\"output\":[],\"usage\":{\"input_tokens\":20,\"input_tokens_details\":{\"cached_tokens\":8},\"output_tokens\":5,\"output_tokens_details\":{\"reasoning_tokens\":2},\"total_tokens\":25}}}\n\n";
+
+    #[test]
+    fn responses_stream_split_anywhere() {
+        for split in 0..RESPONSES_STREAM.len() {
+            let s = scan_split(Format::Responses, RESPONSES_STREAM, split);
+            let u = s.usage().unwrap();
+            assert_eq!((u.prompt_tokens, u.completion_tokens), (20, 5), "{split}");
+            assert_eq!((u.cached_tokens, u.reasoning_tokens), (Some(8), Some(2)));
+            assert!(!s.saw_error());
+        }
+    }
+
+    #[test]
+    fn responses_stream_errors() {
+        // Named events.
+        for ev in [
+            &b"event: error\ndata: {\"type\":\"error\",\"sequence_number\":3,\"code\":\"server_error\",\"message\":\"x\"}\n\n"[..],
+            b"event: response.failed\ndata: {\"type\":\"response.failed\",\"sequence_number\":3,\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"x\"},\"usage\":null}}\n\n",
+        ] {
+            let mut s = UsageScanner::new(Format::Responses);
+            assert!(s.feed(ev));
+            assert!(s.saw_error());
+            // Without the event lines, the data says it.
+            let data: Vec<u8> = ev
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.starts_with(b"event:"))
+                .flat_map(|l| l.iter().copied().chain([b'\n']))
+                .collect();
+            let mut s = UsageScanner::new(Format::Responses);
+            assert!(s.feed(&data));
+            assert!(s.saw_error());
+        }
+        // A failed response still reports what it used.
+        let mut s = UsageScanner::new(Format::Responses);
+        s.feed(b"data: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"usage\":{\"input_tokens\":4,\"output_tokens\":1}}}\n\n");
+        assert_eq!(s.usage().map(|u| u.total_tokens()), Some(5));
+        // Text that mentions an error is not one.
+        let mut s = UsageScanner::new(Format::Responses);
+        s.feed(b"data: {\"type\":\"response.output_text.delta\",\"delta\":\"\\\"type\\\":\\\"error\\\"\"}\n\n");
+        assert!(!s.saw_error());
     }
 }
