@@ -77,8 +77,7 @@ fn format_of(wire: Wire) -> Format {
         Wire::OpenAi => Format::OpenAi,
         Wire::Anthropic => Format::Anthropic,
         Wire::Ollama => Format::Ollama,
-        // Until the usage scanner reads Responses events.
-        Wire::Responses => Format::OpenAi,
+        Wire::Responses => Format::Responses,
     }
 }
 

@@ -339,6 +339,9 @@ pub struct ServerArgs {
     /// Time zone whose calendar days, weeks (from Monday) and months budgets reset on [default: UTC]
     #[arg(long, env = "LLM_LINK_BUDGET_TIMEZONE", value_name = "TZ")]
     pub budget_timezone: Option<String>,
+    /// How long Responses API answers stored with `store: true` are kept for previous_response_id and GET /v1/responses/{id} [default: 30d]
+    #[arg(long, env = "LLM_LINK_RESPONSES_TTL", value_name = "DURATION")]
+    pub responses_ttl: Option<String>,
     /// Allow a non-loopback --host with no client credential at all (no --auth-key, no users, no virtual keys)
     #[arg(long, env = "LLM_LINK_INSECURE")]
     pub insecure: bool,
@@ -413,6 +416,7 @@ impl ServeArgs {
             redis: s.redis.clone(),
             budget_timezone: s.budget_timezone.clone(),
             insecure: s.insecure,
+            responses_ttl: s.responses_ttl.clone(),
         }
     }
 }

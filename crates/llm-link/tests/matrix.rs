@@ -384,6 +384,8 @@ enum Client {
     OpenAi,
     Anthropic,
     Ollama,
+    /// The OpenAI Responses API (`/v1/responses`).
+    Responses,
 }
 
 /// What a client got back, whatever its format.
@@ -475,7 +477,124 @@ fn request(
             }
             ("/api/chat".into(), body)
         }
+        Client::Responses => {
+            let input = match step {
+                "text" => json!("Hello"),
+                "image" => {
+                    json!([{"role": "user", "content": [{"type": "input_text", "text": "What is this?"}, {"type": "input_image", "image_url": format!("data:image/png;base64,{PNG}")}]}])
+                }
+                "tool1" => {
+                    json!([{"type": "message", "role": "user", "content": "Weather in Paris?"}])
+                }
+                _ => {
+                    let (id, name, args) = call.unwrap();
+                    json!([
+                        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]},
+                        {"type": "function_call", "call_id": id, "name": name, "arguments": args.to_string()},
+                        {"type": "function_call_output", "call_id": id, "output": RESULT}
+                    ])
+                }
+            };
+            let mut body =
+                json!({"model": model, "input": input, "stream": stream, "store": false});
+            if step.starts_with("tool") {
+                body["tools"] = json!([{"type": "function", "name": "get_weather", "description": "Weather by city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+            }
+            ("/v1/responses".into(), body)
+        }
     }
+}
+
+/// Reads a Responses answer: the `response` object, or its event stream,
+/// checked event by event (order, sequence numbers, balanced items).
+async fn read_responses(resp: reqwest::Response, stream: bool) -> Got {
+    let mut got = Got::default();
+    let final_obj = if !stream {
+        resp.json::<Value>().await.unwrap()
+    } else {
+        let text = resp.text().await.unwrap();
+        let mut events: Vec<Value> = vec![];
+        for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            let v: Value = serde_json::from_str(&data).unwrap();
+            assert_eq!(
+                v["type"],
+                name.as_str(),
+                "event name and type agree: {text}"
+            );
+            events.push(v);
+        }
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types[..2],
+            ["response.created", "response.in_progress"],
+            "{text}"
+        );
+        assert_eq!(types.last(), Some(&"response.completed"), "{text}");
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e["sequence_number"], json!(i), "{text}");
+        }
+        let added = types
+            .iter()
+            .filter(|t| **t == "response.output_item.added")
+            .count();
+        let done = types
+            .iter()
+            .filter(|t| **t == "response.output_item.done")
+            .count();
+        assert_eq!(added, done, "{text}");
+        let mut deltas = String::new();
+        let mut args = String::new();
+        for e in &events {
+            match e["type"].as_str().unwrap() {
+                "response.output_text.delta" => deltas.push_str(e["delta"].as_str().unwrap()),
+                "response.function_call_arguments.delta" => {
+                    args.push_str(e["delta"].as_str().unwrap())
+                }
+                _ => {}
+            }
+        }
+        let last = events.last().unwrap()["response"].clone();
+        let text_out: String = last["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["type"] == "message")
+            .flat_map(|i| i["content"].as_array().unwrap().clone())
+            .map(|c| c["text"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(deltas, text_out, "the deltas add up to the final text");
+        last
+    };
+    assert_eq!(final_obj["object"], "response", "{final_obj}");
+    assert_eq!(final_obj["status"], "completed", "{final_obj}");
+    for item in final_obj["output"].as_array().unwrap() {
+        match item["type"].as_str().unwrap() {
+            "message" => {
+                for c in item["content"].as_array().unwrap() {
+                    assert_eq!(c["type"], "output_text");
+                    got.text.push_str(c["text"].as_str().unwrap());
+                }
+            }
+            "function_call" => got.calls.push((
+                item["call_id"].as_str().unwrap().into(),
+                item["name"].as_str().unwrap().into(),
+                serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap(),
+            )),
+            _ => {}
+        }
+    }
+    got.prompt_tokens = final_obj["usage"]["input_tokens"].as_u64().unwrap();
+    got.completion_tokens = final_obj["usage"]["output_tokens"].as_u64().unwrap();
+    got
 }
 
 async fn read_openai(resp: reqwest::Response, stream: bool) -> Got {
@@ -719,13 +838,19 @@ async fn call(
         Client::OpenAi => read_openai(resp, stream).await,
         Client::Anthropic => read_anthropic(resp, stream).await,
         Client::Ollama => read_ollama(resp, stream).await,
+        Client::Responses => read_responses(resp, stream).await,
     }
 }
 
 #[tokio::test]
 async fn every_client_against_every_upstream() {
     let (gw, seen) = setup().await;
-    for client in [Client::OpenAi, Client::Anthropic, Client::Ollama] {
+    for client in [
+        Client::OpenAi,
+        Client::Anthropic,
+        Client::Ollama,
+        Client::Responses,
+    ] {
         for model in ["m-openai", "m-anthropic", "m-ollama"] {
             for stream in [false, true] {
                 let ctx = format!("{client:?} → {model} stream={stream}");

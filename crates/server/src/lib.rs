@@ -25,6 +25,7 @@ use std::sync::Arc;
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(api::openai::routes(state.clone()))
+        .merge(api::responses::routes(state.clone()))
         .merge(api::anthropic::routes(state.clone()))
         .merge(api::ollama::routes(state.clone()))
         .merge(api::team::routes(state.clone()))

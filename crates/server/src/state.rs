@@ -48,6 +48,8 @@ pub struct AppState {
     pub governor: Arc<Governor>,
     /// Session-row checks remembered for a few seconds (see `sessions`).
     pub sessions: SessionCache,
+    /// Responses API objects kept with `store: true`.
+    pub responses: crate::api::responses::Stored,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
             }
             _ => Recorder::disabled(),
         };
+        crate::api::responses::Stored::spawn_purger(store.clone());
         Ok(Arc::new(AppState {
             runtime: ArcSwap::from_pointee(runtime),
             body_limit: cfg.body_limit,
@@ -92,6 +95,7 @@ impl AppState {
                 llm_link_gateway::routing::shared::budgets(),
             )),
             sessions: Default::default(),
+            responses: crate::api::responses::Stored::new(cfg.responses_ttl),
         }))
     }
 

@@ -230,7 +230,12 @@ pub struct Config {
     pub budget_timezone: crate::identity::TimeZone,
     /// Serve a non-loopback address without any client credential.
     pub insecure: bool,
+    /// How long Responses API objects stored with `store: true` are kept.
+    pub responses_ttl: Duration,
 }
+
+/// The default of [`Config::responses_ttl`]: 30 days, as OpenAI keeps them.
+pub const DEFAULT_RESPONSES_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -263,9 +268,10 @@ pub struct CliInput {
     pub redis: Option<String>,
     pub budget_timezone: Option<String>,
     pub insecure: bool,
+    pub responses_ttl: Option<String>,
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+/// Parses `10s`, `500ms`, `2m`, `1h`, `30d` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
@@ -280,7 +286,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" | "sec" | "secs" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
+        "d" => n * 86400.0,
+        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m, h or d)")),
     };
     if !(secs > 0.0 && secs < 1e7) {
         return Err(format!("`{s}` must be positive"));
@@ -639,6 +646,18 @@ pub fn build(
         Some(v) => parse_duration(v).map_err(|m| ConfigError::new("--shutdown-timeout", m))?,
         None => Duration::from_secs(30),
     };
+    let responses_ttl = match &cli.responses_ttl {
+        Some(v) => parse_duration(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "--responses-ttl",
+                    "must be a positive duration like 30d, 12h or 3600",
+                )
+            })?,
+        None => DEFAULT_RESPONSES_TTL,
+    };
     let mut routes = Vec::new();
     let mut deprecations = Vec::new();
     if let Some(f) = file {
@@ -701,6 +720,7 @@ pub fn build(
         redis,
         budget_timezone,
         insecure: cli.insecure,
+        responses_ttl,
         routes,
         deprecations,
         app,

@@ -4,6 +4,7 @@ pub mod anthropic;
 pub mod health;
 pub mod ollama;
 pub mod openai;
+pub mod responses;
 pub mod team;
 
 use crate::error::ApiError;
@@ -284,6 +285,22 @@ pub async fn serve_chat(
     whole: impl FnOnce(ChatResponse, &Translated<'_>) -> Response,
     streamed: impl FnOnce(EventStream, &Translated<'_>) -> Response,
 ) -> Result<Response, ApiError> {
+    let decode = || (reader.decode)(req.obj, req.body);
+    serve_chat_with(st, (headers, who), &req, reader, decode, whole, streamed).await
+}
+
+/// As [`serve_chat`], with the full decode given as `decode` (a surface
+/// that has decoded the body already, for state of its own, hands over
+/// its result); it runs only when some target translates.
+pub async fn serve_chat_with(
+    st: &crate::state::AppState,
+    (headers, who): (&HeaderMap, &Principal),
+    req: &ChatBody<'_>,
+    reader: &ChatReader,
+    decode: impl FnOnce() -> Result<ChatRequest, DecodeError>,
+    whole: impl FnOnce(ChatResponse, &Translated<'_>) -> Response,
+    streamed: impl FnOnce(EventStream, &Translated<'_>) -> Response,
+) -> Result<Response, ApiError> {
     let (started, surface) = (req.started, reader.surface);
     let rt = st.runtime();
     let plan = (reader.plan)(st.app.as_deref(), &rt, headers, req.model)?;
@@ -295,7 +312,7 @@ pub async fn serve_chat(
             Err(e) => return Ok(refused(surface, &e, req.model, f.stream)),
         };
     let ir = if lifecycle::needs_translation(&rt.router, &plan, reader.wire) {
-        Some((reader.decode)(req.obj, req.body)?)
+        Some(decode()?)
     } else {
         None
     };

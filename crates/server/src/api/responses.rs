@@ -1,0 +1,493 @@
+//! The OpenAI Responses surface: `POST /v1/responses` (JSON and SSE),
+//! `GET` / `DELETE /v1/responses/{id}` and
+//! `GET /v1/responses/{id}/input_items`.
+//!
+//! A request goes through the internal model to any upstream
+//! (`llm_link_protocol::responses`), or byte for byte to an OpenAI provider
+//! that serves the Responses API itself (`Wire::Responses`). Translated
+//! answers stored with `store: true` (the API's default) are kept in a
+//! bounded memory cache and in the database for `--responses-ttl`, so that
+//! `previous_response_id` continues them and the read endpoints find them;
+//! `store: false` keeps nothing. A stored response is only visible to the
+//! caller that created it (the same user, or the same key when it has no
+//! user); callers without an identity (desktop mode) share them.
+//!
+//! Answers forwarded to a provider that speaks Responses are stored by that
+//! provider, not here.
+
+use crate::error::{ApiError, OpenAiError};
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use llm_link_gateway::govern::Principal;
+use llm_link_gateway::lifecycle;
+use llm_link_gateway::presets::Wire;
+use llm_link_gateway::providers::Endpoint;
+use llm_link_gateway::util::{new_id, now_ms, now_secs};
+use llm_link_protocol::ir::{ChatChunk, ChatResponse, StreamError};
+use llm_link_protocol::json::DecodeError;
+use llm_link_protocol::passthrough::Forwardable;
+use llm_link_protocol::responses::{self, stream::StreamEncoder, ResponsesRequest};
+use llm_link_store::responses::ResponseRow;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes of stored responses kept in memory (the database keeps them all).
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// The most stored responses a `previous_response_id` chain walks back.
+const MAX_CHAIN: usize = 256;
+/// How often expired responses are purged from the database.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/responses", post(create))
+        .route("/v1/responses/{id}", get(retrieve).delete(delete))
+        .route("/v1/responses/{id}/input_items", get(input_items))
+        .route_layer(super::ModelRoutes::new(state, super::openai::SURFACE))
+}
+
+/// Stored responses: a bounded memory cache in front of the database (or
+/// alone, without one).
+pub struct Stored {
+    cache: moka::sync::Cache<String, Arc<ResponseRow>>,
+    ttl: Duration,
+}
+
+impl Stored {
+    pub fn new(ttl: Duration) -> Stored {
+        Stored {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(CACHE_BYTES)
+                .weigher(|k: &String, r: &Arc<ResponseRow>| {
+                    let n = k.len() + r.input_items.len() + r.response.len() + 256;
+                    u32::try_from(n).unwrap_or(u32::MAX)
+                })
+                .time_to_live(ttl)
+                .build(),
+            ttl,
+        }
+    }
+
+    /// Purges expired rows from the database now and then (when there is
+    /// a database and a runtime).
+    pub fn spawn_purger(store: Option<Arc<llm_link_store::Store>>) {
+        let Some(store) = store else { return };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PURGE_EVERY);
+            loop {
+                tick.tick().await;
+                let purged = async {
+                    let mut tx = store.db.begin().await?;
+                    let n = tx.purge_responses(now_ms()).await?;
+                    tx.commit().await?;
+                    Ok::<_, llm_link_store::StoreError>(n)
+                };
+                match purged.await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(purged = n, "expired stored responses removed"),
+                    Err(e) => tracing::warn!("purging expired stored responses failed: {e}"),
+                }
+            }
+        });
+    }
+}
+
+/// Who a stored response belongs to: the user, else the key, else nobody.
+fn owner_of(who: &Principal) -> Option<String> {
+    match (who.user_id(), who.key_id()) {
+        (Some(u), _) => Some(format!("user:{u}")),
+        (None, Some(k)) => Some(format!("key:{k}")),
+        (None, None) => None,
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Response with id '{id}' not found."))
+}
+
+/// The stored response `id`, if it exists, has not expired and `who` may
+/// see it.
+async fn load(
+    st: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<Option<Arc<ResponseRow>>, ApiError> {
+    let now = now_ms();
+    let row = match st.responses.cache.get(id) {
+        Some(r) => Some(r),
+        None => match &st.store {
+            None => None,
+            Some(store) => {
+                let read = async {
+                    let mut tx = store.db.begin_read().await?;
+                    let r = tx.response(id, now).await?;
+                    tx.commit().await?;
+                    Ok::<_, llm_link_store::StoreError>(r)
+                };
+                let r = read.await.map_err(|e| {
+                    tracing::warn!("reading a stored response failed: {e}");
+                    ApiError::Unavailable("the response store is unavailable".into())
+                })?;
+                r.map(|r| {
+                    let r = Arc::new(r);
+                    st.responses.cache.insert(id.to_string(), r.clone());
+                    r
+                })
+            }
+        },
+    };
+    Ok(row.filter(|r| r.expires_at > now && (r.owner.is_none() || r.owner == owner_of(who))))
+}
+
+/// Keeps a response: in memory before the client sees its end (so a
+/// follow-up request finds it at once), in the database behind.
+fn save(st: &AppState, row: ResponseRow) {
+    let row = Arc::new(row);
+    st.responses.cache.insert(row.id.clone(), row.clone());
+    let Some(store) = st.store.clone() else {
+        return;
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    tokio::spawn(async move {
+        let write = async {
+            let mut tx = store.db.begin().await?;
+            tx.put_response(&row).await?;
+            tx.commit().await
+        };
+        if let Err(e) = write.await {
+            tracing::warn!(response = %row.id, "storing a response failed: {e}");
+        }
+    });
+}
+
+/// The stored input and output items of the chain ending at `id`, oldest
+/// first.
+async fn history(st: &AppState, who: &Principal, id: &str) -> Result<Vec<Value>, ApiError> {
+    let mut chain = Vec::new();
+    let mut next = Some(id.to_string());
+    while let Some(cur) = next.take() {
+        if chain.len() == MAX_CHAIN {
+            return Err(DecodeError::new(
+                "previous_response_id",
+                format!("the conversation is longer than {MAX_CHAIN} stored responses"),
+            )
+            .into());
+        }
+        let Some(row) = load(st, who, &cur).await? else {
+            return Err(DecodeError::new(
+                "previous_response_id",
+                format!("Previous response with id '{cur}' not found."),
+            )
+            .into());
+        };
+        next = row.previous_response_id.clone();
+        chain.push(row);
+    }
+    let mut items = Vec::new();
+    for row in chain.iter().rev() {
+        let input: Vec<Value> = serde_json::from_str(&row.input_items).unwrap_or_default();
+        items.extend(input);
+        let resp: Value = serde_json::from_str(&row.response).unwrap_or_default();
+        if let Some(Value::Array(out)) = resp.get("output") {
+            items.extend(out.iter().cloned());
+        }
+    }
+    Ok(items)
+}
+
+/// What is needed to store a response once its answer is complete.
+struct ToStore {
+    st: Arc<AppState>,
+    owner: Option<String>,
+    model: String,
+    previous: Option<String>,
+    input_items: Vec<Value>,
+}
+
+impl ToStore {
+    fn row(self, response: &Value) -> ResponseRow {
+        let id = response
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        // Input items get ids, as the API gives them, for `input_items`.
+        let items: Vec<Value> = self
+            .input_items
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut item)| {
+                if let Value::Object(o) = &mut item {
+                    if !o.contains_key("id") {
+                        o.insert(
+                            "id".into(),
+                            json!(format!("in_{}_{i}", id.trim_start_matches("resp_"))),
+                        );
+                    }
+                }
+                item
+            })
+            .collect();
+        let now = now_ms();
+        let ttl = i64::try_from(self.st.responses.ttl.as_millis()).unwrap_or(i64::MAX);
+        ResponseRow {
+            id,
+            owner: self.owner,
+            model: self.model,
+            previous_response_id: self.previous,
+            affinity: None,
+            input_items: Value::Array(items).to_string(),
+            response: response.to_string(),
+            created_at: now,
+            expires_at: now.saturating_add(ttl),
+        }
+    }
+
+    fn save(self, response: &Value) {
+        let st = self.st.clone();
+        save(&st, self.row(response));
+    }
+}
+
+/// The light check of a body forwarded to a provider that serves the
+/// Responses API (the full decode has already run).
+fn check(obj: &llm_link_protocol::json::RawObject<'_>) -> Result<Forwardable, DecodeError> {
+    Ok(Forwardable {
+        model: obj.require_model()?,
+        stream: obj.get::<bool>("stream")?.unwrap_or(false),
+    })
+}
+
+const RESPONSES: super::ChatReader = super::ChatReader {
+    wire: Wire::Responses,
+    endpoint: Endpoint::Responses,
+    surface: super::openai::SURFACE,
+    plan: lifecycle::plan,
+    check,
+    decode: |obj, _| responses::decode_request_object(obj).map(|r| r.chat),
+};
+
+async fn create(
+    State(st): State<Arc<AppState>>,
+    super::Headers(headers, who): super::Headers,
+    body: super::ReqBody<OpenAiError>,
+) -> Result<Response, OpenAiError> {
+    let obj = body.parse()?;
+    let model = obj.model()?;
+    // Decoded in full whatever the route: bad input is a 400 naming the
+    // field before anything else happens.
+    let mut rr: ResponsesRequest = responses::decode_request_object(&obj)?;
+    if !rr.dropped_tools.is_empty() {
+        tracing::debug!(tools = ?rr.dropped_tools, "built-in tools a chat upstream cannot run were left out");
+    }
+    if let Some(prev) = rr.previous_response_id.clone() {
+        let items = history(&st, &who, &prev).await?;
+        rr.apply_history(&items)?;
+    }
+    let id = new_id("resp_");
+    let created = now_secs();
+    let keep = rr.store.then(|| ToStore {
+        st: st.clone(),
+        owner: owner_of(&who),
+        model: model.clone(),
+        previous: rr.previous_response_id.clone(),
+        input_items: rr.input_items.clone(),
+    });
+    let echo = rr.echo.clone();
+    let req = super::ChatBody::new(&body, &obj, &model);
+    let (id2, echo2) = (id.clone(), echo.clone());
+    let whole = move |mut resp: ChatResponse, t: &super::Translated<'_>| {
+        if resp.model.is_empty() {
+            resp.model = t.model.to_string();
+        }
+        let v = responses::encode_response(&resp, &id, created, &echo);
+        if let Some(k) = keep {
+            k.save(&v);
+        }
+        t.json(&v)
+    };
+    let keep_stream = rr.store.then(|| ToStore {
+        st: st.clone(),
+        owner: owner_of(&who),
+        model: model.clone(),
+        previous: rr.previous_response_id.clone(),
+        input_items: rr.input_items.clone(),
+    });
+    let streamed = move |events, t: &super::Translated<'_>| {
+        let enc = Encoder {
+            inner: StreamEncoder::new(id2, t.model.to_string(), created, echo2),
+            keep: keep_stream,
+        };
+        t.stream(super::encode_events(events, enc), "text/event-stream")
+    };
+    let chat = rr.chat;
+    let decode = move || Ok(chat);
+    let r = super::serve_chat_with(
+        &st,
+        (&headers, &who),
+        &req,
+        &RESPONSES,
+        decode,
+        whole,
+        streamed,
+    );
+    Ok(r.await?)
+}
+
+/// The Responses event stream, which stores the final object when the
+/// stream ends (completed, incomplete or failed) if asked to.
+struct Encoder {
+    inner: StreamEncoder,
+    keep: Option<ToStore>,
+}
+
+impl Encoder {
+    fn store(&mut self) {
+        if let Some(k) = self.keep.take() {
+            k.save(&self.inner.response());
+        }
+    }
+}
+
+impl super::EventEncoder for Encoder {
+    fn start(&mut self) -> Option<Bytes> {
+        Some(self.inner.start())
+    }
+    fn chunk(&mut self, c: &ChatChunk) -> Option<Bytes> {
+        self.inner.encode(c)
+    }
+    fn finish(&mut self) -> Bytes {
+        let b = self.inner.finish();
+        self.store();
+        b
+    }
+    fn error(&mut self, e: &StreamError) -> Bytes {
+        let b = self.inner.error(e);
+        self.store();
+        b
+    }
+    fn failed(&mut self, e: &ApiError) -> Bytes {
+        let b = self.inner.error(&StreamError {
+            message: e.to_string(),
+            kind: e.openai_type().to_string(),
+        });
+        self.store();
+        b
+    }
+}
+
+async fn retrieve(
+    State(st): State<Arc<AppState>>,
+    super::Headers(_, who): super::Headers,
+    Path(id): Path<String>,
+) -> Result<Response, OpenAiError> {
+    let row = load(&st, &who, &id).await?.ok_or_else(|| not_found(&id))?;
+    let mut r = Response::new(axum::body::Body::from(row.response.clone()));
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+async fn delete(
+    State(st): State<Arc<AppState>>,
+    super::Headers(_, who): super::Headers,
+    Path(id): Path<String>,
+) -> Result<Response, OpenAiError> {
+    load(&st, &who, &id).await?.ok_or_else(|| not_found(&id))?;
+    st.responses.cache.invalidate(&id);
+    if let Some(store) = &st.store {
+        let del = async {
+            let mut tx = store.db.begin().await?;
+            tx.delete_response(&id).await?;
+            tx.commit().await
+        };
+        del.await.map_err(|e| {
+            tracing::warn!("deleting a stored response failed: {e}");
+            ApiError::Unavailable("the response store is unavailable".into())
+        })?;
+    }
+    Ok(axum::Json(json!({"id": id, "object": "response", "deleted": true})).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    order: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+}
+
+async fn input_items(
+    State(st): State<Arc<AppState>>,
+    super::Headers(_, who): super::Headers,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, OpenAiError> {
+    let limit = match q.limit.as_deref() {
+        None => 20,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::from(DecodeError::new(
+                    "limit",
+                    "must be an integer between 1 and 100",
+                ))
+            })?,
+    };
+    let desc = match q.order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(_) => {
+            return Err(ApiError::from(DecodeError::new("order", "must be `asc` or `desc`")).into())
+        }
+    };
+    let row = load(&st, &who, &id).await?.ok_or_else(|| not_found(&id))?;
+    let mut items: Vec<Value> = serde_json::from_str(&row.input_items).unwrap_or_default();
+    if desc {
+        items.reverse();
+    }
+    let id_of = |v: &Value| v.get("id").and_then(Value::as_str).map(str::to_string);
+    if let Some(after) = &q.after {
+        if let Some(i) = items
+            .iter()
+            .position(|v| id_of(v).as_deref() == Some(after))
+        {
+            items.drain(..=i);
+        }
+    }
+    if let Some(before) = &q.before {
+        if let Some(i) = items
+            .iter()
+            .position(|v| id_of(v).as_deref() == Some(before))
+        {
+            items.truncate(i);
+        }
+    }
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    let first = items.first().and_then(id_of);
+    let last = items.last().and_then(id_of);
+    let mut o = Map::new();
+    o.insert("object".into(), json!("list"));
+    o.insert("data".into(), Value::Array(items));
+    o.insert("first_id".into(), json!(first));
+    o.insert("last_id".into(), json!(last));
+    o.insert("has_more".into(), json!(has_more));
+    Ok((StatusCode::OK, axum::Json(Value::Object(o))).into_response())
+}
