@@ -4,7 +4,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures_util::StreamExt;
@@ -150,6 +150,25 @@ async fn handle(State(inner): State<Arc<MockInner>>, req: Request) -> Response {
         return axum::Json(json!({"id": "cmpl-1", "object": "text_completion", "created": 1, "model": model,
             "choices": [{"text": "legacy text", "index": 0, "logprobs": null, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}})).into_response();
+    }
+    if path.ends_with("/responses") {
+        // A host that serves the Responses API itself.
+        let usage = json!({"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 12});
+        let item = json!({"type": "message", "id": "msg_up", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": "native responses", "annotations": []}]});
+        let done = json!({"id": "resp_upstream", "object": "response", "status": "completed",
+            "model": model, "output": [item], "usage": usage});
+        if !stream {
+            return axum::Json(done).into_response();
+        }
+        let body = format!(
+            "event: response.created\ndata: {}\n\nevent: response.output_text.delta\ndata: {}\n\nevent: response.completed\ndata: {}\n\n",
+            json!({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_upstream", "status": "in_progress"}}),
+            json!({"type": "response.output_text.delta", "sequence_number": 1, "delta": "native responses"}),
+            json!({"type": "response.completed", "sequence_number": 2, "response": done}),
+        );
+        return ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response();
     }
     if !path.ends_with("/chat/completions") {
         return err(404, "no such path");

@@ -1,0 +1,241 @@
+//! The Responses surface: forwarded to a host that serves it, translated
+//! for any other, stored for `previous_response_id` and the read endpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{config_from, gateway, mock, simple};
+use serde_json::{json, Value};
+
+/// An `openai` provider serves the Responses API: the body goes through
+/// byte for byte (fields llm-link does not model included) to `/responses`;
+/// `responses = false` makes it translate to Chat Completions instead.
+#[tokio::test]
+async fn forwarded_as_is_to_a_host_that_serves_it() {
+    let up = mock().await;
+    let cfg = |flag: &str| {
+        config_from(
+            &format!(
+                r#"
+[[providers]]
+name = "oa"
+kind = "openai"
+base_url = "{}/v1"
+api_key = "k"
+models = ["gpt-x"]
+{flag}
+"#,
+                up.base
+            ),
+            &[],
+        )
+    };
+    let gw = gateway(cfg("")).await;
+    let body = r#"{"model":"gpt-x","input":"hi","include":["reasoning.encrypted_content"],"client_metadata":{"a":"b"},"prompt_cache_key":"p1","store":false}"#;
+    let r = gw
+        .client
+        .post(format!("{}/v1/responses", gw.base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], "resp_upstream", "{v}");
+    let last = up.last();
+    assert_eq!(last.path, "/v1/responses");
+    assert_eq!(last.body, body.as_bytes(), "byte for byte");
+    // Streamed: the upstream's events as they came.
+    let r = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "gpt-x", "input": "hi", "stream": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("event: response.completed"), "{text}");
+    assert!(text.contains("resp_upstream"), "{text}");
+
+    let gw = gateway(cfg("responses = false")).await;
+    let r = gw
+        .post("/v1/responses", json!({"model": "gpt-x", "input": "hi"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["id"].as_str().unwrap().starts_with("resp_"), "{v}");
+    assert_ne!(v["id"], "resp_upstream");
+    assert_eq!(up.last().path, "/v1/chat/completions");
+}
+
+fn user_texts(chat: &Value) -> Vec<(String, String)> {
+    chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let text = match &m["content"] {
+                Value::String(s) => s.clone(),
+                Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+                _ => String::new(),
+            };
+            (m["role"].as_str().unwrap().to_string(), text)
+        })
+        .collect()
+}
+
+/// `store: true` (the default) keeps the response: GET returns it,
+/// `input_items` lists its input, `previous_response_id` continues it (also
+/// right after a streamed answer ends), DELETE removes it. `store: false`
+/// keeps nothing.
+#[tokio::test]
+async fn stored_responses_continue_and_can_be_read_and_deleted() {
+    let up = mock().await;
+    let gw = simple(&up, "").await;
+    let r = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "mock-model", "instructions": "Be brief.", "input": "first question", "metadata": {"t": "1"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let first: Value = r.json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(first["instructions"], "Be brief.");
+    assert_eq!(first["metadata"], json!({"t": "1"}));
+    let answer = first["output"][0]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let got: Value = gw
+        .get(&format!("/v1/responses/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, first);
+    let items: Value = gw
+        .get(&format!("/v1/responses/{id}/input_items"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(items["object"], "list");
+    assert_eq!(items["data"].as_array().unwrap().len(), 1, "{items}");
+    assert_eq!(items["data"][0]["role"], "user");
+    assert!(items["data"][0]["id"].is_string(), "{items}");
+    assert_eq!(items["has_more"], false);
+
+    // Streamed continuation, and a follow-up the moment it ends.
+    let r = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "mock-model", "previous_response_id": id, "input": "second question", "stream": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let completed = text
+        .split("\n\n")
+        .find(|b| b.starts_with("event: response.completed"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let data: Value = serde_json::from_str(
+        completed
+            .lines()
+            .nth(1)
+            .unwrap()
+            .strip_prefix("data: ")
+            .unwrap(),
+    )
+    .unwrap();
+    let second = data["response"]["id"].as_str().unwrap().to_string();
+    let sent = up.last().json();
+    assert_eq!(
+        user_texts(&sent),
+        [
+            ("user".to_string(), "first question".to_string()),
+            ("assistant".to_string(), answer.clone()),
+            ("user".to_string(), "second question".to_string()),
+        ],
+        "the stored conversation goes upstream, without the earlier instructions: {sent}"
+    );
+    let r = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "mock-model", "previous_response_id": second, "input": "third"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let sent = up.last().json();
+    assert_eq!(user_texts(&sent).len(), 5, "{sent}");
+
+    // Delete: gone for reading and for continuing.
+    let r = gw
+        .client
+        .delete(format!("{}/v1/responses/{id}", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!({"id": id, "object": "response", "deleted": true}));
+    let r = gw.get(&format!("/v1/responses/{id}")).await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    let r = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "mock-model", "previous_response_id": id, "input": "x"}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "previous_response_id", "{v}");
+
+    // store: false keeps nothing.
+    let r = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "mock-model", "input": "x", "store": false}),
+        )
+        .await;
+    let v: Value = r.json().await.unwrap();
+    let r = gw
+        .get(&format!("/v1/responses/{}", v["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(r.status(), 404);
+}
+
+/// Bad input is a 400 in OpenAI's shape naming the field, before anything
+/// reaches the upstream.
+#[tokio::test]
+async fn bad_input_is_a_400_naming_the_field() {
+    let up = mock().await;
+    let gw = simple(&up, "").await;
+    for (body, param) in [
+        (json!({"input": "x"}), "model"),
+        (json!({"model": "mock-model", "input": 5}), "input"),
+        (
+            json!({"model": "mock-model", "input": [{"type": "message", "role": "user", "content": [{"type": "bogus"}]}]}),
+            "input[0].content[0].type",
+        ),
+        (
+            json!({"model": "mock-model", "input": "x", "temperature": 3}),
+            "temperature",
+        ),
+        (
+            json!({"model": "mock-model", "input": "x", "tools": [{"type": "file_search", "vector_store_ids": ["v"]}]}),
+            "tools[0].type",
+        ),
+    ] {
+        let r = gw.post("/v1/responses", body.clone()).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["param"], param, "{body}: {v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+    }
+    assert_eq!(up.hits(), 0);
+}
