@@ -25,7 +25,7 @@ pub const APPS: &[AppPreset] = &[
     AppPreset {
         name: "codex",
         protocol: "openai",
-        description: "OpenAI Codex CLI: OpenAI API at /v1, client key from an env var (env_key)",
+        description: "OpenAI Codex CLI: Responses API at /v1 (wire_api = \"responses\"), client key from an env var (env_key)",
         force_capabilities: false,
         wants_auth_key: true,
     },
@@ -108,7 +108,7 @@ model_provider = "llm-link"
 name = "llm-link"
 base_url = "{url}/v1"
 env_key = "LLM_LINK_API_KEY"
-wire_api = "chat"
+wire_api = "responses"
 
 # then, in the shell that runs codex:
 #   export LLM_LINK_API_KEY={key}"#

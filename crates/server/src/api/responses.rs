@@ -332,8 +332,23 @@ async fn create(
         };
         t.stream(super::encode_events(events, enc), "text/event-stream")
     };
+    let encrypted = rr
+        .input_items
+        .iter()
+        .filter(|i| i.get("encrypted_content").is_some_and(Value::is_string))
+        .count();
     let chat = rr.chat;
-    let decode = move || Ok(chat);
+    // Runs only when a target translates: reasoning a Responses host
+    // encrypted for itself cannot go with it.
+    let decode = move || {
+        if encrypted > 0 {
+            tracing::info!(
+                items = encrypted,
+                "reasoning items with encrypted_content dropped: the target does not serve the Responses API"
+            );
+        }
+        Ok(chat)
+    };
     let r = super::serve_chat_with(
         &st,
         (&headers, &who),
