@@ -262,6 +262,7 @@ mod tests {
     fn client_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
+        h.insert("anthropic-version", HeaderValue::from_static("2099-01-01"));
         h.insert("x-client-only", HeaderValue::from_static("1"));
         h
     }
@@ -289,6 +290,12 @@ mod tests {
         let head = upstream.await.unwrap();
         assert!(head.starts_with("POST /v1/messages "), "{head}");
         assert!(head.contains("anthropic-beta: tools-2024"), "{head}");
+        // The client's `anthropic-version` replaces llm-link's own, once.
+        let versions: Vec<&str> = head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("anthropic-version:"))
+            .collect();
+        assert_eq!(versions, ["anthropic-version: 2099-01-01"], "{head}");
         assert!(has_header(&head, "x-api-key"), "{head}");
         assert!(!has_header(&head, "x-client-only"), "{head}");
 
