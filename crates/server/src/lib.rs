@@ -11,6 +11,7 @@ pub mod error;
 pub mod front;
 pub mod sessions;
 pub mod state;
+pub mod stored;
 pub mod watch;
 pub mod workers;
 

@@ -49,7 +49,7 @@ pub struct AppState {
     /// Session-row checks remembered for a few seconds (see `sessions`).
     pub sessions: SessionCache,
     /// Responses API objects kept with `store: true`.
-    pub responses: crate::api::responses::Stored,
+    pub responses: crate::stored::Stored,
 }
 
 impl AppState {
@@ -71,7 +71,7 @@ impl AppState {
             }
             _ => Recorder::disabled(),
         };
-        crate::api::responses::Stored::spawn_purger(store.clone());
+        let responses = crate::stored::Stored::new(cfg.responses_ttl, store.clone());
         Ok(Arc::new(AppState {
             runtime: ArcSwap::from_pointee(runtime),
             body_limit: cfg.body_limit,
@@ -95,7 +95,7 @@ impl AppState {
                 llm_link_gateway::routing::shared::budgets(),
             )),
             sessions: Default::default(),
-            responses: crate::api::responses::Stored::new(cfg.responses_ttl),
+            responses,
         }))
     }
 

@@ -36,14 +36,9 @@ use llm_link_store::responses::ResponseRow;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Bytes of stored responses kept in memory (the database keeps them all).
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// The most stored responses a `previous_response_id` chain walks back.
 const MAX_CHAIN: usize = 256;
-/// How often expired responses are purged from the database.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -53,123 +48,8 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route_layer(super::ModelRoutes::new(state, super::openai::SURFACE))
 }
 
-/// Stored responses: a bounded memory cache in front of the database (or
-/// alone, without one).
-pub struct Stored {
-    cache: moka::sync::Cache<String, Arc<ResponseRow>>,
-    ttl: Duration,
-}
-
-impl Stored {
-    pub fn new(ttl: Duration) -> Stored {
-        Stored {
-            cache: moka::sync::Cache::builder()
-                .max_capacity(CACHE_BYTES)
-                .weigher(|k: &String, r: &Arc<ResponseRow>| {
-                    let n = k.len() + r.input_items.len() + r.response.len() + 256;
-                    u32::try_from(n).unwrap_or(u32::MAX)
-                })
-                .time_to_live(ttl)
-                .build(),
-            ttl,
-        }
-    }
-
-    /// Purges expired rows from the database now and then (when there is
-    /// a database and a runtime).
-    pub fn spawn_purger(store: Option<Arc<llm_link_store::Store>>) {
-        let Some(store) = store else { return };
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PURGE_EVERY);
-            loop {
-                tick.tick().await;
-                let purged = async {
-                    let mut tx = store.db.begin().await?;
-                    let n = tx.purge_responses(now_ms()).await?;
-                    tx.commit().await?;
-                    Ok::<_, llm_link_store::StoreError>(n)
-                };
-                match purged.await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(purged = n, "expired stored responses removed"),
-                    Err(e) => tracing::warn!("purging expired stored responses failed: {e}"),
-                }
-            }
-        });
-    }
-}
-
-/// Who a stored response belongs to: the user, else the key, else nobody.
-fn owner_of(who: &Principal) -> Option<String> {
-    match (who.user_id(), who.key_id()) {
-        (Some(u), _) => Some(format!("user:{u}")),
-        (None, Some(k)) => Some(format!("key:{k}")),
-        (None, None) => None,
-    }
-}
-
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Response with id '{id}' not found."))
-}
-
-/// The stored response `id`, if it exists, has not expired and `who` may
-/// see it.
-async fn load(
-    st: &AppState,
-    who: &Principal,
-    id: &str,
-) -> Result<Option<Arc<ResponseRow>>, ApiError> {
-    let now = now_ms();
-    let row = match st.responses.cache.get(id) {
-        Some(r) => Some(r),
-        None => match &st.store {
-            None => None,
-            Some(store) => {
-                let read = async {
-                    let mut tx = store.db.begin_read().await?;
-                    let r = tx.response(id, now).await?;
-                    tx.commit().await?;
-                    Ok::<_, llm_link_store::StoreError>(r)
-                };
-                let r = read.await.map_err(|e| {
-                    tracing::warn!("reading a stored response failed: {e}");
-                    ApiError::Unavailable("the response store is unavailable".into())
-                })?;
-                r.map(|r| {
-                    let r = Arc::new(r);
-                    st.responses.cache.insert(id.to_string(), r.clone());
-                    r
-                })
-            }
-        },
-    };
-    Ok(row.filter(|r| r.expires_at > now && (r.owner.is_none() || r.owner == owner_of(who))))
-}
-
-/// Keeps a response: in memory before the client sees its end (so a
-/// follow-up request finds it at once), in the database behind.
-fn save(st: &AppState, row: ResponseRow) {
-    let row = Arc::new(row);
-    st.responses.cache.insert(row.id.clone(), row.clone());
-    let Some(store) = st.store.clone() else {
-        return;
-    };
-    if tokio::runtime::Handle::try_current().is_err() {
-        return;
-    }
-    tokio::spawn(async move {
-        let write = async {
-            let mut tx = store.db.begin().await?;
-            tx.put_response(&row).await?;
-            tx.commit().await
-        };
-        if let Err(e) = write.await {
-            tracing::warn!(response = %row.id, "storing a response failed: {e}");
-        }
-    });
 }
 
 /// The stored input and output items of the chain ending at `id`, oldest
@@ -185,7 +65,7 @@ async fn history(st: &AppState, who: &Principal, id: &str) -> Result<Vec<Value>,
             )
             .into());
         }
-        let Some(row) = load(st, who, &cur).await? else {
+        let Some(row) = st.responses.load(who, &cur).await? else {
             return Err(DecodeError::new(
                 "previous_response_id",
                 format!("Previous response with id '{cur}' not found."),
@@ -257,7 +137,7 @@ impl ToStore {
 
     fn save(self, response: &Value) {
         let st = self.st.clone();
-        save(&st, self.row(response));
+        st.responses.save(self.row(response));
     }
 }
 
@@ -300,7 +180,7 @@ async fn create(
     let created = now_secs();
     let keep = rr.store.then(|| ToStore {
         st: st.clone(),
-        owner: owner_of(&who),
+        owner: crate::stored::owner_of(&who),
         model: model.clone(),
         previous: rr.previous_response_id.clone(),
         input_items: rr.input_items.clone(),
@@ -320,7 +200,7 @@ async fn create(
     };
     let keep_stream = rr.store.then(|| ToStore {
         st: st.clone(),
-        owner: owner_of(&who),
+        owner: crate::stored::owner_of(&who),
         model: model.clone(),
         previous: rr.previous_response_id.clone(),
         input_items: rr.input_items.clone(),
@@ -408,7 +288,11 @@ async fn retrieve(
     super::Headers(_, who): super::Headers,
     Path(id): Path<String>,
 ) -> Result<Response, OpenAiError> {
-    let row = load(&st, &who, &id).await?.ok_or_else(|| not_found(&id))?;
+    let row = st
+        .responses
+        .load(&who, &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     let mut r = Response::new(axum::body::Body::from(row.response.clone()));
     r.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
@@ -422,19 +306,11 @@ async fn delete(
     super::Headers(_, who): super::Headers,
     Path(id): Path<String>,
 ) -> Result<Response, OpenAiError> {
-    load(&st, &who, &id).await?.ok_or_else(|| not_found(&id))?;
-    st.responses.cache.invalidate(&id);
-    if let Some(store) = &st.store {
-        let del = async {
-            let mut tx = store.db.begin().await?;
-            tx.delete_response(&id).await?;
-            tx.commit().await
-        };
-        del.await.map_err(|e| {
-            tracing::warn!("deleting a stored response failed: {e}");
-            ApiError::Unavailable("the response store is unavailable".into())
-        })?;
-    }
+    st.responses
+        .load(&who, &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    st.responses.delete(&id).await?;
     Ok(axum::Json(json!({"id": id, "object": "response", "deleted": true})).into_response())
 }
 
@@ -472,7 +348,11 @@ async fn input_items(
             return Err(ApiError::from(DecodeError::new("order", "must be `asc` or `desc`")).into())
         }
     };
-    let row = load(&st, &who, &id).await?.ok_or_else(|| not_found(&id))?;
+    let row = st
+        .responses
+        .load(&who, &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     let mut items: Vec<Value> = serde_json::from_str(&row.input_items).unwrap_or_default();
     if desc {
         items.reverse();
