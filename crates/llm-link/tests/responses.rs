@@ -239,3 +239,25 @@ async fn bad_input_is_a_400_naming_the_field() {
     }
     assert_eq!(up.hits(), 0);
 }
+
+/// Codex's WebSocket attempt (`GET /v1/responses` with an upgrade) is
+/// refused with 426, on which Codex falls back to HTTP at once.
+#[tokio::test]
+async fn websocket_upgrade_is_refused_with_426() {
+    let up = mock().await;
+    let gw = simple(&up, "").await;
+    let r = gw
+        .client
+        .get(format!("{}/v1/responses", gw.base))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("openai-beta", "responses_websockets=2026-02-06")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 426);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "websocket_not_supported", "{v}");
+}

@@ -137,7 +137,7 @@ impl ResponsesRequest {
 
     /// The custom tools' names, which answers send back as
     /// `custom_tool_call` items.
-    pub fn custom_tools(&self) -> Vec<String> {
+    pub fn custom_tools(&self) -> CallNames {
         custom_tool_names(&self.echo)
     }
 }
@@ -216,6 +216,7 @@ pub fn decode_request_object(obj: &RawObject<'_>) -> Result<ResponsesRequest, De
     for (i, t) in raw_tools.iter().flatten().enumerate() {
         match tool_to_ir(i, t)? {
             ToolDecoded::Tool(tool) => tools.push(tool),
+            ToolDecoded::Many(many) => tools.extend(many),
             ToolDecoded::Dropped(kind) => dropped_tools.push(kind),
         }
     }
@@ -417,6 +418,8 @@ fn echo_fields(
 
 enum ToolDecoded {
     Tool(Tool),
+    /// A `namespace` of tools, flattened.
+    Many(Vec<Tool>),
     Dropped(String),
 }
 
@@ -466,6 +469,36 @@ fn tool_to_ir(i: usize, t: &Value) -> Result<ToolDecoded, DecodeError> {
                 strict: None,
             }
         }
+        // Codex groups tools (its sub-agent tools) in a namespace; a chat
+        // upstream gets each as a function named `ns__name`.
+        "namespace" => {
+            let ns: WireNamespaceTool = from_value(&at, t.clone())?;
+            if ns.name.is_empty() {
+                return Err(DecodeError::new(format!("{at}.name"), "must not be empty"));
+            }
+            let mut many = Vec::with_capacity(ns.tools.len());
+            for (j, inner) in ns.tools.iter().enumerate() {
+                match tool_to_ir(j, inner) {
+                    Ok(ToolDecoded::Tool(mut tool)) => {
+                        tool.name = namespaced_name(&ns.name, &tool.name);
+                        many.push(tool);
+                    }
+                    Ok(_) => {
+                        return Err(DecodeError::new(
+                            format!("{at}.tools[{j}].type"),
+                            "a namespace may only hold `function` and `custom` tools",
+                        ))
+                    }
+                    Err(e) => {
+                        return Err(DecodeError::new(
+                            format!("{at}.{}", e.field),
+                            e.message,
+                        ))
+                    }
+                }
+            }
+            return Ok(ToolDecoded::Many(many));
+        }
         k if DROPPED_TOOL_TYPES.contains(&k) => return Ok(ToolDecoded::Dropped(k.to_string())),
         other => {
             return Err(DecodeError::new(
@@ -498,14 +531,71 @@ fn grammar_note(format: &Value) -> Option<String> {
 }
 
 /// The names of the `custom` tools among echoed `tools`.
-pub(crate) fn custom_tool_names(echo: &Map<String, Value>) -> Vec<String> {
-    echo.get("tools")
+pub(crate) fn custom_tool_names(echo: &Map<String, Value>) -> CallNames {
+    let mut names = CallNames::default();
+    let tools = echo
+        .get("tools")
         .and_then(Value::as_array)
         .into_iter()
-        .flatten()
-        .filter(|t| t.get("type").and_then(Value::as_str) == Some("custom"))
-        .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
-        .collect()
+        .flatten();
+    for t in tools {
+        let name = t.get("name").and_then(Value::as_str);
+        match (t.get("type").and_then(Value::as_str), name) {
+            (Some("custom"), Some(n)) => names.custom.push(n.to_string()),
+            (Some("namespace"), Some(ns)) => {
+                let inner = t
+                    .get("tools")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten();
+                for f in inner {
+                    if let Some(n) = f.get("name").and_then(Value::as_str) {
+                        names.namespaced.push((
+                            namespaced_name(ns, n),
+                            ns.to_string(),
+                            n.to_string(),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// How an answer's tool calls are written back: which names were `custom`
+/// tools, and which flat names stand for a tool of a `namespace`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallNames {
+    custom: Vec<String>,
+    /// (flat name, namespace, name).
+    namespaced: Vec<(String, String, String)>,
+}
+
+impl CallNames {
+    pub fn is_custom(&self, name: &str) -> bool {
+        self.custom.iter().any(|c| c == name)
+    }
+
+    /// The namespace and name a flat tool name stands for.
+    pub fn split(&self, flat: &str) -> Option<(&str, &str)> {
+        self.namespaced
+            .iter()
+            .find(|(f, _, _)| f == flat)
+            .map(|(_, ns, n)| (ns.as_str(), n.as_str()))
+    }
+}
+
+/// The flat name a chat upstream sees for tool `name` of namespace `ns`
+/// (Codex's own flattening: `ns__name`, stray underscores at the join
+/// trimmed).
+pub fn namespaced_name(ns: &str, name: &str) -> String {
+    format!(
+        "{}__{}",
+        ns.trim_end_matches('_'),
+        name.trim_start_matches('_')
+    )
 }
 
 /// Decodes input items (a request's `input`, or stored input and output
@@ -584,7 +674,11 @@ fn decode_items_at(
             }
             "function_call" => {
                 let c: WireFunctionCall = from_value(&at, item.clone())?;
-                push_call(&at, &mut pending, c.call_id, c.name, c.arguments)?;
+                let name = match c.namespace.as_deref().filter(|n| !n.is_empty()) {
+                    Some(ns) => namespaced_name(ns, &c.name),
+                    None => c.name,
+                };
+                push_call(&at, &mut pending, c.call_id, name, c.arguments)?;
             }
             "custom_tool_call" => {
                 let c: WireCustomToolCall = from_value(&at, item.clone())?;
@@ -840,9 +934,9 @@ pub(crate) fn call_item(
     index: usize,
     call: &ToolCall,
     status: &str,
-    custom_tools: &[String],
+    custom_tools: &CallNames,
 ) -> Value {
-    let custom = custom_tools.contains(&call.name);
+    let custom = custom_tools.is_custom(&call.name);
     let id = call_item_id(response_id, index, custom);
     if custom {
         return json!({
@@ -852,6 +946,17 @@ pub(crate) fn call_item(
             "call_id": call.id,
             "name": call.name,
             "input": custom_input(&call.arguments),
+        });
+    }
+    if let Some((ns, name)) = custom_tools.split(&call.name) {
+        return json!({
+            "id": id,
+            "type": "function_call",
+            "status": status,
+            "arguments": call.arguments,
+            "call_id": call.id,
+            "name": name,
+            "namespace": ns,
         });
     }
     json!({
@@ -880,7 +985,7 @@ pub(crate) fn custom_input(arguments: &str) -> String {
 /// The `output` items of an answer (its first choice): a `reasoning` item
 /// when it reasoned, a `message` item when it has text, then one call item
 /// per tool call. The last item of an incomplete answer is `incomplete`.
-pub fn output_items(resp: &ChatResponse, id: &str, custom_tools: &[String]) -> Vec<Value> {
+pub fn output_items(resp: &ChatResponse, id: &str, custom_tools: &CallNames) -> Vec<Value> {
     let Some(choice) = resp.choices.first() else {
         return Vec::new();
     };

@@ -89,7 +89,7 @@ pub struct StreamEncoder {
     model: String,
     created_at: u64,
     echo: Map<String, Value>,
-    custom_tools: Vec<String>,
+    custom_tools: super::CallNames,
     seq: u64,
     started: bool,
     finished: bool,
@@ -325,7 +325,7 @@ impl StreamEncoder {
         self.tools
             .get(&key)
             .and_then(|t| t.name.as_ref())
-            .is_some_and(|n| self.custom_tools.contains(n))
+            .is_some_and(|n| self.custom_tools.is_custom(n))
     }
 
     /// The call a tool's state stands for.

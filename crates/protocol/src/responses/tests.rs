@@ -128,7 +128,8 @@ fn codex_request_decodes() {
     assert!(description.starts_with("Patch files\n\n"), "{description}");
     assert!(description.contains("start: begin_patch"));
     assert_eq!(r.dropped_tools, ["web_search"]);
-    assert_eq!(r.custom_tools(), ["apply_patch"]);
+    assert!(r.custom_tools().is_custom("apply_patch"));
+    assert!(!r.custom_tools().is_custom("shell"));
 
     let m = &c.messages;
     let roles: Vec<Role> = m.iter().map(|m| m.role).collect();
@@ -189,6 +190,66 @@ fn codex_request_decodes() {
     assert_eq!(r.echo["metadata"], json!({"k": "v"}));
     assert_eq!(r.echo["service_tier"], "priority");
     assert_eq!(r.input_items.len(), 12);
+}
+
+#[test]
+fn codex_recorded_request_with_a_namespace_tool_decodes() {
+    // Codex 0.169.0's second request of a tool round, as recorded
+    // (tests/e2e/fixtures/agents/codex_tool.json): function tools, a
+    // `namespace` of sub-agent tools, `web_search`, and the call replayed.
+    let fixture = include_str!("../../../../tests/e2e/fixtures/agents/codex_tool.json");
+    let reqs: Vec<Value> =
+        ok(serde_json::from_str(fixture).map_err(|e| DecodeError::body(e.to_string())));
+    for req in &reqs {
+        let r = decode(req["body"].clone());
+        let names: Vec<&str> = r.chat.tools.iter().map(|t| t.name.as_str()).collect();
+        assert!(names.contains(&"exec_command"), "{names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with("multi_agent_v1__")),
+            "{names:?}"
+        );
+        assert_eq!(r.dropped_tools, ["web_search"]);
+    }
+    let last = decode(reqs[reqs.len() - 1]["body"].clone());
+    let call = last
+        .chat
+        .messages
+        .iter()
+        .flat_map(|m| m.tool_calls.iter())
+        .next()
+        .unwrap_or_else(|| panic!("no replayed call"));
+    assert_eq!(call.name, "exec_command");
+    assert_eq!(last.chat.messages.last().map(|m| m.role), Some(Role::Tool));
+}
+
+#[test]
+fn namespaced_tools_flatten_and_calls_come_back_with_their_namespace() {
+    let body = json!({
+        "model": "m",
+        "input": [
+            {"type": "message", "role": "user", "content": "spawn"},
+            {"type": "function_call", "call_id": "c0", "name": "spawn_agent", "namespace": "multi_agent_v1", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c0", "output": "ok"}
+        ],
+        "tools": [{"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents",
+            "tools": [{"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}}]}]
+    });
+    let r = decode(body.clone());
+    assert_eq!(r.chat.tools.len(), 1);
+    assert_eq!(r.chat.tools[0].name, "multi_agent_v1__spawn_agent");
+    let replayed = &r.chat.messages[1].tool_calls[0];
+    assert_eq!(replayed.name, "multi_agent_v1__spawn_agent");
+    // The model calls the flat name; the client gets name and namespace.
+    let resp = answer("", None, &[("c1", "multi_agent_v1__spawn_agent", "{}")]);
+    let v = encode_response(&resp, "resp_1", 1, &r.echo);
+    let item = &v["output"][0];
+    assert_eq!(item["type"], "function_call", "{v}");
+    assert_eq!(item["name"], "spawn_agent", "{v}");
+    assert_eq!(item["namespace"], "multi_agent_v1", "{v}");
+    // A bad inner tool names its whole path.
+    let mut bad = body;
+    bad["tools"][0]["tools"][0]["name"] = json!("");
+    assert_eq!(decode_err(bad).field, "tools[0].tools[0].name");
 }
 
 #[test]

@@ -29,6 +29,9 @@ pub struct WireMessageItem {
 pub struct WireFunctionCall {
     pub call_id: String,
     pub name: String,
+    /// The namespace of a tool offered in a `namespace` tool.
+    #[serde(default)]
+    pub namespace: Option<String>,
     #[serde(default, deserialize_with = "text_or_json")]
     pub arguments: String,
 }
@@ -207,4 +210,13 @@ pub struct WireUsage {
     pub output_tokens: u64,
     pub input_tokens_details: Option<WireInputDetails>,
     pub output_tokens_details: Option<WireOutputDetails>,
+}
+
+/// A `namespace` tool: a named group of function tools (Codex's sub-agent
+/// tools).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WireNamespaceTool {
+    pub name: String,
+    #[serde(default)]
+    pub tools: Vec<serde_json::Value>,
 }

@@ -42,7 +42,7 @@ const MAX_CHAIN: usize = 256;
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
-        .route("/v1/responses", post(create))
+        .route("/v1/responses", post(create).get(websocket))
         .route("/v1/responses/{id}", get(retrieve).delete(delete))
         .route("/v1/responses/{id}/input_items", get(input_items))
         .route_layer(super::ModelRoutes::new(state, super::openai::SURFACE))
@@ -281,6 +281,20 @@ impl super::EventEncoder for Encoder {
         self.store();
         b
     }
+}
+
+/// `GET /v1/responses`, Codex's WebSocket transport (a provider with
+/// `supports_websockets = true`): refused with 426, on which Codex falls
+/// back to HTTP for the whole session at once (a 404 it would retry with
+/// backoff first).
+async fn websocket() -> Response {
+    let body = responses::error_body(
+        "llm-link serves the Responses API over HTTP (JSON and SSE), not WebSocket; POST /v1/responses",
+        "invalid_request_error",
+        Some("websocket_not_supported"),
+        None,
+    );
+    (StatusCode::UPGRADE_REQUIRED, axum::Json(body)).into_response()
 }
 
 async fn retrieve(
