@@ -339,6 +339,18 @@ pub struct ServerArgs {
     /// Time zone whose calendar days, weeks (from Monday) and months budgets reset on [default: UTC]
     #[arg(long, env = "LLM_LINK_BUDGET_TIMEZONE", value_name = "TZ")]
     pub budget_timezone: Option<String>,
+    /// A client's request head must be complete this long after its first byte (a new connection: after it is accepted), or the connection closes [default: 30s]
+    #[arg(long, env = "LLM_LINK_CLIENT_HEAD_TIMEOUT", value_name = "DURATION")]
+    pub client_head_timeout: Option<String>,
+    /// A keep-alive client connection with no request for this long closes [default: 75s; on the hyper fallback the head timeout bounds idle time too]
+    #[arg(long, env = "LLM_LINK_CLIENT_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub client_idle_timeout: Option<String>,
+    /// A request body that makes no progress for this long is answered 408 and its connection closed [default: 30s]
+    #[arg(long, env = "LLM_LINK_CLIENT_BODY_TIMEOUT", value_name = "DURATION")]
+    pub client_body_timeout: Option<String>,
+    /// Most open client connections; beyond, a new one waits up to a second for a free slot, then gets 503 (health checks are answered) [default: half the open-file limit]
+    #[arg(long, env = "LLM_LINK_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
     /// How long Responses API answers stored with `store: true` are kept for previous_response_id and GET /v1/responses/{id} [default: 30d]
     #[arg(long, env = "LLM_LINK_RESPONSES_TTL", value_name = "DURATION")]
     pub responses_ttl: Option<String>,
@@ -417,6 +429,10 @@ impl ServeArgs {
             budget_timezone: s.budget_timezone.clone(),
             insecure: s.insecure,
             responses_ttl: s.responses_ttl.clone(),
+            client_head_timeout: s.client_head_timeout.clone(),
+            client_idle_timeout: s.client_idle_timeout.clone(),
+            client_body_timeout: s.client_body_timeout.clone(),
+            max_connections: s.max_connections,
         }
     }
 }

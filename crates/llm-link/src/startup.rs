@@ -224,7 +224,7 @@ async fn serve(mut cfg: Config, storage: Storage) -> ExitCode {
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        res = llm_link_server::workers::serve(listener, llm_link_server::app(state), shutdown.clone()) => {
+        res = llm_link_server::workers::serve(listener, llm_link_server::app(state), shutdown.clone(), cfg.client) => {
             if let Err(e) = res {
                 esay(format!("error: server failed: {e}"));
                 return ExitCode::FAILURE;

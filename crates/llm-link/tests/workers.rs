@@ -33,6 +33,7 @@ models = ["mock-model", "slow-stream"]
         listener,
         llm_link_server::app(state.clone()),
         token.clone(),
+        cfg.client,
     ));
     let base = format!("http://{addr}");
 

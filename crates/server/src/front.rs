@@ -31,6 +31,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
+use llm_link_gateway::config::ClientLimits;
 use llm_link_gateway::http1::{header_map, offsets, write_two, Span};
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Largest request head served here (hyper takes larger ones).
@@ -54,28 +56,52 @@ const INLINE: usize = 16 * 1024;
 const COALESCE: usize = 64 * 1024;
 
 /// Serves one client connection until it closes, `shutdown` finds it idle,
-/// or it is handed to hyper (then until hyper is done with it).
+/// a deadline of `limits` passes, or it is handed to hyper (then until
+/// hyper is done with it).
+///
+/// Deadlines: the first head must be complete `head_timeout` after the
+/// connection was accepted; between requests the connection may idle
+/// `idle_timeout`, and once a head's first byte arrives it must be
+/// complete `head_timeout` later; a body that came apart from its head
+/// must make progress every `body_timeout` (else 408). A head longer than
+/// [`MAX_HEAD`] is answered 431.
 pub async fn serve(
     mut io: TcpStream,
     peer: SocketAddr,
     mut router: Router,
     shutdown: CancellationToken,
     graceful: Watcher,
+    limits: ClientLimits,
 ) {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(4 * 1024);
     let mut spans: Vec<Span> = Vec::with_capacity(16);
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
+    // One timer per connection, moved as the connection changes state.
+    let deadline = tokio::time::sleep(limits.head_timeout);
+    tokio::pin!(deadline);
+    // Waiting for a request with nothing of it read yet (after the first).
+    let mut idle = false;
     loop {
         // One request head, or the hand-over.
         let head = loop {
             if !buf.is_empty() {
+                if idle {
+                    idle = false;
+                    deadline
+                        .as_mut()
+                        .reset(Instant::now() + limits.head_timeout);
+                }
                 match parse_request(&buf, &mut spans) {
                     Parse::Ready(head) => break head,
                     Parse::Partial if buf.len() < MAX_HEAD => {}
-                    Parse::Partial | Parse::Other => {
-                        return handoff(io, buf, peer, router, graceful).await;
+                    Parse::Partial => {
+                        let _ = io.write_all(HEAD_TOO_LARGE).await;
+                        return;
+                    }
+                    Parse::Other => {
+                        return handoff(io, buf, peer, router, graceful, limits).await;
                     }
                 }
             }
@@ -84,6 +110,12 @@ pub async fn serve(
                 biased;
                 r = io.read_buf(&mut buf) => r,
                 _ = &mut cancelled, if buf.is_empty() => return,
+                _ = &mut deadline => {
+                    if !buf.is_empty() {
+                        let _ = io.write_all(HEAD_TIMEOUT).await;
+                    }
+                    return;
+                }
             };
             match read {
                 Ok(0) | Err(_) => return,
@@ -111,12 +143,18 @@ pub async fn serve(
             // Something hyper rejects with a proper 400; let it.
             let mut all = BytesMut::from(&raw[..]);
             all.extend_from_slice(&buf);
-            return handoff(io, all, peer, router, graceful).await;
+            return handoff(io, all, peer, router, graceful, limits).await;
         };
-        // Serve it; a client that goes away meanwhile cancels it.
+        // Serve it; a client that goes away meanwhile cancels it, and a
+        // body that stops arriving is answered 408.
         let call = tower::Service::call(&mut router, req);
         tokio::pin!(call);
         let mut watch = true;
+        if remaining > 0 {
+            deadline
+                .as_mut()
+                .reset(Instant::now() + limits.body_timeout);
+        }
         let resp = loop {
             tokio::select! {
                 biased;
@@ -132,6 +170,8 @@ pub async fn serve(
                             }
                             if remaining == 0 {
                                 feed = None;
+                            } else {
+                                deadline.as_mut().reset(Instant::now() + limits.body_timeout);
                             }
                         }
                         // Pipelined bytes wait in the buffer; stop watching
@@ -139,6 +179,10 @@ pub async fn serve(
                         watch = buf.len() < MAX_HEAD;
                     }
                 },
+                _ = &mut deadline, if remaining > 0 => {
+                    let _ = io.write_all(BODY_TIMEOUT).await;
+                    return;
+                }
             }
         };
         drop(feed);
@@ -157,8 +201,20 @@ pub async fn serve(
             let _ = io.shutdown().await;
             return;
         }
+        // Pipelined bytes start the next head's deadline at once.
+        idle = true;
+        deadline
+            .as_mut()
+            .reset(Instant::now() + limits.idle_timeout);
     }
 }
+
+/// Written when a head is not complete in time, then the connection closes.
+const HEAD_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 48\r\n\r\nthe request head did not arrive within the limit";
+/// Written when a body stops arriving, then the connection closes.
+const BODY_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 50\r\n\r\nthe request body stopped arriving within the limit";
+/// Written for a head longer than [`MAX_HEAD`], then the connection closes.
+const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 38\r\n\r\nthe request head is larger than 64 KiB";
 
 /// A parsed request head that this front serves.
 struct Head {
@@ -410,14 +466,20 @@ async fn write_response(
     Ok(!close)
 }
 
-/// Hands the connection, with what was read of it, to hyper.
+/// Hands the connection, with what was read of it, to hyper: with a timer,
+/// the head deadline on every head (hyper starts it when it waits for a
+/// head, so it bounds idle keep-alive time too), at most [`MAX_HEAD`] of
+/// head buffered, and the body deadline on every body. (A head is handed
+/// over only once it parsed, so its own deadline had not passed.)
 async fn handoff(
     io: TcpStream,
     read: BytesMut,
     peer: SocketAddr,
     router: Router,
     graceful: Watcher,
+    limits: ClientLimits,
 ) {
+    let body_timeout = limits.body_timeout;
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let problem = host_problem(req.version(), req.headers());
@@ -432,17 +494,160 @@ async fn handoff(
                 );
                 return Ok(r);
             }
-            tower::Service::call(&mut router, req.map(Body::new)).await
+            let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let req = req.map(|incoming| {
+                Body::new(Stalled {
+                    inner: Box::pin(tower_http::timeout::TimeoutBody::new(
+                        body_timeout,
+                        incoming,
+                    )),
+                    flag: stalled.clone(),
+                })
+            });
+            let resp = tower::Service::call(&mut router, req).await;
+            // Whatever the handler made of a body that stopped arriving,
+            // the client gets 408 and the connection closes.
+            if stalled.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut r = axum::response::Response::new(Body::from(
+                    &BODY_TIMEOUT[BODY_TIMEOUT.len() - 50..],
+                ));
+                *r.status_mut() = axum::http::StatusCode::REQUEST_TIMEOUT;
+                r.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                return Ok(r);
+            }
+            resp
         }
     });
     let io = Prefixed {
         read: read.freeze(),
         io,
     };
-    let conn = auto::Builder::new(TokioExecutor::new())
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.head_timeout)
+        .max_buf_size(MAX_HEAD);
+    builder.http2().timer(hyper_util::rt::TokioTimer::new());
+    let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .into_owned();
     let _ = graceful.watch(conn).await;
+}
+
+/// How long a connection beyond the cap may take to send its request.
+const OVERFLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most connections beyond the cap held at once (for that second); more
+/// are closed at once.
+pub const OVERFLOW_MAX: usize = 64;
+/// The answer to a request on a connection beyond the cap.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 42\r\n\r\ntoo many open connections; try again later";
+
+/// Serves a connection accepted beyond the connection cap: it has
+/// [`OVERFLOW_WAIT`] to send a request head; `GET /health` and
+/// `GET /api/health` are answered as usual (so monitoring still sees the
+/// instance), anything else gets 503 with `Retry-After`, and the
+/// connection closes.
+pub async fn serve_overflow(mut io: TcpStream, peer: SocketAddr, mut router: Router) {
+    let mut buf = BytesMut::with_capacity(4 * 1024);
+    let mut spans: Vec<Span> = Vec::with_capacity(16);
+    let read = tokio::time::timeout(OVERFLOW_WAIT, async {
+        loop {
+            match parse_request(&buf, &mut spans) {
+                Parse::Partial if buf.len() < 8 * 1024 => {}
+                other => return Some(other),
+            }
+            match io.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let head = match read {
+        Ok(Some(Parse::Ready(head))) => head,
+        Ok(None) => return,
+        _ => {
+            let _ = io.write_all(BUSY).await;
+            return;
+        }
+    };
+    let path = &buf[head.path.0..head.path.1];
+    let health = head.method == Method::GET && (path == b"/health" || path == b"/api/health");
+    if !health {
+        let _ = io.write_all(BUSY).await;
+        return;
+    }
+    let raw = buf.split_to(head.len).freeze();
+    let Some(req) = build_request(head.method, &raw, head.path, &spans, Body::empty(), peer) else {
+        let _ = io.write_all(BUSY).await;
+        return;
+    };
+    let resp = match tower::Service::call(&mut router, req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let mut out = Vec::with_capacity(1024);
+    let _ = write_response(&mut io, &mut out, resp, true).await;
+    let _ = io.shutdown().await;
+}
+
+/// Runs [`serve_overflow`] for a connection beyond the cap, unless
+/// [`OVERFLOW_MAX`] already run (then it is closed at once); `running`
+/// counts them.
+pub fn spawn_overflow(
+    running: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    io: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+) {
+    use std::sync::atomic::Ordering;
+    if running.fetch_add(1, Ordering::Relaxed) >= OVERFLOW_MAX {
+        running.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let running = running.clone();
+    tokio::spawn(async move {
+        serve_overflow(io, peer, router).await;
+        running.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// A request body on hyper's side that notes when it stopped arriving
+/// within the body deadline.
+struct Stalled {
+    inner: Pin<Box<tower_http::timeout::TimeoutBody<hyper::body::Incoming>>>,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let r = this.inner.as_mut().poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &r {
+            if e.is::<tower_http::timeout::TimeoutError>() {
+                this.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Why an HTTP/1.1 request must be refused for its `Host` (RFC 9112 §3.2:
@@ -533,6 +738,11 @@ impl Connections {
             this.open.fetch_sub(1, Ordering::Relaxed);
             this.closed.notify_one();
         });
+    }
+
+    /// How many are open.
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Returns once no connection is open.

@@ -60,17 +60,24 @@ pub async fn serve_on(
     state: Arc<AppState>,
 ) -> std::io::Result<()> {
     let token = state.shutdown.clone();
+    let limits = state.client;
     let router = app(state);
+    let overflow = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let conns = front::Connections::new(Arc::default());
     while let Some((stream, peer)) = front::accept(&listener, &token).await {
         let _ = stream.set_nodelay(true);
+        if conns.open() >= limits.max_connections {
+            front::spawn_overflow(&overflow, stream, peer, router.clone());
+            continue;
+        }
         let conn = front::serve(
             stream,
             peer,
             router.clone(),
             token.clone(),
             graceful.watcher(),
+            limits,
         );
         conns.spawn(conn, false);
     }

@@ -50,6 +50,8 @@ pub struct AppState {
     pub sessions: SessionCache,
     /// Responses API objects kept with `store: true`.
     pub responses: crate::stored::Stored,
+    /// Deadlines and the connection cap of the HTTP front.
+    pub client: llm_link_gateway::config::ClientLimits,
 }
 
 impl AppState {
@@ -96,6 +98,7 @@ impl AppState {
             )),
             sessions: Default::default(),
             responses,
+            client: cfg.client,
         }))
     }
 

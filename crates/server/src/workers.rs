@@ -15,6 +15,7 @@
 //! runs on whatever runtime calls it.
 
 use axum::Router;
+use llm_link_gateway::config::ClientLimits;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,14 +36,23 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: CancellationToken,
+    limits: ClientLimits,
 ) -> std::io::Result<()> {
     let n = llm_link_gateway::workers::count();
     let mut workers = Vec::with_capacity(n);
     for i in 0..n {
-        workers.push(start(i, app.clone(), shutdown.clone())?);
+        workers.push(start(i, app.clone(), shutdown.clone(), limits)?);
     }
     let mut next = 0usize;
+    let overflow = Arc::new(AtomicUsize::new(0));
     while let Some((stream, peer)) = crate::front::accept(&listener, &shutdown).await {
+        let open: usize = workers.iter().map(|w| w.open.load(Ordering::Relaxed)).sum();
+        if open >= limits.max_connections {
+            // Beyond the cap: a health check is still answered, on this
+            // (the control) runtime; anything else gets 503.
+            crate::front::spawn_overflow(&overflow, stream, peer, app.clone());
+            continue;
+        }
         let Ok(stream) = stream.into_std() else {
             continue;
         };
@@ -67,7 +77,12 @@ pub async fn serve(
     Ok(())
 }
 
-fn start(i: usize, app: Router, shutdown: CancellationToken) -> std::io::Result<Worker> {
+fn start(
+    i: usize,
+    app: Router,
+    shutdown: CancellationToken,
+    limits: ClientLimits,
+) -> std::io::Result<Worker> {
     let (tx, mut rx) = mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let open = Arc::new(AtomicUsize::new(0));
@@ -109,6 +124,7 @@ fn start(i: usize, app: Router, shutdown: CancellationToken) -> std::io::Result<
                         app.clone(),
                         local_shutdown.clone(),
                         graceful.watcher(),
+                        limits,
                     );
                     // The acceptor counted it when handing it over.
                     conns.spawn(conn, true);

@@ -232,6 +232,52 @@ pub struct Config {
     pub insecure: bool,
     /// How long Responses API objects stored with `store: true` are kept.
     pub responses_ttl: Duration,
+    /// Deadlines and the connection cap of the HTTP front.
+    pub client: ClientLimits,
+}
+
+/// What a client connection may hold: time and count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// A request head must be complete this long after its first byte (a
+    /// new connection: after it was accepted), or the connection closes.
+    pub head_timeout: Duration,
+    /// A keep-alive connection with no request this long closes.
+    pub idle_timeout: Duration,
+    /// A request body that makes no progress this long is answered 408.
+    pub body_timeout: Duration,
+    /// Most open client connections; beyond, a new one waits briefly and
+    /// is refused (health checks are still answered).
+    pub max_connections: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            head_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(30),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// Half the process's open-file limit (each proxied request may hold an
+/// upstream connection too, and the database and logs need some), at
+/// least 32; 4,096 when the limit cannot be read.
+pub fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        })
+        .and_then(|v| v.parse::<usize>().ok());
+    match soft {
+        Some(n) => (n / 2).max(32),
+        None => 4096,
+    }
 }
 
 /// The default of [`Config::responses_ttl`]: 30 days, as OpenAI keeps them.
@@ -269,6 +315,10 @@ pub struct CliInput {
     pub budget_timezone: Option<String>,
     pub insecure: bool,
     pub responses_ttl: Option<String>,
+    pub client_head_timeout: Option<String>,
+    pub client_idle_timeout: Option<String>,
+    pub client_body_timeout: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, `30d` or a bare number of seconds.
@@ -658,6 +708,34 @@ pub fn build(
             })?,
         None => DEFAULT_RESPONSES_TTL,
     };
+    let mut client = ClientLimits::default();
+    for (flag, value, slot) in [
+        (
+            "--client-head-timeout",
+            &cli.client_head_timeout,
+            &mut client.head_timeout,
+        ),
+        (
+            "--client-idle-timeout",
+            &cli.client_idle_timeout,
+            &mut client.idle_timeout,
+        ),
+        (
+            "--client-body-timeout",
+            &cli.client_body_timeout,
+            &mut client.body_timeout,
+        ),
+    ] {
+        if let Some(v) = value {
+            *slot = parse_duration(v).map_err(|m| ConfigError::new(flag, m))?;
+        }
+    }
+    if let Some(n) = cli.max_connections {
+        if n == 0 {
+            return Err(ConfigError::new("--max-connections", "must be at least 1"));
+        }
+        client.max_connections = n;
+    }
     let mut routes = Vec::new();
     let mut deprecations = Vec::new();
     if let Some(f) = file {
@@ -721,6 +799,7 @@ pub fn build(
         budget_timezone,
         insecure: cli.insecure,
         responses_ttl,
+        client,
         routes,
         deprecations,
         app,
