@@ -30,6 +30,17 @@ usage it reported (``RecordedRequest.response`` / ``.usage``).
 
 Streaming uses HTTP/1.1 chunked transfer encoding and SSE ``data:`` lines
 terminated by ``data: [DONE]``, like the real API.
+
+``POST /v1/responses`` is the Responses API, following the same script (text
+"Hello from mock", a ``get_weather`` ``function_call`` when ``tools`` are given
+and the last user message mentions "weather", "The weather is: <output>" once
+a ``function_call_output`` is in the input): a ``response`` object, or with
+``"stream": true`` the real event sequence (``event:`` + ``data:`` lines, each
+with a ``sequence_number`` from 0, no ``[DONE]``). Responses are kept (unless
+``"store": false``) for ``previous_response_id`` and ``GET``/``DELETE
+/v1/responses/{id}``; like the real API it refuses (400) an unknown
+``previous_response_id`` and a ``function_call_output`` whose ``call_id``
+answers no ``function_call`` of the conversation.
 """
 
 from __future__ import annotations
@@ -111,6 +122,8 @@ class MockUpstream:
     # Model ``mock-hold``: set when such a request arrives; it is answered once ``release`` is set.
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
+    # Responses API: stored responses by id, each {"response": obj, "items": conversation items}.
+    responses: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -322,6 +335,13 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path == "/v1/models":
             self._send_json(200, {"object": "list", "data": [_model_obj(m) for m in MODELS]})
+        elif path.startswith("/v1/responses/"):
+            rid = path[len("/v1/responses/"):]
+            stored = self.upstream.responses.get(rid)
+            if stored is None:
+                self._error(404, f"Response with id '{rid}' not found.", "invalid_request_error", None)
+            else:
+                self._send_json(200, stored["response"])
         elif path.startswith("/v1/models/"):
             model = path[len("/v1/models/"):]
             if model in MODELS:
@@ -340,6 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/v1/chat/completions": self._chat,
             "/v1/completions": self._completions,
             "/v1/embeddings": self._embeddings,
+            "/v1/responses": self._responses,
         }
         handler = routes.get(path)
         if handler is None:
@@ -360,6 +381,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.upstream.held.set()
             self.upstream.release.wait(10.0)
         handler(body)
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._record(b"")
+        path = self.path.split("?")[0]
+        rid = path[len("/v1/responses/"):] if path.startswith("/v1/responses/") else None
+        if rid is None:
+            self._error(404, f"Invalid URL (DELETE {path})", "invalid_request_error", None)
+        elif self.upstream.responses.pop(rid, None) is None:
+            self._error(404, f"Response with id '{rid}' not found.", "invalid_request_error", None)
+        else:
+            self._send_json(200, {"id": rid, "object": "response", "deleted": True})
 
     def _maybe_fail(self, model: str) -> bool:
         if model == "fail-500":
@@ -457,6 +489,112 @@ class _Handler(BaseHTTPRequestHandler):
             })
         self._end_sse()
 
+    # ---- Responses API ---------------------------------------------------
+    def _responses(self, body: dict[str, Any]) -> None:
+        inp = body.get("input")
+        if isinstance(inp, str):
+            items: list[Any] = [{"type": "message", "role": "user", "content": inp}]
+        elif isinstance(inp, list):
+            items = inp
+        elif inp is None and body.get("previous_response_id"):
+            items = []
+        else:
+            self._error(400, "Invalid type for 'input': expected one of a string or array of input items.",
+                        "invalid_request_error", "invalid_type", "input")
+            return
+        history: list[Any] = []
+        prev = body.get("previous_response_id")
+        if prev is not None:
+            stored = self.upstream.responses.get(prev)
+            if stored is None:
+                self._error(400, f"Previous response with id '{prev}' not found.", "invalid_request_error",
+                            "previous_response_not_found", "previous_response_id")
+                return
+            history = list(stored["items"])
+        conversation = history + items
+        call_ids = {i.get("call_id") for i in conversation if isinstance(i, dict) and i.get("type") == "function_call"}
+        for n, item in enumerate(items):
+            if isinstance(item, dict) and item.get("type") == "function_call_output" \
+                    and item.get("call_id") not in call_ids:
+                self._error(400, f"No tool call found for function call output with call_id {item.get('call_id')}.",
+                            "invalid_request_error", None, "input")
+                return
+        model = body["model"]
+        outputs = [i for i in conversation if isinstance(i, dict) and i.get("type") == "function_call_output"]
+        users = [i for i in conversation if isinstance(i, dict) and i.get("type", "message") == "message"
+                 and i.get("role") == "user"]
+        last_user = _text_of_item(users[-1]) if users else ""
+        if outputs:
+            plan = _Plan(text="The weather is: " + " ".join(str(o.get("output")) for o in outputs))
+        elif body.get("tools") and "weather" in last_user.lower():
+            plan = _Plan(tool_calls=[{"id": _new_id("call").replace("-", "_"), "name": "get_weather",
+                                      "arguments": json.dumps(WEATHER_ARGS)}], finish_reason="tool_calls")
+        else:
+            plan = _Plan(text=HELLO_TEXT)
+        input_tokens = count_tokens(str(body.get("instructions") or "")) + sum(
+            count_tokens(_text_of_item(i)) for i in conversation if isinstance(i, dict)) + 3
+        output_tokens = plan.completion_tokens() + 2
+        self._set_usage(input_tokens, output_tokens)
+        rid = _new_id("resp").replace("-", "_")
+        msg_id = _new_id("msg").replace("-", "_")
+        if plan.tool_calls:
+            output = [{"id": _new_id("fc").replace("-", "_"), "type": "function_call", "status": "completed",
+                       "arguments": tc["arguments"], "call_id": tc["id"], "name": tc["name"]}
+                      for tc in plan.tool_calls]
+        else:
+            output = [{"id": msg_id, "type": "message", "status": "completed", "role": "assistant",
+                       "content": [{"type": "output_text", "text": plan.text, "annotations": [],
+                                    "logprobs": []}]}]
+        usage = {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+                 "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                 "total_tokens": input_tokens + output_tokens}
+        final = _response_obj(rid, model, body, "completed", output, usage)
+        if body.get("store", True):
+            self.upstream.responses[rid] = {"response": final, "items": conversation + output}
+        if body.get("stream"):
+            self._responses_stream(final)
+        else:
+            self._send_json(200, final)
+
+    def _responses_stream(self, final: dict[str, Any]) -> None:
+        seq = itertools.count()
+
+        def event(type_: str, **fields: Any) -> None:
+            obj = {"type": type_, "sequence_number": next(seq), **fields}
+            self._write_chunk(f"event: {type_}\ndata: ".encode() + json.dumps(obj).encode("utf-8") + b"\n\n")
+
+        start = {**final, "status": "in_progress", "output": [], "usage": None}
+        self._start_sse()
+        event("response.created", response=start)
+        event("response.in_progress", response=start)
+        for idx, item in enumerate(final["output"]):
+            if item["type"] == "message":
+                part = item["content"][0]
+                event("response.output_item.added", output_index=idx,
+                      item={**item, "status": "in_progress", "content": []})
+                empty = {**part, "text": ""}
+                event("response.content_part.added", item_id=item["id"], output_index=idx, content_index=0,
+                      part=empty)
+                for piece in _pieces(part["text"]):
+                    event("response.output_text.delta", item_id=item["id"], output_index=idx, content_index=0,
+                          delta=piece, logprobs=[])
+                event("response.output_text.done", item_id=item["id"], output_index=idx, content_index=0,
+                      text=part["text"], logprobs=[])
+                event("response.content_part.done", item_id=item["id"], output_index=idx, content_index=0,
+                      part=part)
+            else:
+                event("response.output_item.added", output_index=idx,
+                      item={**item, "status": "in_progress", "arguments": ""})
+                for frag in split_arguments(item["arguments"]):
+                    event("response.function_call_arguments.delta", item_id=item["id"], output_index=idx,
+                          delta=frag)
+                event("response.function_call_arguments.done", item_id=item["id"], output_index=idx,
+                      name=item["name"], arguments=item["arguments"])
+            event("response.output_item.done", output_index=idx, item=item)
+        event("response.completed", response=final)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     # ---- legacy completions ---------------------------------------------
     def _completions(self, body: dict[str, Any]) -> None:
         prompt = body.get("prompt")
@@ -552,6 +690,43 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
+
+
+def _text_of_item(item: dict[str, Any]) -> str:
+    """The text of a Responses input/output item (message content, tool output, call arguments)."""
+    if item.get("type") == "function_call_output":
+        return str(item.get("output") or "")
+    if item.get("type") == "function_call":
+        return str(item.get("arguments") or "")
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict)
+                        and p.get("type") in ("input_text", "output_text", "text"))
+    return ""
+
+
+def _response_obj(rid: str, model: str, body: dict[str, Any], status: str, output: list[Any],
+                  usage: dict[str, Any] | None) -> dict[str, Any]:
+    """A Responses API ``response`` object, echoing the request's settings like the real API."""
+    return {
+        "id": rid, "object": "response", "created_at": int(time.time()), "status": status,
+        "background": False, "error": None, "incomplete_details": None,
+        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": body.get("max_tool_calls"), "model": model, "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
+        "safety_identifier": body.get("safety_identifier"), "service_tier": "default",
+        "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
+        "top_logprobs": body.get("top_logprobs", 0), "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"), "usage": usage, "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }
 
 
 _OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool", "function")

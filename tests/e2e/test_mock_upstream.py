@@ -142,3 +142,49 @@ def test_extra_body_recorded(direct: openai.OpenAI, mock: MockUpstream) -> None:
     direct.chat.completions.create(model="mock-model", messages=[{"role": "user", "content": "hi"}],
                                    extra_body={"x_client_extra": 1})
     assert mock.last("/v1/chat/completions").body["x_client_extra"] == 1
+
+
+# ---- Responses API ---------------------------------------------------------
+
+RESPONSES_WEATHER_TOOL = {"type": "function", "name": "get_weather", "description": "Get the weather",
+                          "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                         "required": ["city"]}}
+
+
+def test_responses(direct: openai.OpenAI, mock: MockUpstream) -> None:
+    r = direct.responses.create(model="mock-model", input="hi", instructions="Be terse.",
+                                prompt_cache_key="k", include=["reasoning.encrypted_content"])
+    assert r.object == "response" and r.status == "completed" and r.output_text == HELLO_TEXT
+    assert r.instructions == "Be terse." and r.prompt_cache_key == "k"
+    assert r.usage is not None and r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
+    rec = mock.last("/v1/responses")
+    assert rec.usage == {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens}
+    assert rec.body["include"] == ["reasoning.encrypted_content"]
+    assert direct.responses.retrieve(r.id).output_text == HELLO_TEXT
+    direct.responses.delete(r.id)
+    with pytest.raises(openai.NotFoundError):
+        direct.responses.retrieve(r.id)
+
+
+def test_responses_stream(direct: openai.OpenAI) -> None:
+    with direct.responses.stream(model="mock-model", input="hi") as s:
+        events = list(s)
+        final = s.get_final_response()
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == HELLO_TEXT
+    assert final.output_text == HELLO_TEXT and final.id == events[0].response.id
+
+
+def test_responses_tool_round(direct: openai.OpenAI) -> None:
+    r1 = direct.responses.create(model="mock-model", input="weather in Paris?", tools=[RESPONSES_WEATHER_TOOL])
+    call = r1.output[0]
+    assert call.type == "function_call" and json.loads(call.arguments) == {"city": "Paris"}
+    out = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    r2 = direct.responses.create(model="mock-model", previous_response_id=r1.id, input=[out])
+    assert r2.output_text == "The weather is: sunny"
+    # Like the real API: an output answering no call, an unknown previous response.
+    with pytest.raises(openai.BadRequestError, match="No tool call found"):
+        direct.responses.create(model="mock-model", input=[{**out, "call_id": "call_nope"}])
+    with pytest.raises(openai.BadRequestError, match="Previous response"):
+        direct.responses.create(model="mock-model", previous_response_id="resp_nope", input=[out])
