@@ -15,7 +15,7 @@
 //! Answers forwarded to a provider that speaks Responses are stored by that
 //! provider, not here.
 
-use crate::error::{ApiError, OpenAiError};
+use crate::error::{ApiError, OpenAi, OpenAiError, Shape};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -45,7 +45,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/responses", post(create).get(websocket))
         .route("/v1/responses/{id}", get(retrieve).delete(delete))
         .route("/v1/responses/{id}/input_items", get(input_items))
-        .route_layer(super::ModelRoutes::new(state, super::openai::SURFACE))
+        .route_layer(super::ModelRoutes::new(state, SURFACE))
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -103,12 +103,13 @@ impl ToStore {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        // Input items get ids, as the API gives them, for `input_items`.
+        // Input items in the API's shape, with ids, for `input_items`.
         let items: Vec<Value> = self
             .input_items
             .into_iter()
             .enumerate()
             .map(|(i, mut item)| {
+                normalise_item(&mut item);
                 if let Value::Object(o) = &mut item {
                     if !o.contains_key("id") {
                         o.insert(
@@ -141,6 +142,35 @@ impl ToStore {
     }
 }
 
+/// An input item as the API lists it: an "easy" message (`{role,
+/// content}` with string content) becomes a `message` item whose content is
+/// one `input_text` part (`output_text` for an assistant).
+fn normalise_item(item: &mut Value) {
+    let Value::Object(o) = item else { return };
+    if o.get("type").is_none() && o.contains_key("role") {
+        o.insert("type".into(), json!("message"));
+    }
+    if o.get("type").and_then(Value::as_str) != Some("message") {
+        return;
+    }
+    if let Some(Value::String(text)) = o.get("content") {
+        let kind = if o.get("role").and_then(Value::as_str) == Some("assistant") {
+            "output_text"
+        } else {
+            "input_text"
+        };
+        let part = if kind == "output_text" {
+            json!([{"type": kind, "text": text, "annotations": []}])
+        } else {
+            json!([{"type": kind, "text": text}])
+        };
+        o.insert("content".into(), part);
+    }
+    if !o.contains_key("status") {
+        o.insert("status".into(), json!("completed"));
+    }
+}
+
 /// The light check of a body forwarded to a provider that serves the
 /// Responses API (the full decode has already run).
 fn check(obj: &llm_link_protocol::json::RawObject<'_>) -> Result<Forwardable, DecodeError> {
@@ -150,10 +180,49 @@ fn check(obj: &llm_link_protocol::json::RawObject<'_>) -> Result<Forwardable, De
     })
 }
 
+/// The OpenAI surface, with errors that name the Responses field a client
+/// sent where the internal model's name differs.
+const SURFACE: super::Surface = super::Surface {
+    error: render,
+    ..super::openai::SURFACE
+};
+
+/// Internal-model field names in errors, as a Responses client knows them.
+const FIELD_NAMES: &[(&str, &str)] = &[
+    ("response_format", "text.format"),
+    ("max_completion_tokens", "max_output_tokens"),
+    ("max_tokens", "max_output_tokens"),
+    ("messages", "input"),
+];
+
+fn render(e: &ApiError) -> Response {
+    if let ApiError::BadRequest { message, param } = e {
+        let rename = |s: &str| {
+            let mut s = s.to_string();
+            for (internal, client) in FIELD_NAMES {
+                s = s.replace(&format!("`{internal}"), &format!("`{client}"));
+            }
+            s
+        };
+        let param = param.as_deref().map(|p| {
+            FIELD_NAMES
+                .iter()
+                .find(|(internal, _)| p == *internal || p.starts_with(&format!("{internal}[")) || p.starts_with(&format!("{internal}.")))
+                .map(|(internal, client)| format!("{client}{}", &p[internal.len()..]))
+                .unwrap_or_else(|| p.to_string())
+        });
+        return OpenAi::render(&ApiError::BadRequest {
+            message: rename(message),
+            param,
+        });
+    }
+    OpenAi::render(e)
+}
+
 const RESPONSES: super::ChatReader = super::ChatReader {
     wire: Wire::Responses,
     endpoint: Endpoint::Responses,
-    surface: super::openai::SURFACE,
+    surface: SURFACE,
     plan: lifecycle::plan,
     check,
     decode: |obj, _| responses::decode_request_object(obj).map(|r| r.chat),
@@ -173,8 +242,14 @@ async fn create(
         tracing::debug!(tools = ?rr.dropped_tools, "built-in tools a chat upstream cannot run were left out");
     }
     if let Some(prev) = rr.previous_response_id.clone() {
-        let items = history(&st, &who, &prev).await?;
-        rr.apply_history(&items)?;
+        // A provider that serves the API keeps its own responses: when
+        // every target forwards, the id is its to resolve.
+        let rt = st.runtime();
+        let plan = lifecycle::plan(st.app.as_deref(), &rt, &headers, &model)?;
+        if lifecycle::needs_translation(&rt.router, &plan, Wire::Responses) {
+            let items = history(&st, &who, &prev).await?;
+            rr.apply_history(&items)?;
+        }
     }
     let id = new_id("resp_");
     let created = now_secs();
