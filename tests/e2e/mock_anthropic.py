@@ -17,7 +17,11 @@ api.anthropic.com is rejected here too (400 ``invalid_request_error``):
 * ``model``, ``messages`` and ``max_tokens`` are required; unknown top-level
   fields are refused ("Extra inputs are not permitted");
 * roles are ``user``/``assistant`` only (``system`` is a top-level field) and
-  alternate; text blocks are non-empty;
+  alternate; text blocks are non-empty; with Claude Code's betas
+  (``anthropic-beta: per-turn-control-*`` or ``mid-conversation-tool-changes-*``)
+  text-only ``system`` messages may also appear after the first message,
+  outside the alternation, and with ``advanced-tool-use-*`` a tool may carry
+  ``defer_loading``;
 * images are ``{"type": "base64", "media_type", "data"}`` (or ``url``) with a
   supported media type that matches the bytes;
 * every ``tool_use`` of an assistant turn is answered by a ``tool_result`` in
@@ -72,7 +76,7 @@ _TOOL_ID_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 _TOP_LEVEL = {
     "model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p",
     "top_k", "tools", "tool_choice", "metadata", "thinking", "service_tier", "container", "mcp_servers",
-    "context_management",
+    "context_management", "output_config",
 }
 _MEDIA_MAGIC = {
     "image/png": (b"\x89PNG\r\n\x1a\n",),
@@ -158,8 +162,11 @@ def _check_tool_result_content(content: Any, where: str) -> None:
             _check_image(b, f"{where}.content.{k}")
 
 
-def validate_messages_request(body: Any, *, count_only: bool = False) -> None:
-    """Raise InvalidRequest where api.anthropic.com answers 400."""
+def validate_messages_request(body: Any, *, count_only: bool = False, betas: frozenset[str] = frozenset()) -> None:
+    """Raise InvalidRequest where api.anthropic.com answers 400 (``betas``: the ``anthropic-beta`` header)."""
+    system_messages = any(b.startswith(("per-turn-control-", "mid-conversation-tool-changes-")) for b in betas)
+    tool_keys = {"name", "description", "input_schema", "type", "cache_control"} | (
+        {"defer_loading"} if any(b.startswith("advanced-tool-use-") for b in betas) else set())
     if not isinstance(body, dict):
         raise InvalidRequest("There was an error parsing the body of your request.")
     for key in body:
@@ -207,7 +214,7 @@ def validate_messages_request(body: Any, *, count_only: bool = False) -> None:
             if not isinstance(tool, dict):
                 raise InvalidRequest(f"tools.{k}: Input should be a valid dictionary")
             for key in tool:
-                if key not in ("name", "description", "input_schema", "type", "cache_control"):
+                if key not in tool_keys:
                     raise InvalidRequest(f"tools.{k}.custom.{key}: Extra inputs are not permitted")
             if not isinstance(tool.get("name"), str) or not re.match(r"^[a-zA-Z0-9_-]{1,128}$", tool["name"]):
                 raise InvalidRequest(f"tools.{k}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'")
@@ -230,6 +237,10 @@ def validate_messages_request(body: Any, *, count_only: bool = False) -> None:
         if not isinstance(m, dict):
             raise InvalidRequest(f"messages.{i}: Input should be a valid dictionary")
         role = m.get("role")
+        if role == "system" and system_messages and i > 0:
+            if not _result_text(m.get("content")).strip():
+                raise InvalidRequest(f"messages.{i}: system messages must have non-empty text content")
+            continue
         if role not in ("user", "assistant"):
             raise InvalidRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         if role == prev_role:
@@ -455,7 +466,8 @@ class _AnthropicHandler(_Handler):
             return
         count_only = path.endswith("/count_tokens")
         try:
-            validate_messages_request(body, count_only=count_only)
+            betas = frozenset(b.strip() for b in (self.headers.get("anthropic-beta") or "").split(",") if b.strip())
+            validate_messages_request(body, count_only=count_only, betas=betas)
         except InvalidRequest as e:
             self._error(e.status, e.message, e.type)
             return
