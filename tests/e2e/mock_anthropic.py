@@ -37,6 +37,9 @@ Behaviour is chosen by the request (same script as the OpenAI mock):
   ``claude-fail-500`` -> 500 ``api_error``; a model not in ``MODELS`` -> 404;
   ``claude-break`` streamed -> the stream stops after the first text delta
   and the connection is dropped (no terminating chunk)
+* a coding agent's ``Bash`` / ``exec_command`` tool + "list the files" ->
+  a ``tool_use`` running ``ls``; its ``tool_result`` -> "The listing shows:
+  <result>" (see agent_script.py)
 * a user turn with ``tool_result`` blocks -> "The weather is: <results>"
 * tools + last user text mentioning "weather" -> "Let me check the weather."
   then ``get_weather`` tool_use with ``{"city": "Paris"}`` (and London)
@@ -57,6 +60,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from agent_script import AGENT_CALLS, agent_call, listing_answer
 from mock_upstream import HELLO_PIECES, HELLO_TEXT, MockUpstream, _Handler, count_tokens, split_arguments
 
 ANTHROPIC_KEY = "anthropic-secret"
@@ -375,7 +379,28 @@ def _pieces(text: str) -> list[str]:
     return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
 
+def _plan_agent(body: dict[str, Any]) -> _Answer | None:
+    """A coding agent's tool round (agent_script.py), or None."""
+    blocks = [b for m in body["messages"] for b in _text_blocks(m["content"])]
+    agent_ids = {b.get("id") for b in blocks if b.get("type") == "tool_use" and b.get("name") in AGENT_CALLS}
+    results = [_result_text(b.get("content")) for b in blocks
+               if b.get("type") == "tool_result" and b.get("tool_use_id") in agent_ids]
+    if results:
+        return _Answer([{"type": "text", "text": listing_answer(results)}], "end_turn")
+    last_user = next((m for m in reversed(body["messages"]) if m["role"] == "user"), None)
+    text = " ".join(b.get("text", "") for b in _text_blocks(last_user["content"]) if b.get("type") == "text") \
+        if last_user else ""
+    call = agent_call([t.get("name") for t in body.get("tools") or []], text)
+    if call is None:
+        return None
+    return _Answer([{"type": "tool_use", "id": new_id("toolu_01", 22), "name": call[0], "input": call[1]}],
+                   "tool_use")
+
+
 def plan_answer(body: dict[str, Any]) -> _Answer:
+    agent = _plan_agent(body)
+    if agent is not None:
+        return agent
     msgs = body["messages"]
     last_user = next((m for m in reversed(msgs) if m["role"] == "user"), None)
     blocks = _text_blocks(last_user["content"]) if last_user else []
