@@ -17,7 +17,11 @@ api.anthropic.com is rejected here too (400 ``invalid_request_error``):
 * ``model``, ``messages`` and ``max_tokens`` are required; unknown top-level
   fields are refused ("Extra inputs are not permitted");
 * roles are ``user``/``assistant`` only (``system`` is a top-level field) and
-  alternate; text blocks are non-empty;
+  alternate; text blocks are non-empty; with Claude Code's betas
+  (``anthropic-beta: per-turn-control-*`` or ``mid-conversation-tool-changes-*``)
+  text-only ``system`` messages may also appear after the first message,
+  outside the alternation, and with ``advanced-tool-use-*`` a tool may carry
+  ``defer_loading``;
 * images are ``{"type": "base64", "media_type", "data"}`` (or ``url``) with a
   supported media type that matches the bytes;
 * every ``tool_use`` of an assistant turn is answered by a ``tool_result`` in
@@ -33,6 +37,9 @@ Behaviour is chosen by the request (same script as the OpenAI mock):
   ``claude-fail-500`` -> 500 ``api_error``; a model not in ``MODELS`` -> 404;
   ``claude-break`` streamed -> the stream stops after the first text delta
   and the connection is dropped (no terminating chunk)
+* a coding agent's ``Bash`` / ``exec_command`` tool + "list the files" ->
+  a ``tool_use`` running ``ls``; its ``tool_result`` -> "The listing shows:
+  <result>" (see agent_script.py)
 * a user turn with ``tool_result`` blocks -> "The weather is: <results>"
 * tools + last user text mentioning "weather" -> "Let me check the weather."
   then ``get_weather`` tool_use with ``{"city": "Paris"}`` (and London)
@@ -53,6 +60,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from agent_script import AGENT_CALLS, agent_call, listing_answer
 from mock_upstream import HELLO_PIECES, HELLO_TEXT, MockUpstream, _Handler, count_tokens, split_arguments
 
 ANTHROPIC_KEY = "anthropic-secret"
@@ -72,7 +80,7 @@ _TOOL_ID_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 _TOP_LEVEL = {
     "model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p",
     "top_k", "tools", "tool_choice", "metadata", "thinking", "service_tier", "container", "mcp_servers",
-    "context_management",
+    "context_management", "output_config",
 }
 _MEDIA_MAGIC = {
     "image/png": (b"\x89PNG\r\n\x1a\n",),
@@ -158,8 +166,11 @@ def _check_tool_result_content(content: Any, where: str) -> None:
             _check_image(b, f"{where}.content.{k}")
 
 
-def validate_messages_request(body: Any, *, count_only: bool = False) -> None:
-    """Raise InvalidRequest where api.anthropic.com answers 400."""
+def validate_messages_request(body: Any, *, count_only: bool = False, betas: frozenset[str] = frozenset()) -> None:
+    """Raise InvalidRequest where api.anthropic.com answers 400 (``betas``: the ``anthropic-beta`` header)."""
+    system_messages = any(b.startswith(("per-turn-control-", "mid-conversation-tool-changes-")) for b in betas)
+    tool_keys = {"name", "description", "input_schema", "type", "cache_control"} | (
+        {"defer_loading"} if any(b.startswith("advanced-tool-use-") for b in betas) else set())
     if not isinstance(body, dict):
         raise InvalidRequest("There was an error parsing the body of your request.")
     for key in body:
@@ -207,7 +218,7 @@ def validate_messages_request(body: Any, *, count_only: bool = False) -> None:
             if not isinstance(tool, dict):
                 raise InvalidRequest(f"tools.{k}: Input should be a valid dictionary")
             for key in tool:
-                if key not in ("name", "description", "input_schema", "type", "cache_control"):
+                if key not in tool_keys:
                     raise InvalidRequest(f"tools.{k}.custom.{key}: Extra inputs are not permitted")
             if not isinstance(tool.get("name"), str) or not re.match(r"^[a-zA-Z0-9_-]{1,128}$", tool["name"]):
                 raise InvalidRequest(f"tools.{k}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'")
@@ -230,6 +241,10 @@ def validate_messages_request(body: Any, *, count_only: bool = False) -> None:
         if not isinstance(m, dict):
             raise InvalidRequest(f"messages.{i}: Input should be a valid dictionary")
         role = m.get("role")
+        if role == "system" and system_messages and i > 0:
+            if not _result_text(m.get("content")).strip():
+                raise InvalidRequest(f"messages.{i}: system messages must have non-empty text content")
+            continue
         if role not in ("user", "assistant"):
             raise InvalidRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         if role == prev_role:
@@ -364,7 +379,28 @@ def _pieces(text: str) -> list[str]:
     return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
 
+def _plan_agent(body: dict[str, Any]) -> _Answer | None:
+    """A coding agent's tool round (agent_script.py), or None."""
+    blocks = [b for m in body["messages"] for b in _text_blocks(m["content"])]
+    agent_ids = {b.get("id") for b in blocks if b.get("type") == "tool_use" and b.get("name") in AGENT_CALLS}
+    results = [_result_text(b.get("content")) for b in blocks
+               if b.get("type") == "tool_result" and b.get("tool_use_id") in agent_ids]
+    if results:
+        return _Answer([{"type": "text", "text": listing_answer(results)}], "end_turn")
+    last_user = next((m for m in reversed(body["messages"]) if m["role"] == "user"), None)
+    text = " ".join(b.get("text", "") for b in _text_blocks(last_user["content"]) if b.get("type") == "text") \
+        if last_user else ""
+    call = agent_call([t.get("name") for t in body.get("tools") or []], text)
+    if call is None:
+        return None
+    return _Answer([{"type": "tool_use", "id": new_id("toolu_01", 22), "name": call[0], "input": call[1]}],
+                   "tool_use")
+
+
 def plan_answer(body: dict[str, Any]) -> _Answer:
+    agent = _plan_agent(body)
+    if agent is not None:
+        return agent
     msgs = body["messages"]
     last_user = next((m for m in reversed(msgs) if m["role"] == "user"), None)
     blocks = _text_blocks(last_user["content"]) if last_user else []
@@ -455,7 +491,8 @@ class _AnthropicHandler(_Handler):
             return
         count_only = path.endswith("/count_tokens")
         try:
-            validate_messages_request(body, count_only=count_only)
+            betas = frozenset(b.strip() for b in (self.headers.get("anthropic-beta") or "").split(",") if b.strip())
+            validate_messages_request(body, count_only=count_only, betas=betas)
         except InvalidRequest as e:
             self._error(e.status, e.message, e.type)
             return

@@ -22,6 +22,9 @@ Behaviour (same script as the other mocks):
 * unknown model -> 404 ``model "x" not found, try pulling it first``;
   ``llama-fail-500`` -> 500; ``llama-break`` streamed -> one line, then the
   connection is dropped (no final line, no terminating chunk)
+* a coding agent's ``Bash`` / ``exec_command`` tool + "list the files" ->
+  a call running ``ls``; the ``tool`` messages answering it -> "The listing
+  shows: <result>" (see agent_script.py)
 * a ``tool`` message -> "The weather is: <tool contents>"
 * tools + last user message mentioning "weather" -> a ``get_weather`` call
   with ``{"city": "Paris"}`` (and London); ``done_reason`` stays ``"stop"``
@@ -40,6 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from agent_script import AGENT_CALLS, agent_call, listing_answer
 from mock_upstream import HELLO_PIECES, HELLO_TEXT, MockUpstream, _Handler, count_tokens, embedding_for
 
 MODELS = ["llama-mock:latest", "embed-mock:latest", "llama-fail-500:latest", "llama-break:latest"]
@@ -168,7 +172,33 @@ def _limit(answer: _Answer, options: Any) -> _Answer:
     return answer
 
 
+def _plan_agent(body: dict[str, Any]) -> _Answer | None:
+    """A coding agent's tool round (agent_script.py), or None."""
+    msgs = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    # Ollama tool calls have no ids: a tool message answers the assistant
+    # message with tool calls before it.
+    results, agent_turn = [], False
+    for m in msgs:
+        if m.get("role") == "assistant":
+            agent_turn = any(isinstance(tc, dict) and (tc.get("function") or {}).get("name") in AGENT_CALLS
+                             for tc in m.get("tool_calls") or [])
+        elif m.get("role") == "tool" and agent_turn:
+            results.append(m.get("content") or "")
+    if results:
+        text = listing_answer(results)
+        return _Answer(text, _pieces(text), [])
+    users = [m for m in msgs if m.get("role") == "user"]
+    offered = [(t.get("function") or {}).get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
+    call = agent_call(offered, (users[-1].get("content") or "") if users else "")
+    if call is None:
+        return None
+    return _Answer("", [], [{"function": {"name": call[0], "arguments": call[1]}}])
+
+
 def plan_chat(body: dict[str, Any]) -> _Answer:
+    agent = _plan_agent(body)
+    if agent is not None:
+        return agent
     msgs = [m for m in body.get("messages") or [] if isinstance(m, dict)]
     tool_msgs = [m for m in msgs if m.get("role") == "tool"]
     if tool_msgs:

@@ -16,6 +16,9 @@ Behaviour is chosen by the request:
   ``{"city": "Paris"}`` (plus a second call for London when the message also
   mentions "London")
 * chat with a ``tool`` message -> "The weather is: <tool content>"
+* a coding agent's tools (Claude Code's ``Bash``, Codex's ``exec_command``)
+  + "list the files" -> a call running ``ls``; its result -> "The listing
+  shows: <result>" (see agent_script.py)
 * anything else -> "Hello from mock"
 * ``max_tokens`` / ``max_completion_tokens`` below the answer's word count
   -> the answer cut to that many words, ``finish_reason: "length"``
@@ -55,6 +58,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from agent_script import AGENT_CALLS, agent_call, listing_answer
 
 HELLO_TEXT = "Hello from mock"
 # Pieces the streamed hello is split into; "".join(HELLO_PIECES) == HELLO_TEXT.
@@ -845,7 +850,30 @@ def _plan_chat(body: dict[str, Any]) -> _Plan:
     return _truncate(_plan_chat_full(body), _max_tokens(body))
 
 
+def _plan_agent(body: dict[str, Any]) -> _Plan | None:
+    """A coding agent's tool round (agent_script.py), or None."""
+    messages = [m for m in body["messages"] if isinstance(m, dict)]
+    agent_ids = {tc.get("id") for m in messages if m.get("role") == "assistant"
+                 for tc in m.get("tool_calls") or []
+                 if isinstance(tc, dict) and (tc.get("function") or {}).get("name") in AGENT_CALLS}
+    results = [_text_of(m.get("content")) for m in messages
+               if m.get("role") == "tool" and m.get("tool_call_id") in agent_ids]
+    if results:
+        text = listing_answer(results)
+        return _Plan(text=text, pieces=_pieces(text))
+    offered = [(t.get("function") or {}).get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
+    users = [m for m in messages if m.get("role") == "user"]
+    call = agent_call(offered, _text_of(users[-1].get("content")) if users else "")
+    if call is None:
+        return None
+    return _Plan(tool_calls=[{"id": _new_id("call").replace("-", "_"), "name": call[0],
+                              "arguments": json.dumps(call[1])}], finish_reason="tool_calls")
+
+
 def _plan_chat_full(body: dict[str, Any]) -> _Plan:
+    agent = _plan_agent(body)
+    if agent is not None:
+        return agent
     messages = [m for m in body["messages"] if isinstance(m, dict)]
     tool_msgs = [m for m in messages if m.get("role") == "tool"]
     if tool_msgs:

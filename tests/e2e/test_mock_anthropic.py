@@ -12,7 +12,7 @@ import anthropic
 import httpx
 import pytest
 
-from mock_anthropic import ANTHROPIC_KEY, MockAnthropic
+from mock_anthropic import ANTHROPIC_KEY, InvalidRequest, MockAnthropic, validate_messages_request
 from multi import (ANTHROPIC_WEATHER_TOOL, NO_TLS, PNG_B64, TOOL_RESULT, anthropic_client, anthropic_sse_events,
                    assert_anthropic_error, check_anthropic_stream)
 
@@ -153,3 +153,18 @@ def test_valid_round_with_image_and_blocks(anthropic_mock: MockAnthropic) -> Non
     r = _post(anthropic_mock, body)
     assert r.status_code == 200, r.text
     assert r.json()["content"][0]["text"] == "The weather is: sunny"
+
+
+def test_claude_code_beta_shapes_need_their_betas() -> None:
+    """What Claude Code sends with its anthropic-beta header is accepted only with those betas."""
+    body = {"model": "claude-mock", "max_tokens": 10, "output_config": {"effort": "high"},
+            "messages": [{"role": "user", "content": "hi"},
+                         {"role": "system", "content": [{"type": "text", "text": "# Environment"}]}],
+            "tools": [{"name": "Later", "description": "d", "input_schema": {"type": "object"},
+                       "defer_loading": True}]}
+    validate_messages_request(body, betas=frozenset({"mid-conversation-tool-changes-2026-07-01",
+                                                     "advanced-tool-use-2025-11-20"}))
+    with pytest.raises(InvalidRequest, match="defer_loading"):
+        validate_messages_request(body, betas=frozenset({"per-turn-control-2026-07-01"}))
+    with pytest.raises(InvalidRequest, match=r"messages\.1\.role"):
+        validate_messages_request(body, betas=frozenset({"advanced-tool-use-2025-11-20"}))

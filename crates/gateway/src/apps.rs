@@ -118,6 +118,7 @@ wire_api = "responses"
 export ANTHROPIC_BASE_URL={url}
 export ANTHROPIC_AUTH_TOKEN={key}
 export ANTHROPIC_MODEL={model}
+export ANTHROPIC_DEFAULT_HAIKU_MODEL={model}
 export ANTHROPIC_SMALL_FAST_MODEL={model}"#
             ),
             "aider" => format!(
