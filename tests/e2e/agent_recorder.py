@@ -1,10 +1,11 @@
 """A recording fake upstream for real coding agents (stdlib only).
 
-Claude Code (`claude -p`) and Codex (`codex exec`) are pointed straight at this
+Claude Code (`claude -p`), Codex (`codex exec`), OpenCode (`opencode run`)
+and Qwen Code (`qwen -p`) are pointed straight at this
 server (or at llm-link, with this server as llm-link's upstream). It records
 every request -- method, path with query, headers (secrets redacted), body --
-and answers just enough of the Anthropic Messages API and the OpenAI
-Responses API for the agents to finish a turn:
+and answers just enough of the Anthropic Messages API, the OpenAI
+Responses API and Chat Completions for the agents to finish a turn:
 
 - `POST /v1/messages[?beta=true]`: a Messages answer, SSE when `stream:true`,
   JSON otherwise. In scenario "tool", a request that offers tools and whose
@@ -21,6 +22,13 @@ Responses API for the agents to finish a turn:
   `shell_command`, `shell` or `local_shell`, argument shape chosen from the
   tool's schema) and the turn carrying `function_call_output` gets the text.
 - `POST /v1/responses/compact`: a compacted history (one user message).
+- `POST /v1/chat/completions` (OpenCode, Qwen Code): chunks (role, text or
+  one tool call whose arguments come in one fragment, finish_reason, a usage
+  chunk when `stream_options.include_usage`) then `[DONE]`; JSON when not
+  streaming. In scenario "tool" the first turn calls the reader tool offered
+  (`read` / `read_file` with the schema's path parameter and `tool_file`),
+  else a shell tool with `command`; a request ending in a `tool` message
+  gets the text.
 - `GET /v1/models` (and `/models`): an OpenAI list (`data`) that also carries
   Codex's `models` key.
 - WebSocket upgrade attempts (`Upgrade: websocket`): recorded, answered with
@@ -263,6 +271,98 @@ def responses_sse(body: dict[str, Any], items: list[dict[str, Any]]) -> list[byt
     return out
 
 
+# ---------------------------------------------------------- Chat Completions
+
+# Tools an OpenAI-compatible agent may offer, by what they do: a file reader
+# (OpenCode `read`, Qwen Code `read_file`, Cline `read_file`) or a shell.
+CHAT_READ_TOOLS = ("read", "read_file", "Read", "view")
+CHAT_SHELL_TOOLS = ("bash", "run_shell_command", "shell", "execute_command", "Bash")
+PATH_PARAMS = ("filePath", "file_path", "absolute_path", "path")
+
+
+def _chat_has_tool_result(body: dict[str, Any]) -> bool:
+    msgs = body.get("messages") or []
+    return bool(msgs) and isinstance(msgs[-1], dict) and msgs[-1].get("role") == "tool"
+
+
+def chat_tool_call(body: dict[str, Any], tool_file: str | None, command: str) -> dict[str, Any] | None:
+    """A `tool_calls` entry for a reader (given `tool_file`) or shell tool offered."""
+    tools = {}
+    for t in body.get("tools") or []:
+        fn = t.get("function") if isinstance(t, dict) else None
+        if isinstance(fn, dict) and fn.get("name"):
+            tools[fn["name"]] = (fn.get("parameters") or {}).get("properties") or {}
+    args: dict[str, Any] | None = None
+    name = None
+    if tool_file:
+        for n in CHAT_READ_TOOLS:
+            props = tools.get(n)
+            key = next((k for k in PATH_PARAMS if props and k in props), None)
+            if key:
+                name, args = n, {key: tool_file}
+                break
+    if name is None:
+        for n in CHAT_SHELL_TOOLS:
+            props = tools.get(n)
+            if props is not None and "command" in props:
+                name, args = n, {"command": command}
+                if "description" in props:
+                    args["description"] = "List files in the working directory"
+                break
+    if name is None:
+        return None
+    return {"id": _new_id("call"), "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)}}
+
+
+def chat_answer(body: dict[str, Any], scenario: str, tool_file: str | None,
+                command: str) -> tuple[str | None, list[dict[str, Any]]]:
+    """(text, tool_calls) for one Chat Completions request."""
+    if _chat_has_tool_result(body):
+        return FINAL_TEXT, []
+    if scenario == "tool" and body.get("tools"):
+        call = chat_tool_call(body, tool_file, command)
+        if call:
+            return "Let me look.", [call]
+    return PLAIN_TEXT, []
+
+
+CHAT_USAGE = {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}
+
+
+def chat_json(body: dict[str, Any], text: str | None, calls: list) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        msg["tool_calls"] = calls
+    return {"id": _new_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "gpt"),
+            "choices": [{"index": 0, "message": msg, "logprobs": None,
+                         "finish_reason": "tool_calls" if calls else "stop"}],
+            "usage": CHAT_USAGE}
+
+
+def chat_sse(body: dict[str, Any], text: str | None, calls: list) -> list[bytes]:
+    cid, created, model = _new_id("chatcmpl"), int(time.time()), body.get("model", "gpt")
+    def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
+        c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(c)}\n\n".encode()
+    out = [chunk({"role": "assistant", "content": ""}, None)]
+    if text:
+        out.append(chunk({"content": text}, None))
+    for i, c in enumerate(calls):
+        out.append(chunk({"tool_calls": [{"index": i, "id": c["id"], "type": "function",
+                                          "function": {"name": c["function"]["name"], "arguments": ""}}]}, None))
+        out.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": c["function"]["arguments"]}}]}, None))
+    out.append(chunk({}, "tool_calls" if calls else "stop"))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        u = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [], "usage": CHAT_USAGE}
+        out.append(f"data: {json.dumps(u)}\n\n".encode())
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
 # ---------------------------------------------------------------- server
 
 class Recorder:
@@ -434,6 +534,15 @@ class Recorder:
                 self._send_json(h, 200, responses_object(body, _new_id("resp"), "completed", items))
             else:
                 self._send_sse(h, responses_sse(body, items))
+            return
+        if h.command == "POST" and path.endswith("/chat/completions"):
+            text, calls = chat_answer(body, self._scenario_now(), self.tool_file, self.shell_command)
+            if calls:
+                self._count_tool_call()
+            if body.get("stream"):
+                self._send_sse(h, chat_sse(body, text, calls))
+            else:
+                self._send_json(h, 200, chat_json(body, text, calls))
             return
         if h.command in ("GET", "HEAD") and path.endswith("/models"):
             if self.models_status != 200:
