@@ -263,8 +263,6 @@ def test_json_schema(oai: openai.OpenAI, upstream: Upstream) -> None:
         assert body.get("format") == ANSWER_SCHEMA, body
 
 
-@pytest.mark.xfail(strict=True, reason="gateway bug: the 400 names `response_format` (message and param), "
-                   "a field of the internal model the Responses client never sent; it sent `text.format`")
 def test_json_schema_anthropic_error_names_client_field(oai: openai.OpenAI) -> None:
     """The 400 should name the field the Responses client sent (``text.format``), not the internal one."""
     with pytest.raises(openai.BadRequestError) as ei:
@@ -323,9 +321,6 @@ def test_retrieve_input_items_delete(oai: openai.OpenAI, upstream: Upstream) -> 
     assert len(upstream.chat_calls()) == calls, "requests refused by the gateway reached the upstream"
 
 
-@pytest.mark.xfail(strict=True, reason="gateway bug: input_items lists an easy input message "
-                   "({role, content: str}) as sent, without type 'message' and with string content; the API "
-                   "(and the SDK's ResponseInputMessageItem) has type 'message' and a list of input_text parts")
 def test_input_items_easy_message_normalised(oai: openai.OpenAI) -> None:
     r = oai.responses.create(model="mock-model", input=[{"role": "user", "content": "hi"}])
     item = oai.responses.input_items.list(r.id).data[0]
@@ -497,9 +492,6 @@ def test_forwarded_tool_round_replayed(fwd: openai.OpenAI, mock: MockUpstream, s
     assert up["tools"] == [WEATHER_TOOL]
 
 
-@pytest.mark.xfail(strict=True, reason="gateway bug: create() looks previous_response_id up in llm-link's own "
-                   "store before routing, so a response stored by a provider that serves /v1/responses is "
-                   "refused with 400 'Previous response with id ... not found' instead of being forwarded")
 def test_forwarded_previous_response_id(fwd: openai.OpenAI, mock: MockUpstream) -> None:
     """A response the provider stored is continued there: llm-link has no copy to look up."""
     r1 = fwd.responses.create(model=FORWARD_MODEL, input=WEATHER_Q, tools=[WEATHER_TOOL])

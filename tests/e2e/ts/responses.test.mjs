@@ -103,9 +103,7 @@ test('tool round, replayed with store: false', async () => {
   assert.equal(r2.output_text, `The weather is: ${TOOL_RESULT}`);
 });
 
-test('tool round, continued with previous_response_id', {
-  skip: forwarded && 'llm-link refuses the id of a provider-stored response (test_forwarded_previous_response_id)',
-}, async () => {
+test('tool round, continued with previous_response_id', async () => {
   const [r1, call] = await askWeather(true);
   const r2 = await client.responses.create({
     model, previous_response_id: r1.id, tools: [weatherTool],
