@@ -518,3 +518,31 @@ def test_json_decoding_of_tool_input_keeps_types(anth: anthropic.Anthropic, upst
     if upstream.kind == "openai":
         raw = next(m for m in upstream.last_chat().body["messages"] if m.get("tool_calls"))
         assert json.loads(raw["tool_calls"][0]["function"]["arguments"]) == tricky
+
+
+# ---------------------------------------------------------------------------
+# The SDK's beta client (what Claude Code uses): `?beta=true` and betas
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_beta_client_with_betas(anth: anthropic.Anthropic, upstream: Upstream, stream: bool) -> None:
+    """``client.beta.messages`` posts to ``/v1/messages?beta=true`` with an ``anthropic-beta`` list; every
+    upstream answers, and an Anthropic upstream receives the betas unchanged."""
+    betas = ["interleaved-thinking-2025-05-14", "context-management-2025-06-27"]
+    kw: dict[str, Any] = {"model": upstream.model, "max_tokens": 64, "betas": betas,
+                          "system": "You are terse.", "messages": HI}
+    if stream:
+        with anth.beta.messages.stream(**kw) as s:
+            text = "".join(s.text_stream)
+            final = s.get_final_message()
+    else:
+        final = anth.beta.messages.create(**kw)
+        text = "".join(b.text for b in final.content if b.type == "text")
+    assert text == "Hello from mock" and final.stop_reason == "end_turn"
+    body = upstream.last_chat().body
+    assert upstream.system(body) == "You are terse." and upstream.user_text(body) == "hi"
+    if upstream.kind == "anthropic":
+        up = upstream.mock.last("/v1/messages")
+        assert up.header("anthropic-beta") == ",".join(betas), up.header("anthropic-beta")
+    upstream.assert_auth()
