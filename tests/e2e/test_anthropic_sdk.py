@@ -530,8 +530,9 @@ def test_beta_client_with_betas(anth: anthropic.Anthropic, upstream: Upstream, s
     """``client.beta.messages`` posts to ``/v1/messages?beta=true`` with an ``anthropic-beta`` list; every
     upstream answers, and an Anthropic upstream receives the betas unchanged."""
     betas = ["interleaved-thinking-2025-05-14", "context-management-2025-06-27"]
+    # `?beta=true` as Claude Code sends it (explicit: SDK versions differ on adding it themselves).
     kw: dict[str, Any] = {"model": upstream.model, "max_tokens": 64, "betas": betas,
-                          "system": "You are terse.", "messages": HI}
+                          "system": "You are terse.", "messages": HI, "extra_query": {"beta": "true"}}
     if stream:
         with anth.beta.messages.stream(**kw) as s:
             text = "".join(s.text_stream)
