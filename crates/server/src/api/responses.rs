@@ -207,7 +207,11 @@ fn render(e: &ApiError) -> Response {
         let param = param.as_deref().map(|p| {
             FIELD_NAMES
                 .iter()
-                .find(|(internal, _)| p == *internal || p.starts_with(&format!("{internal}[")) || p.starts_with(&format!("{internal}.")))
+                .find(|(internal, _)| {
+                    p == *internal
+                        || p.starts_with(&format!("{internal}["))
+                        || p.starts_with(&format!("{internal}."))
+                })
                 .map(|(internal, client)| format!("{client}{}", &p[internal.len()..]))
                 .unwrap_or_else(|| p.to_string())
         });
