@@ -333,9 +333,13 @@ enum Chunk {
     Data(u64),
     /// Expecting the CRLF after a chunk's data.
     DataEnd,
-    /// After the last chunk: trailer lines up to an empty one.
-    Trailers,
+    /// After the last chunk: trailer lines up to an empty one; how many
+    /// were read.
+    Trailers(usize),
 }
+
+/// Most trailer lines after a chunked body (they are read and dropped).
+const MAX_TRAILERS: usize = 32;
 
 struct Head {
     status: StatusCode,
@@ -438,6 +442,11 @@ fn parse_head(buf: &[u8], spans: &mut Vec<Span>) -> Result<Parsed, Error> {
         spans.push(Span::of(buf, h));
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if resp.version == Some(0) {
+                // HTTP/1.0 has no transfer codings (RFC 9112 §6.1): a
+                // message that claims one cannot be framed safely.
+                return Err(Error::Malformed("Transfer-Encoding on an HTTP/1.0 answer"));
+            }
             has_te = true;
             // Chunked counts only as the last coding.
             chunked = std::str::from_utf8(h.value)
@@ -551,7 +560,7 @@ impl ResponseBody {
                         };
                         let size = parse_chunk_size(&line)?;
                         *state = if size == 0 {
-                            Chunk::Trailers
+                            Chunk::Trailers(0)
                         } else {
                             Chunk::Data(size)
                         };
@@ -578,12 +587,16 @@ impl ResponseBody {
                         }
                         *state = Chunk::Size;
                     }
-                    Chunk::Trailers => {
+                    Chunk::Trailers(n) => {
                         let Some(line) = take_line(buf)? else {
                             return Ok(Step::NeedMore);
                         };
                         if line.is_empty() {
                             *framing = Framing::Done;
+                        } else if n + 1 > MAX_TRAILERS {
+                            return Err(Error::Malformed("too many trailer lines"));
+                        } else {
+                            *state = Chunk::Trailers(n + 1);
                         }
                     }
                 },
@@ -592,15 +605,18 @@ impl ResponseBody {
     }
 }
 
-/// Removes one CRLF-terminated line (without its CRLF) from the buffer.
+/// Removes one CRLF-terminated line (without its CRLF) from the buffer;
+/// a bare LF, or a line longer than [`MAX_LINE`], is malformed (chunk
+/// framing requires CRLF, RFC 9112 §7.1).
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
     match buf.iter().position(|b| *b == b'\n') {
+        Some(i) if i > MAX_LINE => Err(Error::Malformed("chunk line too long")),
         Some(i) => {
-            let mut line = buf.split_to(i + 1);
-            line.truncate(i);
-            if line.last() == Some(&b'\r') {
-                line.truncate(i - 1);
+            if i == 0 || buf[i - 1] != b'\r' {
+                return Err(Error::Malformed("chunk line not ended by CRLF"));
             }
+            let mut line = buf.split_to(i + 1);
+            line.truncate(i - 1);
             Ok(Some(line))
         }
         None if buf.len() > MAX_LINE => Err(Error::Malformed("chunk line too long")),

@@ -192,6 +192,21 @@ async fn chunked_errors_are_reported() {
     for bad in [
         &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"[..],
         &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nabc\r\n"[..],
+        // Bare LF line ends in chunk framing (RFC 9112 §7.1 wants CRLF).
+        &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n"[..],
+        &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n"[..],
+        // Endless trailers.
+        Box::leak(
+            [
+                &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n"[..],
+                &b"x-t: 1\r\n".repeat(40),
+                b"\r\n",
+            ]
+            .concat()
+            .into_boxed_slice(),
+        ),
+        // Transfer-Encoding on an HTTP/1.0 answer cannot be framed.
+        &b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
     ] {
         let leaked: &'static [u8] = Box::leak(bad.to_vec().into_boxed_slice());
         let up = upstream(vec![Script::AnswersThenClose(vec![leaked])]).await;
@@ -414,4 +429,115 @@ fn chunk_sizes_parse() {
     assert!(parse_chunk_size(b"").is_err());
     assert!(parse_chunk_size(b"0x10").is_err());
     assert!(parse_chunk_size(b"ffffffffffffffffff").is_err());
+}
+
+mod framing_props {
+    //! The chunk decoder against a reference encoder: any body, cut into
+    //! any chunks and delivered in any pieces, decodes to itself; any
+    //! bytes at all never panic and never grow the buffer past its bound.
+    use super::super::*;
+    use proptest::prelude::*;
+
+    fn encode(body: &[u8], sizes: &[usize], ext: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = body;
+        let mut k = 0;
+        while !rest.is_empty() {
+            let n = sizes
+                .get(k)
+                .copied()
+                .unwrap_or(rest.len())
+                .clamp(1, rest.len());
+            k += 1;
+            out.extend_from_slice(format!("{n:x}").as_bytes());
+            if ext {
+                out.extend_from_slice(b";name=value");
+            }
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&rest[..n]);
+            out.extend_from_slice(b"\r\n");
+            rest = &rest[n..];
+        }
+        out.extend_from_slice(b"0\r\nx-trailer: t\r\n\r\n");
+        out
+    }
+
+    /// Feeds `wire` in pieces of the given sizes; the body, or the error.
+    fn decode(wire: &[u8], cuts: &[usize]) -> Result<Vec<u8>, Error> {
+        let mut framing = Framing::Chunked(Chunk::Size);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut k = 0;
+        loop {
+            match ResponseBody::step(&mut framing, &mut buf)? {
+                Step::Data(d) => out.extend_from_slice(&d),
+                Step::End => return Ok(out),
+                Step::NeedMore => {
+                    if pos == wire.len() {
+                        return Err(Error::Malformed("ended early"));
+                    }
+                    let n = cuts.get(k).copied().unwrap_or(7).clamp(1, wire.len() - pos);
+                    k += 1;
+                    buf.extend_from_slice(&wire[pos..pos + n]);
+                    pos += n;
+                    assert!(
+                        buf.len() <= MAX_LINE + 64 * 1024,
+                        "the buffer grew past its bound"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_chunking_decodes_to_the_body(
+            body in proptest::collection::vec(any::<u8>(), 0..2048),
+            sizes in proptest::collection::vec(1usize..300, 0..20),
+            cuts in proptest::collection::vec(1usize..64, 0..80),
+            ext in any::<bool>(),
+        ) {
+            let wire = encode(&body, &sizes, ext);
+            prop_assert_eq!(decode(&wire, &cuts).ok(), Some(body));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            wire in proptest::collection::vec(any::<u8>(), 0..4096),
+            cuts in proptest::collection::vec(1usize..64, 0..80),
+        ) {
+            let _ = decode(&wire, &cuts);
+        }
+
+        #[test]
+        fn answer_heads_agree_with_httparse(
+            status in 200u16..600,
+            length in proptest::option::of(0u64..100_000),
+            extra in proptest::collection::vec(("[a-z]{1,10}", "[ -~]{0,20}"), 0..10),
+        ) {
+            let mut head = format!("HTTP/1.1 {status} X\r\n");
+            for (k, v) in &extra {
+                head.push_str(&format!("x-{k}: {}\r\n", v.trim()));
+            }
+            if let Some(n) = length {
+                head.push_str(&format!("content-length: {n}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut spans = Vec::new();
+            let mut slots = [httparse::EMPTY_HEADER; 64];
+            let mut reference = httparse::Response::new(&mut slots);
+            let want = reference.parse(head.as_bytes());
+            match (parse_head(head.as_bytes(), &mut spans), want) {
+                (Ok(Parsed::Complete(n, h)), Ok(httparse::Status::Complete(m))) => {
+                    prop_assert_eq!(n, m);
+                    prop_assert_eq!(h.status.as_u16(), status);
+                    prop_assert_eq!(spans.len(), reference.headers.len());
+                }
+                (got, want) => prop_assert!(false, "{:?} vs {:?}", got.is_ok(), want),
+            }
+        }
+    }
 }
