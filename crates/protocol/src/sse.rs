@@ -196,6 +196,82 @@ pub fn named_event(name: &str, payload: &[u8]) -> Bytes {
 mod tests {
     use super::*;
 
+    mod props {
+        //! The parser against a reference: a stream of events written out
+        //! and fed in arbitrary pieces yields exactly those events; any
+        //! bytes at all never panic.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn event() -> impl Strategy<Value = SseEvent> {
+            (
+                proptest::option::of("[a-z.]{1,12}"),
+                proptest::collection::vec("[ -~]{0,30}", 1..4),
+            )
+                .prop_map(|(event, lines)| SseEvent {
+                    event,
+                    data: lines.join("\n"),
+                })
+        }
+
+        fn write(events: &[SseEvent], crlf: bool) -> Vec<u8> {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            let mut out = String::new();
+            for e in events {
+                if let Some(name) = &e.event {
+                    out.push_str(&format!("event: {name}{nl}"));
+                }
+                for line in e.data.split('\n') {
+                    out.push_str(&format!("data: {line}{nl}"));
+                }
+                out.push_str(nl);
+            }
+            out.into_bytes()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_split_yields_the_events(
+                events in proptest::collection::vec(event(), 0..12),
+                cuts in proptest::collection::vec(1usize..40, 0..60),
+                crlf in any::<bool>(),
+            ) {
+                let wire = write(&events, crlf);
+                let mut p = SseParser::new();
+                let mut got = Vec::new();
+                let mut pos = 0;
+                let mut k = 0;
+                while pos < wire.len() {
+                    let n = cuts.get(k).copied().unwrap_or(13).min(wire.len() - pos);
+                    k += 1;
+                    got.extend(p.feed(&wire[pos..pos + n]).unwrap_or_default());
+                    pos += n;
+                }
+                got.extend(p.finish());
+                prop_assert_eq!(got, events);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                wire in proptest::collection::vec(any::<u8>(), 0..2048),
+                cuts in proptest::collection::vec(1usize..40, 0..60),
+            ) {
+                let mut p = SseParser::new();
+                let mut pos = 0;
+                let mut k = 0;
+                while pos < wire.len() {
+                    let n = cuts.get(k).copied().unwrap_or(13).min(wire.len() - pos);
+                    k += 1;
+                    let _ = p.feed(&wire[pos..pos + n]);
+                    pos += n;
+                }
+                let _ = p.finish();
+            }
+        }
+    }
+
     #[test]
     fn events_split_anywhere() {
         let input =

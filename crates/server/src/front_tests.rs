@@ -672,3 +672,66 @@ async fn beyond_the_cap_health_answers_and_the_rest_get_503() {
     assert!(got.ends_with("ok"), "{got}");
     drop(held);
 }
+
+mod head_props {
+    //! The front's request-head parser against httparse: on any valid head
+    //! the same length and headers, a body length equal to Content-Length,
+    //! and hyper's side for anything it does not serve itself; any bytes
+    //! at all never panic.
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn valid_heads_agree_with_httparse(
+            method in prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+            path in "/[a-z0-9/._-]{0,30}",
+            headers in proptest::collection::vec(("[a-z][a-z-]{0,12}", "[!-~][ -~]{0,30}"), 0..12),
+            length in proptest::option::of(0usize..2_000_000),
+            hosts in 0usize..3,
+        ) {
+            let mut head = format!("{method} {path} HTTP/1.1\r\n");
+            for _ in 0..hosts {
+                head.push_str("Host: x\r\n");
+            }
+            for (k, v) in &headers {
+                head.push_str(&format!("x-{k}: {}\r\n", v.trim_end()));
+            }
+            if let Some(n) = length {
+                head.push_str(&format!("Content-Length: {n}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut slots = [httparse::EMPTY_HEADER; 80];
+            let mut reference = httparse::Request::new(&mut slots);
+            let want = reference.parse(head.as_bytes());
+            let mut spans = Vec::new();
+            match parse_request(head.as_bytes(), &mut spans) {
+                Parse::Ready(h) => {
+                    prop_assert_eq!(want.ok(), Some(httparse::Status::Complete(h.len)));
+                    prop_assert_eq!(spans.len(), reference.headers.len());
+                    prop_assert_eq!(h.body_len, length.unwrap_or(0));
+                    prop_assert_eq!(hosts, 1);
+                    prop_assert!(method != "HEAD");
+                    prop_assert!(length.unwrap_or(0) <= MAX_FAST_BODY);
+                }
+                // Served by hyper: no Host or two, HEAD, a large body.
+                Parse::Other => prop_assert!(
+                    hosts != 1 || method == "HEAD" || length.unwrap_or(0) > MAX_FAST_BODY || want.is_err()
+                ),
+                Parse::Partial => prop_assert!(false, "a complete head read as partial"),
+            }
+            // Every prefix is partial (or already decided), never a panic.
+            for cut in 0..head.len() {
+                let _ = parse_request(&head.as_bytes()[..cut], &mut spans);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            let mut spans = Vec::new();
+            let _ = parse_request(&bytes, &mut spans);
+        }
+    }
+}

@@ -1633,3 +1633,95 @@ fn tool_definitions_decode_as_openai_does_but_strict() {
         Err("tools[0].function.strict".to_string())
     );
 }
+
+mod ndjson_props {
+    //! The NDJSON stream decoder: a stream cut anywhere decodes to the same
+    //! text, reasoning and tool calls as the stream fed whole; any bytes at
+    //! all never panic.
+    use super::super::stream::NdjsonDecoder;
+    use crate::ir::StreamEvent;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn feed(wire: &[u8], cuts: &[usize]) -> Option<(String, Vec<String>, bool)> {
+        let mut d = NdjsonDecoder::new();
+        let mut events = Vec::new();
+        let mut pos = 0;
+        let mut k = 0;
+        while pos < wire.len() {
+            let n = cuts
+                .get(k)
+                .copied()
+                .unwrap_or(11)
+                .clamp(1, wire.len() - pos);
+            k += 1;
+            events.extend(d.feed(&wire[pos..pos + n]).ok()?);
+            pos += n;
+        }
+        events.extend(d.finish().ok()?);
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        let mut done = false;
+        for e in events {
+            match e {
+                StreamEvent::Chunk(c) => {
+                    for ch in c.choices {
+                        text.push_str(ch.content.as_deref().unwrap_or(""));
+                        text.push_str(ch.reasoning.as_deref().unwrap_or(""));
+                        for t in ch.tool_calls {
+                            calls.push(format!("{:?}:{}", t.name, t.arguments));
+                        }
+                    }
+                }
+                StreamEvent::Done => done = true,
+                StreamEvent::Error(_) => {}
+            }
+        }
+        Some((text, calls, done))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_split_decodes_like_the_whole(
+            pieces in proptest::collection::vec("[ -~]{0,20}", 0..10),
+            call in proptest::option::of("[a-z]{1,8}"),
+            cuts in proptest::collection::vec(1usize..30, 0..60),
+        ) {
+            let mut wire = String::new();
+            for p in &pieces {
+                let line = json!({"model": "m", "created_at": "2024-01-01T00:00:00Z",
+                    "message": {"role": "assistant", "content": p}, "done": false});
+                wire.push_str(&line.to_string());
+                wire.push('\n');
+            }
+            if let Some(name) = &call {
+                let line = json!({"model": "m", "message": {"role": "assistant", "content": "",
+                    "tool_calls": [{"function": {"name": name, "arguments": {"x": 1}}}]}, "done": false});
+                wire.push_str(&line.to_string());
+                wire.push('\n');
+            }
+            let last = json!({"model": "m", "message": {"role": "assistant", "content": ""},
+                "done": true, "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 4});
+            wire.push_str(&last.to_string());
+            wire.push('\n');
+            let whole = feed(wire.as_bytes(), &[wire.len()]);
+            prop_assert!(whole.is_some());
+            let split = feed(wire.as_bytes(), &cuts);
+            prop_assert_eq!(&split, &whole);
+            let (text, calls, done) = whole.unwrap_or_default();
+            prop_assert_eq!(text, pieces.concat());
+            prop_assert_eq!(calls.len(), usize::from(call.is_some()));
+            prop_assert!(done);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            wire in proptest::collection::vec(any::<u8>(), 0..2048),
+            cuts in proptest::collection::vec(1usize..30, 0..60),
+        ) {
+            let _ = feed(&wire, &cuts);
+        }
+    }
+}
