@@ -391,6 +391,9 @@ pub struct ProviderArgs {
     /// Longest silence between two chunks of an upstream answer [default: 120s]
     #[arg(long, env = "LLM_LINK_IDLE_TIMEOUT", value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+    /// The longest a whole upstream answer may take, first byte to last (a stream too) [default: 30m]
+    #[arg(long, env = "LLM_LINK_TOTAL_TIMEOUT", value_name = "DURATION")]
+    pub total_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -419,6 +422,7 @@ impl ServeArgs {
             connect_timeout: p.connect_timeout.clone(),
             first_byte_timeout: p.first_byte_timeout.clone(),
             idle_timeout: p.idle_timeout.clone(),
+            total_timeout: p.total_timeout.clone(),
             log_level: l.log_level.clone(),
             log_format: l.log_format,
             app: s.app.clone(),

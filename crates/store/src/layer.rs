@@ -99,6 +99,7 @@ pub fn provider_config(
             connect: ms(p.connect_timeout_ms, d.connect),
             first_byte: ms(p.first_byte_timeout_ms, d.first_byte),
             idle: ms(p.idle_timeout_ms, d.idle),
+            total: d.total,
         },
         headers,
         origin: Origin::Database,

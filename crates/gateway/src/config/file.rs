@@ -80,6 +80,7 @@ pub struct TimeoutSection {
     pub connect: Option<SizeValue>,
     pub first_byte: Option<SizeValue>,
     pub idle: Option<SizeValue>,
+    pub total: Option<SizeValue>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,6 +261,7 @@ pub(super) fn provider_from_file(
             default_timeouts.first_byte,
         )?,
         idle: duration(at("timeouts.idle"), &t.idle, default_timeouts.idle)?,
+        total: duration(at("timeouts.total"), &t.total, default_timeouts.total)?,
     };
     let mut headers = Vec::new();
     for (k, v) in &p.headers {

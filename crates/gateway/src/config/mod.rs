@@ -79,6 +79,8 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Longest silence between two body chunks.
     pub idle: Duration,
+    /// The longest a whole answer may take, first byte to last.
+    pub total: Duration,
 }
 
 impl Default for Timeouts {
@@ -87,6 +89,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(10),
             first_byte: Duration::from_secs(300),
             idle: Duration::from_secs(120),
+            total: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -305,6 +308,7 @@ pub struct CliInput {
     pub connect_timeout: Option<String>,
     pub first_byte_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub total_timeout: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     pub app: Option<String>,
@@ -515,6 +519,11 @@ pub fn build(
             &mut cli_timeouts.first_byte,
         ),
         ("--idle-timeout", &cli.idle_timeout, &mut cli_timeouts.idle),
+        (
+            "--total-timeout",
+            &cli.total_timeout,
+            &mut cli_timeouts.total,
+        ),
     ] {
         if let Some(v) = value {
             *slot = parse_duration(v).map_err(|m| ConfigError::new(flag, m))?;

@@ -323,15 +323,24 @@ pub async fn read_limited(
     let mut stream = body_stream(resp);
     let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
+    let until = tokio::time::Instant::now() + cfg.timeouts.total;
     loop {
-        match tokio::time::timeout(cfg.timeouts.idle, stream.next()).await {
+        let next = tokio::time::timeout(cfg.timeouts.idle, stream.next());
+        match tokio::time::timeout_at(until, next).await {
             Err(_) => {
+                return Err(ApiError::Timeout(format!(
+                    "provider `{}` did not finish its answer within {}s",
+                    cfg.name,
+                    cfg.timeouts.total.as_secs_f64()
+                )))
+            }
+            Ok(Err(_)) => {
                 return Err(ApiError::Timeout(format!(
                     "provider `{}` stalled while sending its answer",
                     cfg.name
                 )))
             }
-            Ok(None) => {
+            Ok(Ok(None)) => {
                 // A body that came in one piece is passed on without a copy.
                 return Ok(match first {
                     Some(b) if buf.is_empty() => b,
@@ -344,14 +353,14 @@ pub async fn read_limited(
                     None => buf.freeze(),
                 });
             }
-            Ok(Some(Err(e))) => {
+            Ok(Ok(Some(Err(e)))) => {
                 tracing::warn!(provider = %cfg.name, error = %e, "upstream body failed");
                 return Err(ApiError::BadGateway(format!(
                     "provider `{}` broke off its answer",
                     cfg.name
                 )));
             }
-            Ok(Some(Ok(chunk))) => {
+            Ok(Ok(Some(Ok(chunk)))) => {
                 let have = buf.len() + first.as_ref().map_or(0, Bytes::len);
                 if have + chunk.len() > limit {
                     return Err(ApiError::BadGateway(format!(
@@ -376,6 +385,7 @@ pub fn idle_stream(cfg: &ProviderConfig, resp: Response<UpBody>) -> ByteStream {
     Box::pin(super::idle::IdleStream::new(
         body_stream(resp),
         cfg.timeouts.idle,
+        cfg.timeouts.total,
         std::sync::Arc::from(cfg.name.as_str()),
     ))
 }

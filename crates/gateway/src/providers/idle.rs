@@ -1,6 +1,7 @@
 //! An upstream body as a stream of byte chunks that
-//! - fails when the upstream sends nothing for longer than the idle timeout
-//!   (one timer per stream, re-armed lazily, not one per chunk), and
+//! - fails when the upstream sends nothing for longer than the idle timeout,
+//!   or has not finished by its total deadline (one timer per stream,
+//!   re-armed lazily, not one per chunk), and
 //! - hands on what arrived together as one chunk.
 //!
 //! The second point matters for speed. hyper's client passes a chunked body
@@ -28,6 +29,9 @@ pub const MAX_JOINED: usize = 64 * 1024;
 pub struct IdleStream<S> {
     inner: S,
     idle: Duration,
+    /// When the whole answer must have ended.
+    until: Instant,
+    total: Duration,
     name: std::sync::Arc<str>,
     timer: Pin<Box<Sleep>>,
     last: Instant,
@@ -42,11 +46,18 @@ pub struct IdleStream<S> {
 }
 
 impl<S> IdleStream<S> {
-    pub fn new(inner: S, idle: Duration, name: std::sync::Arc<str>) -> IdleStream<S> {
+    pub fn new(
+        inner: S,
+        idle: Duration,
+        total: Duration,
+        name: std::sync::Arc<str>,
+    ) -> IdleStream<S> {
         let now = Instant::now();
         IdleStream {
             inner,
             idle,
+            until: now + total,
+            total,
             name,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
             last: now,
@@ -151,17 +162,26 @@ where
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }
-                    let deadline = this.last + this.idle;
+                    let deadline = (this.last + this.idle).min(this.until);
                     if this.timer.deadline() != deadline {
                         this.timer.as_mut().reset(deadline);
                     }
                     if this.timer.as_mut().poll(cx).is_ready() {
                         this.done = true;
-                        return Poll::Ready(Some(Err(ApiError::Timeout(format!(
-                            "provider `{}` sent nothing for {}s",
-                            this.name,
-                            this.idle.as_secs_f64()
-                        )))));
+                        let why = if deadline == this.until {
+                            format!(
+                                "provider `{}` did not finish its answer within {}s",
+                                this.name,
+                                this.total.as_secs_f64()
+                            )
+                        } else {
+                            format!(
+                                "provider `{}` sent nothing for {}s",
+                                this.name,
+                                this.idle.as_secs_f64()
+                            )
+                        };
+                        return Poll::Ready(Some(Err(ApiError::Timeout(why))));
                     }
                     return Poll::Pending;
                 }
@@ -174,6 +194,8 @@ where
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+
+    const HOUR: Duration = Duration::from_secs(3600);
 
     fn name() -> std::sync::Arc<str> {
         std::sync::Arc::from("p")
@@ -198,7 +220,7 @@ mod tests {
     }
 
     async fn collect(script: Vec<Option<&'static str>>) -> Vec<String> {
-        let s = IdleStream::new(Script(script.into()), Duration::from_secs(5), name());
+        let s = IdleStream::new(Script(script.into()), Duration::from_secs(5), HOUR, name());
         s.map(|r| String::from_utf8(r.unwrap().to_vec()).unwrap())
             .collect()
             .await
@@ -233,7 +255,7 @@ mod tests {
             Ok(Bytes::from_static(b"data: 1\n\n")),
             Err("reset".to_string()),
         ]);
-        let mut s = IdleStream::new(inner, Duration::from_secs(5), name());
+        let mut s = IdleStream::new(inner, Duration::from_secs(5), HOUR, name());
         assert_eq!(&s.next().await.unwrap().unwrap()[..], b"data: 1\n\n");
         assert!(matches!(s.next().await, Some(Err(ApiError::BadGateway(_)))));
         assert!(s.next().await.is_none());
@@ -243,11 +265,43 @@ mod tests {
     async fn a_silent_upstream_times_out() {
         let inner = futures_util::stream::iter(vec![Ok::<_, String>(Bytes::from_static(b"x"))])
             .chain(futures_util::stream::pending());
-        let mut s = IdleStream::new(inner, Duration::from_secs(3), name());
+        let mut s = IdleStream::new(inner, Duration::from_secs(3), HOUR, name());
         assert_eq!(&s.next().await.unwrap().unwrap()[..], b"x");
         let started = Instant::now();
         assert!(matches!(s.next().await, Some(Err(ApiError::Timeout(_)))));
         assert!(started.elapsed() >= Duration::from_secs(3));
         assert!(s.next().await.is_none());
+    }
+
+    /// An upstream that keeps sending, each chunk well within the idle
+    /// timeout, still ends at the total deadline.
+    #[tokio::test(start_paused = true)]
+    async fn an_endless_trickle_ends_at_the_total_deadline() {
+        let inner = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Some((Ok::<_, String>(Bytes::from_static(b"data: x\n\n")), ()))
+        });
+        let mut s = IdleStream::new(
+            Box::pin(inner),
+            Duration::from_secs(3),
+            Duration::from_secs(10),
+            name(),
+        );
+        let started = Instant::now();
+        let mut chunks = 0;
+        let err = loop {
+            match s.next().await {
+                Some(Ok(_)) => chunks += 1,
+                Some(Err(e)) => break e,
+                None => panic!("ended without an error"),
+            }
+        };
+        assert!(
+            matches!(&err, ApiError::Timeout(m) if m.contains("within 10s")),
+            "{err}"
+        );
+        assert!(chunks >= 8, "{chunks}");
+        assert!(started.elapsed() >= Duration::from_secs(10));
+        assert!(started.elapsed() < Duration::from_secs(12));
     }
 }
