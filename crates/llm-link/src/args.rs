@@ -348,7 +348,7 @@ pub struct ServerArgs {
     /// A request body that makes no progress for this long is answered 408 and its connection closed [default: 30s]
     #[arg(long, env = "LLM_LINK_CLIENT_BODY_TIMEOUT", value_name = "DURATION")]
     pub client_body_timeout: Option<String>,
-    /// Most open client connections; beyond, a new one waits up to a second for a free slot, then gets 503 (health checks are answered) [default: half the open-file limit]
+    /// Most open client connections; beyond, a new one has a second to send its request: GET /health and /api/health are answered, anything else gets 503 [default: half the open-file limit]
     #[arg(long, env = "LLM_LINK_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
     /// How long Responses API answers stored with `store: true` are kept for previous_response_id and GET /v1/responses/{id} [default: 30d]
