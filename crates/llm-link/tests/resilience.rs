@@ -761,3 +761,96 @@ async fn an_oversized_answer_is_a_502_naming_the_limit() {
         llm_link_gateway::config::build(&Default::default(), Some(&file), &|_| None).unwrap_err();
     assert_eq!(e.field, "providers[0].max_answer");
 }
+
+/// An upstream on raw sockets: the first connection answers one request,
+/// then reads the next and closes without a byte; later connections answer
+/// every request. Counts the requests it read.
+async fn drops_second_request() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let reads = Arc::new(AtomicUsize::new(0));
+    let r = reads.clone();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut s, _)) = listener.accept().await {
+            let r = r.clone();
+            let drop_second = std::mem::replace(&mut first, false);
+            tokio::spawn(async move {
+                let body = ok_body("raw", "m").to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let mut served = 0;
+                loop {
+                    // One request: a head with a Content-Length body.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let complete = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + len {
+                                break true;
+                            }
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break false,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    if !complete {
+                        return;
+                    }
+                    r.fetch_add(1, Ordering::SeqCst);
+                    served += 1;
+                    if drop_second && served == 2 {
+                        return; // written whole, never answered
+                    }
+                    if s.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (base, reads)
+}
+
+/// Issue 17: a request written whole to a pooled connection that then
+/// closes without answering is not sent again by the HTTP client on its own
+/// (the upstream may have acted on it). With retries allowed by the route,
+/// the re-send is a counted, logged attempt; without, the client gets 502
+/// and the upstream saw the request once.
+#[tokio::test]
+async fn an_unanswered_request_is_resent_only_as_a_retry_attempt() {
+    for (attempts, want) in [(2, 200), (1, 502)] {
+        let (base, reads) = drops_second_request().await;
+        let gw = gateway(config_from(
+            &format!(
+                "[[providers]]\nname = \"raw\"\nkind = \"openai-compatible\"\nbase_url = \"{base}\"\nmodels = [\"m\"]\n\n[[routes]]\nmodel = \"m\"\ntargets = [{{ provider = \"raw\", model = \"m\" }}]\nretry = {{ max_attempts = {attempts}, base = \"1ms\" }}\n"
+            ),
+            &[],
+        ))
+        .await;
+        // The first request leaves a pooled connection behind.
+        let (s, c, _) = content(&gw, chat()).await;
+        assert_eq!((s, c.as_str()), (200, "from raw"));
+        let (s, _, route) = content(&gw, chat()).await;
+        assert_eq!(s, want, "max_attempts {attempts}: {route}");
+        if attempts == 2 {
+            assert!(
+                route.contains("=upstream_failed") && route.ends_with("=ok"),
+                "the re-send is a logged attempt: {route}"
+            );
+            assert_eq!(reads.load(Ordering::SeqCst), 3);
+        } else {
+            assert_eq!(reads.load(Ordering::SeqCst), 2, "sent once: {route}");
+        }
+    }
+}

@@ -56,6 +56,9 @@ pub enum Error {
     Io(io::Error),
     /// The upstream closed the connection before the answer was complete.
     Closed,
+    /// The request was written whole and the connection ended without a
+    /// byte of an answer.
+    Unanswered,
     /// The answer is not valid HTTP/1.
     Malformed(&'static str),
 }
@@ -81,6 +84,9 @@ impl std::fmt::Display for Error {
             Error::ConnectTimeout => f.write_str("connect timed out"),
             Error::Io(e) => write!(f, "connection error: {e}"),
             Error::Closed => f.write_str("connection closed before the answer was complete"),
+            Error::Unanswered => {
+                f.write_str("connection closed without an answer to a request written whole")
+            }
             Error::Malformed(what) => write!(f, "malformed HTTP answer: {what}"),
         }
     }
@@ -136,7 +142,10 @@ impl Pool {
         };
         let wire = Wire::new(method, uri, authority, fixed, extra, body);
         // A reused connection may have been closed by the upstream just as
-        // it was taken; a second try on a new connection covers that.
+        // it was taken: a request that could not be written goes out again
+        // on a new connection. One written whole and left unanswered is an
+        // error ([`Error::Unanswered`]); the route's retry policy decides
+        // whether it is sent again, as a counted attempt.
         let mut idle = self.checkout(authority);
         loop {
             let (mut conn, reused) = match idle.take() {
@@ -145,11 +154,15 @@ impl Pool {
             };
             match exchange(&mut conn, &wire).await {
                 Ok(parsed) => return Ok(self.response(conn, parsed)),
-                Err(Failure::BeforeAnswer(e)) if reused => {
-                    tracing::debug!(error = %e, "reused upstream connection was closed; retrying on a new one");
+                Err(Failure::Unwritten(e)) if reused => {
+                    tracing::debug!(error = %e, "reused upstream connection was closed; writing the request on a new one");
                     continue;
                 }
-                Err(Failure::BeforeAnswer(e) | Failure::Other(e)) => return Err(e),
+                Err(Failure::BeforeAnswer(e)) => {
+                    tracing::debug!(error = %e, reused, "upstream closed the connection without answering a request written whole");
+                    return Err(Error::Unanswered);
+                }
+                Err(Failure::Unwritten(e) | Failure::Other(e)) => return Err(e),
             }
         }
     }
@@ -311,7 +324,12 @@ impl<'a> Wire<'a> {
 }
 
 enum Failure {
-    /// Nothing of an answer arrived (the request may not have been read).
+    /// The request could not be written whole: the upstream cannot have
+    /// acted on it, so it may go out again on another connection.
+    Unwritten(Error),
+    /// The request was written whole and nothing of an answer arrived: the
+    /// upstream may have acted on it, so only the route's retry policy may
+    /// send it again (RFC 9110 §9.2.2; a POST is not idempotent).
     BeforeAnswer(Error),
     Other(Error),
 }
@@ -353,7 +371,7 @@ struct Head {
 async fn exchange(conn: &mut Conn, wire: &Wire<'_>) -> Result<Head, Failure> {
     write_request(&mut conn.io, wire)
         .await
-        .map_err(|e| Failure::BeforeAnswer(Error::Io(e)))?;
+        .map_err(|e| Failure::Unwritten(Error::Io(e)))?;
     conn.buf.clear();
     let mut got_any = false;
     loop {

@@ -271,10 +271,12 @@ async fn an_idle_connection_closed_by_the_upstream_is_replaced() {
 }
 
 #[tokio::test]
-async fn a_reused_connection_that_dies_before_answering_is_retried_once() {
+async fn a_request_written_whole_and_unanswered_is_not_sent_again() {
     // The pooled connection looks open (no FIN yet) but the upstream drops
-    // the second request without a byte; the request goes out again on a
-    // new connection.
+    // the second request without a byte. It may have acted on it, so the
+    // client does not send it again by itself (RFC 9110 §9.2.2): the error
+    // goes to the route's retry policy, and the next request uses a new
+    // connection.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let authority = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
@@ -297,6 +299,8 @@ async fn a_reused_connection_that_dies_before_answering_is_retried_once() {
     };
     let pool = pool();
     assert_eq!(post(&pool, &up, "{}").await.unwrap().1, "hello");
+    let err = post(&pool, &up, "{}").await.unwrap_err();
+    assert!(matches!(err, Error::Unanswered), "{err}");
     assert_eq!(post(&pool, &up, "{}").await.unwrap().1, "hello");
 }
 
@@ -318,7 +322,7 @@ async fn a_new_connection_that_dies_before_answering_is_an_error() {
         requests: Arc::new(Mutex::new(Vec::new())),
     };
     let err = post(&pool(), &up, "{}").await.unwrap_err();
-    assert!(matches!(err, Error::Closed), "{err}");
+    assert!(matches!(err, Error::Unanswered), "{err}");
     // Never sent twice on fresh connections.
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
