@@ -78,24 +78,35 @@ pub async fn serve(
     let mut spans: Vec<Span> = Vec::with_capacity(16);
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
-    // One timer per connection, moved as the connection changes state.
-    let deadline = tokio::time::sleep(limits.head_timeout);
-    tokio::pin!(deadline);
+    // The connection's deadline, `due`, and one timer that is moved only
+    // when it fires before `due` or must fire sooner: moving a tokio timer
+    // on every request showed as ~4% of the proxied request's instructions.
+    let mut due = Instant::now() + limits.head_timeout;
+    let timer = tokio::time::sleep_until(due);
+    tokio::pin!(timer);
+    macro_rules! arm {
+        ($at:expr) => {{
+            due = $at;
+            if due < timer.deadline() {
+                timer.as_mut().reset(due);
+            }
+        }};
+    }
     // Waiting for a request with nothing of it read yet (after the first).
     let mut idle = false;
     loop {
         // One request head, or the hand-over.
         let head = loop {
             if !buf.is_empty() {
-                if idle {
-                    idle = false;
-                    deadline
-                        .as_mut()
-                        .reset(Instant::now() + limits.head_timeout);
-                }
                 match parse_request(&buf, &mut spans) {
                     Parse::Ready(head) => break head,
-                    Parse::Partial if buf.len() < MAX_HEAD => {}
+                    Parse::Partial if buf.len() < MAX_HEAD => {
+                        // A head begun: its deadline runs from now.
+                        if idle {
+                            idle = false;
+                            arm!(Instant::now() + limits.head_timeout);
+                        }
+                    }
                     Parse::Partial => {
                         let _ = io.write_all(HEAD_TOO_LARGE).await;
                         return;
@@ -110,7 +121,11 @@ pub async fn serve(
                 biased;
                 r = io.read_buf(&mut buf) => r,
                 _ = &mut cancelled, if buf.is_empty() => return,
-                _ = &mut deadline => {
+                _ = &mut timer => {
+                    if Instant::now() < due {
+                        timer.as_mut().reset(due);
+                        continue;
+                    }
                     if !buf.is_empty() {
                         let _ = io.write_all(HEAD_TIMEOUT).await;
                     }
@@ -151,9 +166,7 @@ pub async fn serve(
         tokio::pin!(call);
         let mut watch = true;
         if remaining > 0 {
-            deadline
-                .as_mut()
-                .reset(Instant::now() + limits.body_timeout);
+            arm!(Instant::now() + limits.body_timeout);
         }
         let resp = loop {
             tokio::select! {
@@ -171,7 +184,7 @@ pub async fn serve(
                             if remaining == 0 {
                                 feed = None;
                             } else {
-                                deadline.as_mut().reset(Instant::now() + limits.body_timeout);
+                                due = Instant::now() + limits.body_timeout;
                             }
                         }
                         // Pipelined bytes wait in the buffer; stop watching
@@ -179,7 +192,11 @@ pub async fn serve(
                         watch = buf.len() < MAX_HEAD;
                     }
                 },
-                _ = &mut deadline, if remaining > 0 => {
+                _ = &mut timer, if remaining > 0 => {
+                    if Instant::now() < due {
+                        timer.as_mut().reset(due);
+                        continue;
+                    }
                     let _ = io.write_all(BODY_TIMEOUT).await;
                     return;
                 }
@@ -201,11 +218,8 @@ pub async fn serve(
             let _ = io.shutdown().await;
             return;
         }
-        // Pipelined bytes start the next head's deadline at once.
         idle = true;
-        deadline
-            .as_mut()
-            .reset(Instant::now() + limits.idle_timeout);
+        arm!(Instant::now() + limits.idle_timeout);
     }
 }
 
