@@ -407,6 +407,9 @@ pub async fn chat(
             if injects_usage(&call) {
                 hide_usage(fwd);
             }
+            if call.wire == Wire::Responses {
+                remember_encrypted(fwd, &log);
+            }
         }
         Ok(ChatOutcome::Response(r)) => note.answered(r.usage),
         Ok(ChatOutcome::Stream(events)) => note.watch(events),
@@ -438,11 +441,27 @@ async fn attempts(
     } = *call;
     let inject = injects_usage(call);
     let est = (body.len() / 4) as u64;
-    exec::execute(router, plan, est, |a| async move {
+    // Encrypted reasoning goes back to the key that made it (affinity).
+    let encrypted = (client_wire == Wire::Responses)
+        .then(|| llm_link_protocol::responses::first_encrypted(body))
+        .flatten();
+    let prefer = encrypted.and_then(crate::routing::affinity::origin);
+    let prefer = prefer.as_ref();
+    exec::execute_preferring(router, plan, est, prefer, |a| async move {
         if a.provider.passthrough_for(client_wire) {
             let mut out = rewrite_model_in(obj, body, model, &a.upstream_model);
             if inject {
                 out = crate::meter::ask_usage(&out);
+            }
+            if encrypted.is_some() && prefer != Some(&a.origin) {
+                if let Some(stripped) = llm_link_protocol::responses::strip_encrypted(&out) {
+                    tracing::info!(
+                        provider = %a.origin.0,
+                        key = a.origin.1,
+                        "reasoning encrypted by another provider key dropped from the request: this key cannot read it"
+                    );
+                    out = Bytes::from(stripped);
+                }
             }
             let mut fwd = a.provider.forward(endpoint, out, stream, headers).await?;
             fwd.body = match fwd.body {
@@ -465,6 +484,39 @@ async fn attempts(
         }
     })
     .await
+}
+
+/// Remembers which upstream and key produced the encrypted reasoning of a
+/// forwarded Responses answer (the winning step of `log`), reading the
+/// answer as it passes.
+fn remember_encrypted(fwd: &mut Forwarded, log: &RouteLog) {
+    let Some(step) = log.steps.iter().rev().find(|s| s.outcome == "ok") else {
+        return;
+    };
+    let Some(key) = step.key else { return };
+    let origin: crate::routing::affinity::Origin = (step.provider.clone(), key);
+    match &mut fwd.body {
+        ForwardBody::Full(b) => {
+            if let Some(h) = llm_link_protocol::responses::first_encrypted(b) {
+                crate::routing::affinity::remember(h, origin);
+            }
+        }
+        ForwardBody::Stream(s) => {
+            let inner = std::mem::replace(s, Box::pin(futures_util::stream::empty()));
+            let mut scanner = llm_link_protocol::responses::EncryptedScanner::default();
+            let mut origin = Some(origin);
+            *s = Box::pin(inner.map(move |item| {
+                if let (Ok(b), Some(_)) = (&item, &origin) {
+                    if let Some(h) = scanner.feed(b) {
+                        if let Some(o) = origin.take() {
+                            crate::routing::affinity::remember(h, o);
+                        }
+                    }
+                }
+                item
+            }));
+        }
+    }
 }
 
 /// Steps 5–7 for an endpoint that is only ever forwarded (the legacy

@@ -261,3 +261,148 @@ async fn websocket_upgrade_is_refused_with_426() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "websocket_not_supported", "{v}");
 }
+
+/// A Responses host whose reasoning is encrypted per key: an answer carries
+/// `enc-<key>-<n>`, and a request that replays reasoning encrypted by
+/// another key is refused with 400, as OpenAI refuses another
+/// organisation's. Requests from keys listed in `failing` get 500.
+mod per_key_host {
+    use axum::extract::{Request, State};
+    use axum::response::{IntoResponse, Response};
+    use serde_json::{json, Value};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    pub struct Host {
+        pub seen: Mutex<Vec<(String, Value)>>,
+        pub failing: Mutex<Vec<String>>,
+        n: Mutex<u32>,
+    }
+
+    async fn handle(State(h): State<Arc<Host>>, req: Request) -> Response {
+        let key = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim_start_matches("Bearer ")
+            .to_string();
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        h.seen.lock().unwrap().push((key.clone(), v.clone()));
+        if h.failing.lock().unwrap().contains(&key) {
+            return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+        }
+        for item in v["input"].as_array().into_iter().flatten() {
+            if let Some(enc) = item["encrypted_content"].as_str() {
+                if !enc.starts_with(&format!("enc-{key}-")) {
+                    let err = json!({"error": {"message": "The encrypted content could not be verified.",
+                        "type": "invalid_request_error", "code": "invalid_encrypted_content"}});
+                    return (axum::http::StatusCode::BAD_REQUEST, axum::Json(err)).into_response();
+                }
+            }
+        }
+        let n = {
+            let mut n = h.n.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        axum::Json(json!({"id": format!("resp_{n}"), "object": "response", "status": "completed",
+            "output": [
+                {"type": "reasoning", "id": format!("rs_{n}"), "summary": [], "encrypted_content": format!("enc-{key}-{n}")},
+                {"type": "message", "id": format!("msg_{n}"), "role": "assistant", "status": "completed",
+                 "content": [{"type": "output_text", "text": format!("answer {n}"), "annotations": []}]}
+            ],
+            "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}}))
+        .into_response()
+    }
+
+    pub async fn start() -> (String, Arc<Host>) {
+        let h = Arc::new(Host::default());
+        let app = axum::Router::new().fallback(handle).with_state(h.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}/v1"), h)
+    }
+}
+
+/// Codex with `store: false` replays its encrypted reasoning every turn.
+/// Over a pool of keys that rotate, each turn still goes to the key that
+/// encrypted it; when that key fails, the next one gets the request without
+/// the encrypted content instead of a 400.
+#[tokio::test]
+async fn encrypted_reasoning_goes_back_to_the_key_that_made_it() {
+    let (base, host) = per_key_host::start().await;
+    let gw = gateway(config_from(
+        &format!(
+            r#"
+[[providers]]
+name = "oa"
+kind = "openai"
+base_url = "{base}"
+api_key = "ka"
+keys = ["kb", "kc"]
+key_strategy = "round_robin"
+models = ["gpt-x"]
+"#
+        ),
+        &[],
+    ))
+    .await;
+    let mut input = vec![json!({"type": "message", "role": "user", "content": "turn 0"})];
+    let mut first_key = None;
+    for turn in 0..6 {
+        let r = gw
+            .post(
+                "/v1/responses",
+                json!({"model": "gpt-x", "input": input, "store": false, "include": ["reasoning.encrypted_content"]}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "turn {turn}: {:?}", r.text().await);
+        let v: Value = r.json().await.unwrap();
+        let (key, _) = host.seen.lock().unwrap().last().cloned().unwrap();
+        match &first_key {
+            None => first_key = Some(key),
+            Some(k) => assert_eq!(&key, k, "turn {turn} went to another key"),
+        }
+        for item in v["output"].as_array().unwrap() {
+            input.push(item.clone());
+        }
+        input.push(
+            json!({"type": "message", "role": "user", "content": format!("turn {}", turn + 1)}),
+        );
+    }
+    // The key that made it fails: another key gets the turn, without the
+    // encrypted reasoning it could not read.
+    let k = first_key.unwrap();
+    host.failing.lock().unwrap().push(k.clone());
+    let r = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "gpt-x", "input": input, "store": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let seen = host.seen.lock().unwrap();
+    let (last_key, last_body) = seen.last().cloned().unwrap();
+    assert_ne!(last_key, k);
+    assert!(
+        last_body["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.get("encrypted_content").is_none()),
+        "{last_body}"
+    );
+    assert!(
+        last_body["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["type"] == "reasoning"),
+        "the items stay, only their encrypted content goes"
+    );
+}

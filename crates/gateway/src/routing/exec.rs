@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Attempt {
     pub provider: Arc<dyn Provider>,
     pub upstream_model: String,
+    /// The upstream's name and the index of the key this try uses.
+    pub origin: super::affinity::Origin,
     /// Keep alive as long as the request uses the upstream (move it into a
     /// streamed body).
     pub guard: InflightGuard,
@@ -140,6 +142,23 @@ pub async fn execute<T, F, Fut>(
     router: &ModelRouter,
     plan: &Plan,
     est_tokens: u64,
+    attempt: F,
+) -> (Result<T, ApiError>, RouteLog)
+where
+    F: FnMut(Attempt) -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    execute_preferring(router, plan, est_tokens, None, attempt).await
+}
+
+/// As [`execute`], trying the upstream and key of `prefer` first when the
+/// plan has that upstream and the key is usable (affinity: see
+/// [`super::affinity`]); routing goes on as usual after it.
+pub async fn execute_preferring<T, F, Fut>(
+    router: &ModelRouter,
+    plan: &Plan,
+    est_tokens: u64,
+    mut prefer: Option<&super::affinity::Origin>,
     mut attempt: F,
 ) -> (Result<T, ApiError>, RouteLog)
 where
@@ -162,6 +181,12 @@ where
             {
                 candidates.push((t.upstream, &t.model));
             }
+        }
+    }
+    if let Some((name, _)) = prefer {
+        if let Some(i) = candidates.iter().position(|(u, _)| ups[*u].name == *name) {
+            let c = candidates.remove(i);
+            candidates.insert(0, c);
         }
     }
     if !policy.fail_fast {
@@ -188,7 +213,12 @@ where
                     )));
                     break;
                 }
-                let key = match up.pick_key() {
+                let preferred = prefer
+                    .filter(|(name, k)| {
+                        up.name == *name && up.keys.get(*k).is_some_and(|s| s.usable())
+                    })
+                    .map(|(_, k)| *k);
+                let key = match preferred.map(Ok).unwrap_or_else(|| up.pick_key()) {
                     Ok(k) => k,
                     Err(NoKey::Cooling(d)) => {
                         log.push(up, model, None, "skipped: every key cooling after 429", 0);
@@ -253,6 +283,7 @@ where
                 let a = Attempt {
                     provider: up.instances[key].clone(),
                     upstream_model: model.to_string(),
+                    origin: (Arc::clone(&up.name), key),
                     guard,
                 };
                 let remaining = deadline.saturating_duration_since(t0);
@@ -264,6 +295,10 @@ where
                     ))),
                 };
                 let took = t0.elapsed();
+                // The preferred key had its try; routing goes on as usual.
+                if preferred.is_some() {
+                    prefer = None;
+                }
                 let ms = took.as_millis() as u64;
                 match res {
                     Ok(v) => {

@@ -7,6 +7,7 @@
 //! providers (several providers declaring one id form a priority route), the
 //! `provider/model` form, then a provider that forwards any model.
 
+pub mod affinity;
 pub mod breaker;
 pub mod exec;
 pub mod shared;

@@ -60,7 +60,7 @@ impl KeySlot {
         }
     }
 
-    fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         lock(&self.disabled).is_none()
             && self.cooling_left().is_none()
             && self.breaker.would_allow()

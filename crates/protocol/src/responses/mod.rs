@@ -1115,6 +1115,127 @@ pub fn encode_response(
     )
 }
 
+/// The JSON key whose string value a Responses host encrypted for itself.
+const ENCRYPTED_KEY: &[u8] = b"\"encrypted_content\"";
+
+/// A fingerprint of the first `encrypted_content` string in `bytes` (a
+/// request body, or an answer), or `None` when it holds none. A
+/// conversation replays its reasoning items oldest first, so the first one
+/// names the answer that started the replayed history: the key by which
+/// llm-link remembers which provider key can read it.
+pub fn first_encrypted(bytes: &[u8]) -> Option<u64> {
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&bytes[from..], ENCRYPTED_KEY) {
+        let after = from + i + ENCRYPTED_KEY.len();
+        if let Some(s) = string_after_colon(&bytes[after..]) {
+            return Some(fingerprint(s));
+        }
+        from = after;
+    }
+    None
+}
+
+/// The raw bytes of a JSON string that follows `: ` at the start of `rest`
+/// (escapes kept as written), when it is complete.
+fn string_after_colon(rest: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    while rest.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    if rest.get(i) != Some(&b':') {
+        return None;
+    }
+    i += 1;
+    while rest.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    if rest.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let mut j = start;
+    while j < rest.len() {
+        match rest[j] {
+            b'\\' => j += 2,
+            b'"' => return (j > start).then(|| &rest[start..j]),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+/// FNV-1a, 64 bits: stable across runs and replicas, and cheap.
+fn fingerprint(s: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Finds [`first_encrypted`] in an answer that arrives in pieces, holding
+/// back at most what one encrypted string needs (bounded).
+#[derive(Debug, Default)]
+pub struct EncryptedScanner {
+    held: Vec<u8>,
+    found: Option<u64>,
+    gave_up: bool,
+}
+
+/// The most bytes an [`EncryptedScanner`] holds while a string is open.
+const MAX_HELD: usize = 4 * 1024 * 1024;
+
+impl EncryptedScanner {
+    /// Feeds the next piece; the fingerprint once found.
+    pub fn feed(&mut self, piece: &[u8]) -> Option<u64> {
+        if self.found.is_some() || self.gave_up {
+            return self.found;
+        }
+        self.held.extend_from_slice(piece);
+        if let Some(h) = first_encrypted(&self.held) {
+            self.found = Some(h);
+            self.held = Vec::new();
+            return self.found;
+        }
+        // Keep from an unfinished key-and-string on, else a tail that may
+        // hold the start of the key.
+        let keep_from = match memchr::memmem::rfind(&self.held, ENCRYPTED_KEY) {
+            Some(i) => i,
+            None => self.held.len().saturating_sub(ENCRYPTED_KEY.len()),
+        };
+        self.held.drain(..keep_from);
+        if self.held.len() > MAX_HELD {
+            self.gave_up = true;
+            self.held = Vec::new();
+        }
+        None
+    }
+
+    pub fn found(&self) -> Option<u64> {
+        self.found
+    }
+}
+
+/// The body without the `encrypted_content` of its input's reasoning items,
+/// for a provider key that cannot read them (another organisation's
+/// encryption fails the whole request); `None` when there is none to drop
+/// or the body is not a JSON object.
+pub fn strip_encrypted(body: &[u8]) -> Option<Vec<u8>> {
+    memchr::memmem::find(body, ENCRYPTED_KEY)?;
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let items = v.get_mut("input")?.as_array_mut()?;
+    let mut dropped = 0;
+    for item in items.iter_mut() {
+        if let Some(o) = item.as_object_mut() {
+            if o.remove("encrypted_content").is_some() {
+                dropped += 1;
+            }
+        }
+    }
+    (dropped > 0).then(|| crate::json::value_bytes(&v))
+}
+
 /// An error body in OpenAI's shape, which the Responses API shares.
 pub fn error_body(message: &str, kind: &str, code: Option<&str>, param: Option<&str>) -> Value {
     crate::openai::error_body(message, kind, code, param)

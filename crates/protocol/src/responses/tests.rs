@@ -1158,3 +1158,44 @@ proptest! {
         prop_assert_eq!(&c.items[i + 1].1, &args_b);
     }
 }
+
+#[test]
+fn encrypted_reasoning_is_fingerprinted_found_in_pieces_and_stripped() {
+    let body = json!({"model": "m", "input": [
+        {"type": "message", "role": "user", "content": "hi"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA-first"},
+        {"type": "message", "role": "assistant", "content": "ok"},
+        {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "gAAAA-second"}
+    ]})
+    .to_string();
+    let h = first_encrypted(body.as_bytes());
+    assert!(h.is_some());
+    // The same string in an answer (any spacing) has the same fingerprint.
+    let answer = br#"{"output": [{"type": "reasoning", "encrypted_content" :  "gAAAA-first"}]}"#;
+    assert_eq!(first_encrypted(answer), h);
+    assert_ne!(
+        first_encrypted(br#"{"encrypted_content":"gAAAA-second"}"#),
+        h
+    );
+    assert_eq!(first_encrypted(br#"{"encrypted_content": null}"#), None);
+    assert_eq!(first_encrypted(b"{}"), None);
+    // Found whatever the pieces.
+    let sse = format!(
+        "event: response.output_item.done\ndata: {}\n\n",
+        json!({"type": "response.output_item.done", "item": {"type": "reasoning", "encrypted_content": "gAAAA-first"}})
+    );
+    for cut in 1..sse.len() {
+        let mut sc = EncryptedScanner::default();
+        let a = sc.feed(&sse.as_bytes()[..cut]);
+        let b = sc.feed(&sse.as_bytes()[cut..]);
+        assert_eq!(a.or(b), h, "cut at {cut}");
+    }
+    // Stripped from every input item, nothing else touched.
+    let stripped = strip_encrypted(body.as_bytes()).unwrap_or_default();
+    let v: Value =
+        ok(serde_json::from_slice(&stripped).map_err(|e| DecodeError::body(e.to_string())));
+    assert_eq!(v["input"].as_array().map(Vec::len), Some(4));
+    assert!(v["input"][1].get("encrypted_content").is_none(), "{v}");
+    assert_eq!(v["input"][1]["id"], "rs_1");
+    assert_eq!(strip_encrypted(br#"{"input": "hi"}"#), None);
+}
