@@ -406,3 +406,66 @@ models = ["gpt-x"]
         "the items stay, only their encrypted content goes"
     );
 }
+
+/// Reasoning both ways, as Codex has it: a replayed `reasoning` item (its
+/// summary, and encrypted content a chat host cannot read) becomes the
+/// assistant turn's reasoning, never a 400; a chat host's reasoning comes
+/// back as a `reasoning` item with its summary, streamed as
+/// `response.reasoning_summary_text.delta` events before the answer text.
+#[tokio::test]
+async fn reasoning_round_trips_through_a_chat_upstream() {
+    let up = mock().await;
+    let gw = simple(&up, "").await;
+    let input = json!([
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "plan it"}]},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "I should list files."}],
+         "encrypted_content": "gAAAAopaque"},
+        {"type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "a.txt"},
+        {"type": "message", "role": "user", "content": "and now?"}
+    ]);
+    let r = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "think", "input": input, "stream": true, "store": false,
+                   "reasoning": {"effort": "high", "summary": "auto"},
+                   "tools": [{"type": "function", "name": "exec_command", "parameters": {"type": "object"}}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let types: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .map(str::to_string)
+        .collect();
+    let pos = |t: &str| types.iter().position(|x| x == t);
+    let summary =
+        pos("response.reasoning_summary_text.delta").unwrap_or_else(|| panic!("{types:?}"));
+    let answer = pos("response.output_text.delta").unwrap_or_else(|| panic!("{types:?}"));
+    assert!(summary < answer, "{types:?}");
+    assert_eq!(types.last().map(String::as_str), Some("response.completed"));
+    let done: Value = serde_json::from_str(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    let out = &done["response"]["output"];
+    assert_eq!(out[0]["type"], "reasoning", "{out}");
+    assert_eq!(out[0]["summary"][0]["text"], "secret plan", "{out}");
+    assert_eq!(out[1]["content"][0]["text"], "visible answer", "{out}");
+    // Upstream: the replayed turn, the tool round in chat shape, no
+    // encrypted content anywhere, reasoning effort carried.
+    let sent = up.last().json();
+    assert_eq!(sent["reasoning_effort"], "high", "{sent}");
+    assert!(!sent.to_string().contains("gAAAAopaque"), "{sent}");
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "user"], "{sent}");
+}
