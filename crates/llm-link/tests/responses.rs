@@ -448,7 +448,7 @@ async fn reasoning_round_trips_through_a_chat_upstream() {
     let done: Value = serde_json::from_str(
         text.lines()
             .filter_map(|l| l.strip_prefix("data: "))
-            .last()
+            .next_back()
             .unwrap(),
     )
     .unwrap();
