@@ -469,3 +469,35 @@ async fn reasoning_round_trips_through_a_chat_upstream() {
         .collect();
     assert_eq!(roles, ["user", "assistant", "tool", "user"], "{sent}");
 }
+
+/// An upstream that dies mid-stream ends the Responses stream in
+/// `response.failed`, never in a clean completion.
+#[tokio::test]
+async fn an_upstream_dying_mid_stream_ends_in_response_failed() {
+    let up = mock().await;
+    let gw = simple(&up, "").await;
+    let r = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "cut-stream", "input": "hi", "stream": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let types: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(types.first(), Some(&"response.created"), "{text}");
+    assert_eq!(types.last(), Some(&"response.failed"), "{text}");
+    assert!(!types.contains(&"response.completed"), "{text}");
+    let last: Value = serde_json::from_str(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .next_back()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["response"]["status"], "failed", "{last}");
+    assert!(last["response"]["error"]["message"].is_string(), "{last}");
+}
