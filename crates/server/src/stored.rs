@@ -146,3 +146,66 @@ async fn purge(store: Arc<Store>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llm_link_gateway::identity::KeyEntry;
+
+    fn key(id: i64, user_id: Option<i64>) -> Principal {
+        Principal {
+            key: Some(Arc::new(KeyEntry {
+                id,
+                name: format!("k{id}"),
+                user_id,
+                models: None,
+                expires_at: None,
+                revoked: false,
+                limits: Default::default(),
+            })),
+            user: None,
+        }
+    }
+
+    fn row(id: &str, owner: Option<String>, expires_at: i64) -> ResponseRow {
+        ResponseRow {
+            id: id.into(),
+            owner,
+            model: "m".into(),
+            previous_response_id: None,
+            affinity: None,
+            input_items: "[]".into(),
+            response: "{}".into(),
+            created_at: 0,
+            expires_at,
+        }
+    }
+
+    /// A stored response is its creator's: another key does not see it,
+    /// a caller without identity sees only unowned ones, and an expired
+    /// one is gone for everybody.
+    #[tokio::test]
+    async fn only_the_owner_sees_a_stored_response() {
+        let s = Stored::new(Duration::from_secs(60), None);
+        let a = key(1, None);
+        let b = key(2, None);
+        let far = now_ms() + 60_000;
+        s.save(row("resp_a", owner_of(&a), far));
+        s.save(row("resp_open", None, far));
+        s.save(row("resp_old", owner_of(&a), now_ms() - 1));
+        assert!(s.load(&a, "resp_a").await.unwrap().is_some());
+        assert!(s.load(&b, "resp_a").await.unwrap().is_none());
+        assert!(s
+            .load(&Principal::default(), "resp_a")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s.load(&b, "resp_open").await.unwrap().is_some());
+        assert!(s.load(&a, "resp_old").await.unwrap().is_none());
+        s.delete("resp_a").await.unwrap();
+        assert!(s.load(&a, "resp_a").await.unwrap().is_none());
+        // A key of a user belongs to the user: the user's other keys see it.
+        assert_eq!(owner_of(&key(3, Some(9))).as_deref(), Some("user:9"));
+        assert_eq!(owner_of(&key(4, Some(9))), owner_of(&key(3, Some(9))));
+    }
+}
