@@ -325,22 +325,23 @@ pub async fn read_limited(
     let mut buf = BytesMut::new();
     let until = tokio::time::Instant::now() + cfg.timeouts.total;
     loop {
-        let next = tokio::time::timeout(cfg.timeouts.idle, stream.next());
-        match tokio::time::timeout_at(until, next).await {
-            Err(_) => {
+        // One timer per read: the sooner of the idle and total deadlines.
+        let idle_at = tokio::time::Instant::now() + cfg.timeouts.idle;
+        match tokio::time::timeout_at(idle_at.min(until), stream.next()).await {
+            Err(_) if idle_at >= until => {
                 return Err(ApiError::Timeout(format!(
                     "provider `{}` did not finish its answer within {}s",
                     cfg.name,
                     cfg.timeouts.total.as_secs_f64()
                 )))
             }
-            Ok(Err(_)) => {
+            Err(_) => {
                 return Err(ApiError::Timeout(format!(
                     "provider `{}` stalled while sending its answer",
                     cfg.name
                 )))
             }
-            Ok(Ok(None)) => {
+            Ok(None) => {
                 // A body that came in one piece is passed on without a copy.
                 return Ok(match first {
                     Some(b) if buf.is_empty() => b,
@@ -353,14 +354,14 @@ pub async fn read_limited(
                     None => buf.freeze(),
                 });
             }
-            Ok(Ok(Some(Err(e)))) => {
+            Ok(Some(Err(e))) => {
                 tracing::warn!(provider = %cfg.name, error = %e, "upstream body failed");
                 return Err(ApiError::BadGateway(format!(
                     "provider `{}` broke off its answer",
                     cfg.name
                 )));
             }
-            Ok(Ok(Some(Ok(chunk)))) => {
+            Ok(Some(Ok(chunk))) => {
                 let have = buf.len() + first.as_ref().map_or(0, Bytes::len);
                 if have + chunk.len() > limit {
                     return Err(ApiError::BadGateway(format!(

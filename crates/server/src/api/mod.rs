@@ -239,6 +239,7 @@ pub struct Translated<'a> {
 }
 
 /// A parsed chat-like body and the model it names.
+#[derive(Clone, Copy)]
 pub struct ChatBody<'a> {
     pub obj: &'a RawObject<'a>,
     pub body: &'a Bytes,
@@ -277,16 +278,20 @@ impl Translated<'_> {
 /// a chat-like request: plans, checks and (when needed) decodes the body,
 /// runs the plan, and answers in the surface's shape — a forwarded answer
 /// as it came, a translated one through `whole` or `streamed`.
-pub async fn serve_chat(
-    st: &crate::state::AppState,
-    (headers, who): (&HeaderMap, &Principal),
-    req: ChatBody<'_>,
-    reader: &ChatReader,
-    whole: impl FnOnce(ChatResponse, &Translated<'_>) -> Response,
-    streamed: impl FnOnce(EventStream, &Translated<'_>) -> Response,
-) -> Result<Response, ApiError> {
-    let decode = || (reader.decode)(req.obj, req.body);
-    serve_chat_with(st, (headers, who), &req, reader, decode, whole, streamed).await
+///
+/// Not an `async fn` of its own: it hands back [`serve_chat_with`]'s
+/// future, so the request path carries one future less (each layer is a
+/// copy of the state below it).
+pub fn serve_chat<'a>(
+    st: &'a crate::state::AppState,
+    hw: (&'a HeaderMap, &'a Principal),
+    req: ChatBody<'a>,
+    reader: &'a ChatReader,
+    whole: impl FnOnce(ChatResponse, &Translated<'_>) -> Response + 'a,
+    streamed: impl FnOnce(EventStream, &Translated<'_>) -> Response + 'a,
+) -> impl std::future::Future<Output = Result<Response, ApiError>> + 'a {
+    let decode = move || (reader.decode)(req.obj, req.body);
+    serve_chat_with(st, hw, req, reader, decode, whole, streamed)
 }
 
 /// As [`serve_chat`], with the full decode given as `decode` (a surface
@@ -295,7 +300,7 @@ pub async fn serve_chat(
 pub async fn serve_chat_with(
     st: &crate::state::AppState,
     (headers, who): (&HeaderMap, &Principal),
-    req: &ChatBody<'_>,
+    req: ChatBody<'_>,
     reader: &ChatReader,
     decode: impl FnOnce() -> Result<ChatRequest, DecodeError>,
     whole: impl FnOnce(ChatResponse, &Translated<'_>) -> Response,

@@ -311,7 +311,7 @@ async fn create(
     let r = super::serve_chat_with(
         &st,
         (&headers, &who),
-        &req,
+        req,
         &RESPONSES,
         decode,
         whole,
