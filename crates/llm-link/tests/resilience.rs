@@ -854,3 +854,51 @@ async fn an_unanswered_request_is_resent_only_as_a_retry_attempt() {
         }
     }
 }
+
+/// Issue 17: an upstream 429 is never a breaker failure. A lone provider
+/// that answers 429 every time keeps answering 429 with `Retry-After` (its
+/// key cools, then is tried again), never 503 "circuit open", and its
+/// breaker stays closed.
+#[tokio::test]
+async fn repeated_upstream_429s_stay_429_and_never_open_the_breaker() {
+    let u = up("busy", Mode::Ok).await;
+    u.m.key_status.lock().unwrap().insert("k1".into(), 429);
+    let gw = gateway(config_from(
+        &format!(
+            "[[providers]]\nname = \"busy\"\nkind = \"openai-compatible\"\nbase_url = \"{}\"\napi_key = \"k1\"\nmodels = [\"m\"]\nbreaker = {{ failures = 2, cooldown = \"60s\" }}\n",
+            u.base
+        ),
+        &[],
+    ))
+    .await;
+    for i in 0..12 {
+        let r = gw.post("/v1/chat/completions", chat()).await;
+        assert_eq!(r.status(), 429, "request {i}");
+        let after: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=30).contains(&after),
+            "request {i}: Retry-After {after}"
+        );
+    }
+    let status: Value = gw
+        .client
+        .get(format!("{}/api/routing", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p = status["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "busy")
+        .cloned()
+        .unwrap();
+    assert_eq!(p["breaker"], "closed", "{status}");
+}
