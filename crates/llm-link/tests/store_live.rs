@@ -402,3 +402,42 @@ async fn refused_keys_are_recorded(engine: Engine) {
     assert_eq!(a["entries"][0]["action"], "provider_key.auto_disable");
     assert_eq!(a["entries"][0]["actor"], "llm-link");
 }
+
+both!(the_responses_setting_of_a_stored_provider);
+/// A database provider's `responses` setting: an `openai` provider serves
+/// the Responses API itself by default (forwarded to `/responses`); set to
+/// false it gets Chat Completions instead; null goes back to the default.
+async fn the_responses_setting_of_a_stored_provider(engine: Engine) {
+    let Some(db) = TestDb::on(engine).await else {
+        return;
+    };
+    let up = mock().await;
+    let key = MasterKey::generate();
+    let (store, layer) = db.open(&key).await;
+    let gw = store_common::gateway(config_from("", &[]), store.clone(), layer).await;
+    let admin = Admin::new(&gw);
+    let (s, p) = admin
+        .post(
+            "/api/providers",
+            json!({"name": "oa", "kind": "openai", "base_url": format!("{}/v1", up.base),
+                   "api_key": "sk-responses-test-1111", "models": ["gpt-x"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(p["responses"], true, "{p}");
+    let ask = || json!({"model": "gpt-x", "input": "hi", "store": false});
+    assert_eq!(gw.post("/v1/responses", ask()).await.status(), 200);
+    assert_eq!(up.last().path, "/v1/responses");
+    let (s, p) = admin
+        .put("/api/providers/oa", json!({"responses": false}))
+        .await;
+    assert_eq!((s, &p["responses"]), (200, &json!(false)), "{p}");
+    assert_eq!(gw.post("/v1/responses", ask()).await.status(), 200);
+    assert_eq!(up.last().path, "/v1/chat/completions");
+    let (_, p) = admin
+        .put("/api/providers/oa", json!({"responses": null}))
+        .await;
+    assert_eq!(p["responses"], true, "{p}");
+    assert_eq!(gw.post("/v1/responses", ask()).await.status(), 200);
+    assert_eq!(up.last().path, "/v1/responses");
+}

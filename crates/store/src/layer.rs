@@ -112,6 +112,7 @@ pub fn provider_config(
             max_concurrency: limit(p.max_concurrency),
             rpm_limit: limit(p.rpm_limit),
             tpm_limit: limit(p.tpm_limit),
+            responses: p.responses,
             ..ProviderMeta::default()
         },
     })

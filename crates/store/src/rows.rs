@@ -16,6 +16,7 @@ pub(crate) trait Get {
     fn text(&self, c: &str) -> Result<String>;
     fn opt_text(&self, c: &str) -> Result<Option<String>>;
     fn boolean(&self, c: &str) -> Result<bool>;
+    fn opt_bool(&self, c: &str) -> Result<Option<bool>>;
     fn opt_f64(&self, c: &str) -> Result<Option<f64>>;
 }
 
@@ -36,6 +37,9 @@ macro_rules! impl_get {
             }
             fn boolean(&self, c: &str) -> Result<bool> {
                 Ok(self.try_get::<bool, _>(c)?)
+            }
+            fn opt_bool(&self, c: &str) -> Result<Option<bool>> {
+                Ok(self.try_get::<Option<bool>, _>(c)?)
             }
             fn opt_f64(&self, c: &str) -> Result<Option<f64>> {
                 Ok(self.try_get::<Option<f64>, _>(c)?)
@@ -86,11 +90,13 @@ pub struct ProviderRow {
     pub tpm_limit: Option<i64>,
     /// Ciphertext of a JSON object of extra upstream headers.
     pub headers: Option<String>,
+    /// Serves the Responses API itself; `None`: as the kind says.
+    pub responses: Option<bool>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const PROVIDER_COLS: &str = "id, name, kind, base_url, description, enabled, priority, weight, models, default_model, forward_any_model, passthrough, key_usage_mode, connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms, max_concurrency, rpm_limit, tpm_limit, headers, created_at, updated_at";
+const PROVIDER_COLS: &str = "id, name, kind, base_url, description, enabled, priority, weight, models, default_model, forward_any_model, passthrough, key_usage_mode, connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms, max_concurrency, rpm_limit, tpm_limit, headers, responses, created_at, updated_at";
 
 fn provider(r: &impl Get) -> Result<ProviderRow> {
     Ok(ProviderRow {
@@ -113,6 +119,7 @@ fn provider(r: &impl Get) -> Result<ProviderRow> {
         max_concurrency: r.opt_i64("max_concurrency")?,
         rpm_limit: r.opt_i64("rpm_limit")?,
         tpm_limit: r.opt_i64("tpm_limit")?,
+        responses: r.opt_bool("responses")?,
         headers: r.opt_text("headers")?,
         created_at: r.i64("created_at")?,
         updated_at: r.i64("updated_at")?,
@@ -343,6 +350,7 @@ macro_rules! bind_provider {
             .bind($p.rpm_limit)
             .bind($p.tpm_limit)
             .bind(&$p.headers)
+            .bind($p.responses)
     };
 }
 
@@ -845,9 +853,9 @@ mod tests {
              cooling_until = $6, last_error = $7, last_error_at = $8, last_used_at = $9, updated_at = $10 \
              WHERE id = $11"
         );
-        assert!(insert_sql("providers", PROVIDER_COLS).ends_with("$20, $21) RETURNING id"));
+        assert!(insert_sql("providers", PROVIDER_COLS).ends_with("$21, $22) RETURNING id"));
         assert!(update_sql("providers", PROVIDER_COLS, &[])
-            .ends_with("headers = $19, updated_at = $20 WHERE id = $21"));
+            .ends_with("responses = $20, updated_at = $21 WHERE id = $22"));
         assert!(insert_sql("llm_models", MODEL_COLS).ends_with("$20, $21) RETURNING id"));
         assert!(update_sql("llm_models", MODEL_COLS, &[])
             .ends_with("tpm_limit = $19, updated_at = $20 WHERE id = $21"));

@@ -101,6 +101,9 @@ pub struct ProviderBody {
     default_model: Option<Option<String>>,
     forward_any_model: Option<bool>,
     passthrough: Option<bool>,
+    /// Serves the Responses API itself; null: as the kind says.
+    #[serde(default, deserialize_with = "nullable")]
+    responses: Option<Option<bool>>,
     #[serde(alias = "key_strategy")]
     key_usage_mode: Option<String>,
     timeouts: Option<TimeoutsIn>,
@@ -166,6 +169,7 @@ fn empty_row() -> ProviderRow {
         rpm_limit: None,
         tpm_limit: None,
         headers: None,
+        responses: None,
         created_at: now,
         updated_at: now,
     }
@@ -310,6 +314,7 @@ fn apply(
         &mut row.forward_any_model,
     );
     c.copy("passthrough", b.passthrough, &mut row.passthrough);
+    c.copy("responses", b.responses, &mut row.responses);
     c.check(
         "key_usage_mode",
         b.key_usage_mode.as_deref(),
@@ -465,6 +470,7 @@ fn provider_json(db: &DbLayer, store: &Store, p: &ProviderRow, keys: &[KeyRow]) 
         "default_model": p.default_model,
         "forward_any_model": p.forward_any_model,
         "passthrough": p.passthrough,
+        "responses": p.responses.unwrap_or_else(|| presets::find(&p.kind).is_some_and(|pr| pr.responses_api)),
         "key_usage_mode": p.key_usage_mode,
         "timeouts": timeouts_json(p.connect_timeout_ms, p.first_byte_timeout_ms, p.idle_timeout_ms),
         "limits": {"max_concurrency": p.max_concurrency, "rpm": p.rpm_limit, "tpm": p.tpm_limit},
@@ -515,6 +521,7 @@ fn base_json(composed: Option<&Config>, p: &ProviderConfig) -> Value {
         "default_model": p.default_model,
         "forward_any_model": p.forward_any_model,
         "passthrough": p.passthrough,
+        "responses": p.meta.responses.unwrap_or(p.preset.responses_api),
         "key_usage_mode": p.meta.key_usage,
         "timeouts": timeouts_json(ms(p.timeouts.connect), ms(p.timeouts.first_byte), ms(p.timeouts.idle)),
         "limits": {"max_concurrency": p.meta.max_concurrency, "rpm": p.meta.rpm_limit, "tpm": p.meta.tpm_limit},

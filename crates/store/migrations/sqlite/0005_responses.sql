@@ -1,5 +1,6 @@
 -- llm-link storage, schema 5 (SQLite): Responses API objects kept for
--- `previous_response_id`, `GET /v1/responses/{id}` and its input items.
+-- `previous_response_id`, `GET /v1/responses/{id}` and its input items, and
+-- each provider's `responses` setting.
 --
 -- * Only requests with `store: true` (the API's default) are kept, until
 --   `expires_at` (ms; 30 days unless --responses-ttl says otherwise).
@@ -23,3 +24,8 @@ CREATE TABLE responses (
 );
 
 CREATE INDEX responses_expires_at ON responses (expires_at);
+
+-- Whether a provider serves the Responses API itself (requests forwarded
+-- byte for byte to `{base_url}/responses`); NULL: as its kind says (on
+-- for `openai`).
+ALTER TABLE providers ADD COLUMN responses BOOLEAN;
