@@ -257,17 +257,32 @@ async fn create(
     }
     let id = new_id("resp_");
     let created = now_secs();
-    let keep = rr.store.then(|| ToStore {
+    let encrypted = rr
+        .input_items
+        .iter()
+        .filter(|i| i.get("encrypted_content").is_some_and(Value::is_string))
+        .count();
+    let ResponsesRequest {
+        chat,
+        store,
+        previous_response_id,
+        input_items,
+        echo,
+        ..
+    } = rr;
+    let keep = store.then(|| ToStore {
         st: st.clone(),
         owner: crate::stored::owner_of(&who),
         model: model.clone(),
-        previous: rr.previous_response_id.clone(),
-        input_items: rr.input_items.clone(),
+        previous: previous_response_id,
+        input_items,
     });
-    let echo = rr.echo.clone();
+    // Exactly one of the two answers below runs: they share what it needs
+    // instead of each holding a copy.
+    let once = std::sync::Mutex::new(Some((id, echo, keep)));
     let req = super::ChatBody::new(&body, &obj, &model);
-    let (id2, echo2) = (id.clone(), echo.clone());
-    let whole = move |mut resp: ChatResponse, t: &super::Translated<'_>| {
+    let whole = |mut resp: ChatResponse, t: &super::Translated<'_>| {
+        let (id, echo, keep) = take(&once);
         if resp.model.is_empty() {
             resp.model = t.model.to_string();
         }
@@ -277,26 +292,14 @@ async fn create(
         }
         t.json(&v)
     };
-    let keep_stream = rr.store.then(|| ToStore {
-        st: st.clone(),
-        owner: crate::stored::owner_of(&who),
-        model: model.clone(),
-        previous: rr.previous_response_id.clone(),
-        input_items: rr.input_items.clone(),
-    });
-    let streamed = move |events, t: &super::Translated<'_>| {
+    let streamed = |events, t: &super::Translated<'_>| {
+        let (id, echo, keep) = take(&once);
         let enc = Encoder {
-            inner: StreamEncoder::new(id2, t.model.to_string(), created, echo2),
-            keep: keep_stream,
+            inner: StreamEncoder::new(id, t.model.to_string(), created, echo),
+            keep,
         };
         t.stream(super::encode_events(events, enc), "text/event-stream")
     };
-    let encrypted = rr
-        .input_items
-        .iter()
-        .filter(|i| i.get("encrypted_content").is_some_and(Value::is_string))
-        .count();
-    let chat = rr.chat;
     // Runs only when a target translates: reasoning a Responses host
     // encrypted for itself cannot go with it.
     let decode = move || {
@@ -318,6 +321,11 @@ async fn create(
         streamed,
     );
     Ok(r.await?)
+}
+
+/// What `m` holds, taken (the default once taken).
+fn take<T: Default>(m: &std::sync::Mutex<Option<T>>) -> T {
+    m.lock().ok().and_then(|mut g| g.take()).unwrap_or_default()
 }
 
 /// The Responses event stream, which stores the final object when the
