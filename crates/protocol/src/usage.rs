@@ -613,6 +613,84 @@ data: {\"type\":\"message_stop\"}\n\n";
         assert_eq!(s.usage().map(|u| u.completion_tokens), Some(2));
     }
 
+    /// What the Responses encoder writes, the meter reads: a stream in any
+    /// pieces, a whole answer, and a failed stream as an error.
+    #[test]
+    fn responses_encoder_output_is_read_back() {
+        use crate::ir::{
+            ChatChunk, ChatResponse, Choice, ChoiceDelta, FinishReason, Message, Role, StreamError,
+        };
+        use crate::responses::{encode_response, stream::StreamEncoder};
+        let usage = Usage {
+            prompt_tokens: 12,
+            completion_tokens: 7,
+            cached_tokens: Some(3),
+            reasoning_tokens: None,
+        };
+        let mut enc = StreamEncoder::new("resp_1".into(), "m".into(), 1, Default::default());
+        let mut bytes = enc.start().to_vec();
+        let text = ChatChunk {
+            choices: vec![ChoiceDelta {
+                content: Some("usage \"input_tokens\":99 response.completed".into()),
+                ..ChoiceDelta::default()
+            }],
+            ..ChatChunk::default()
+        };
+        let end = ChatChunk {
+            choices: vec![ChoiceDelta {
+                finish_reason: Some(FinishReason::Stop),
+                ..ChoiceDelta::default()
+            }],
+            usage: Some(usage),
+            ..ChatChunk::default()
+        };
+        for c in [&text, &end] {
+            if let Some(b) = enc.encode(c) {
+                bytes.extend_from_slice(&b);
+            }
+        }
+        bytes.extend_from_slice(&enc.finish());
+        // An unknown count is written as 0, and read back so.
+        let want = Usage {
+            reasoning_tokens: Some(0),
+            ..usage
+        };
+        for split in [1, 7, 64, bytes.len()] {
+            let mut s = UsageScanner::new(Format::Responses);
+            for piece in bytes.chunks(split) {
+                s.feed(piece);
+            }
+            s.finish();
+            assert_eq!(s.usage(), Some(want), "{split}");
+            assert!(!s.saw_error());
+        }
+        let resp = ChatResponse {
+            id: String::new(),
+            model: "m".into(),
+            created: 1,
+            choices: vec![Choice {
+                index: 0,
+                message: Message::text(Role::Assistant, "x"),
+                finish_reason: Some(FinishReason::Stop),
+            }],
+            usage: Some(usage),
+            system_fingerprint: None,
+        };
+        let whole = encode_response(&resp, "resp_1", 1, &Default::default());
+        assert_eq!(
+            from_body(Format::Responses, whole.to_string().as_bytes()),
+            Some(want)
+        );
+        let mut enc = StreamEncoder::new("resp_2".into(), "m".into(), 1, Default::default());
+        let failed = enc.error(&StreamError {
+            message: "x".into(),
+            kind: "y".into(),
+        });
+        let mut s = UsageScanner::new(Format::Responses);
+        s.feed(&failed);
+        assert!(s.saw_error());
+    }
+
     #[test]
     fn responses_bodies() {
         let u = from_body(

@@ -18,8 +18,9 @@
 //! - [`stream::StreamEncoder`] writes the event stream (`response.created`
 //!   … `response.completed`), and keeps the final object for storage.
 //! - [`error_body`]: errors take OpenAI's error body.
-//! - Usage of a Responses answer forwarded as is is read by
-//!   [`crate::usage`] with `Format::Responses`.
+//! - Usage of a Responses answer forwarded as is is read by the usage
+//!   module's scanner with `Format::Responses` (it depends on this module,
+//!   not the other way round).
 //!
 //! # Mapping rules
 //! - `instructions` becomes a leading system message; `developer` and

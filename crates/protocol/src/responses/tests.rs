@@ -1029,49 +1029,6 @@ fn error_mid_stream_fails_the_response() {
     );
 }
 
-#[test]
-fn recorded_stream_usage_is_scanned() {
-    use crate::usage::{Format, UsageScanner};
-    let mut enc = encoder(echo());
-    let bytes = run(
-        &mut enc,
-        &chunks(vec![
-            text_chunk(Some("usage \"input_tokens\":99 response.completed"), None),
-            end_chunk(FinishReason::Stop, Some(USAGE)),
-        ]),
-    );
-    for split in [1, 7, 64, bytes.len()] {
-        let mut s = UsageScanner::new(Format::Responses);
-        for piece in bytes.chunks(split) {
-            s.feed(piece);
-        }
-        s.finish();
-        // An unknown count is written as 0, and read back so.
-        let want = Usage {
-            reasoning_tokens: Some(0),
-            ..USAGE
-        };
-        assert_eq!(s.usage(), Some(want), "{split}");
-        assert!(!s.saw_error());
-    }
-    let whole = encode_response(&answer("x", None, &[]), "resp_1", 1, &echo());
-    assert_eq!(
-        crate::usage::from_body(Format::Responses, whole.to_string().as_bytes()),
-        Some(Usage {
-            reasoning_tokens: Some(0),
-            ..USAGE
-        })
-    );
-    let mut enc = encoder(echo());
-    let failed = enc.error(&StreamError {
-        message: "x".into(),
-        kind: "y".into(),
-    });
-    let mut s = UsageScanner::new(Format::Responses);
-    s.feed(&failed);
-    assert!(s.saw_error());
-}
-
 /// Cuts `text` into pieces at the given byte fractions (on char boundaries).
 fn pieces(text: &str, cuts: &[usize]) -> Vec<String> {
     let mut at: Vec<usize> = cuts
