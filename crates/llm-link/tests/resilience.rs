@@ -160,6 +160,27 @@ async fn up(name: &'static str, mode: Mode) -> Up {
     }
 }
 
+/// `GET /api/routing` and the entry of provider `name` in it.
+async fn routing_status(gw: &Gateway, name: &str) -> (Value, Value) {
+    let status: Value = gw
+        .client
+        .get(format!("{}/api/routing", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = status["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap();
+    (status, entry)
+}
+
 fn chat() -> Value {
     json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
 }
@@ -286,22 +307,7 @@ models = ["m"]
         assert!(route.starts_with("dead/m=skipped"), "{route}");
     }
     assert_eq!(dead.m.hits.load(Ordering::SeqCst), hits);
-    let status: Value = gw
-        .client
-        .get(format!("{}/api/routing", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let d = status["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "dead")
-        .cloned()
-        .unwrap();
+    let (status, d) = routing_status(&gw, "dead").await;
     assert_eq!(d["breaker"], "open", "{status}");
 
     // It comes back; after the cooldown a probe gets through and closes it.
@@ -884,21 +890,6 @@ async fn repeated_upstream_429s_stay_429_and_never_open_the_breaker() {
             "request {i}: Retry-After {after}"
         );
     }
-    let status: Value = gw
-        .client
-        .get(format!("{}/api/routing", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let p = status["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "busy")
-        .cloned()
-        .unwrap();
+    let (status, p) = routing_status(&gw, "busy").await;
     assert_eq!(p["breaker"], "closed", "{status}");
 }
